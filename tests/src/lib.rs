@@ -1,0 +1,1 @@
+//! Integration-test support for zc-trace; the tests live in tests/.

@@ -1,0 +1,125 @@
+//! Shared helpers for the privileged integration tests.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+};
+
+/// The zc-trace binary under test: `ZC_TRACE_BIN` (set by `cargo xtask test`), else the
+/// workspace's debug build.
+pub fn zc_trace() -> PathBuf {
+    if let Some(p) = std::env::var_os("ZC_TRACE_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/zc-trace");
+    assert!(p.exists(), "{} missing: run `cargo xtask test`", p.display());
+    p
+}
+
+pub fn exact_io() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zc-exact-io"))
+}
+
+/// True when the test may go on. Privileged tests need root; in CI (CI=true) not having it is
+/// a failure, never a silent skip. Elsewhere the skip is printed.
+pub fn privileged(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs root to load eBPF programs, and CI must run it");
+    }
+    eprintln!("SKIPPED {test}: needs root (run `sudo cargo xtask test`)");
+    false
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("zc-trace-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    /// A file of `size` pseudo-random bytes.
+    pub fn file(&self, name: &str, size: usize) -> PathBuf {
+        let path = self.0.join(name);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs zc-trace to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(zc_trace()).args(args).output().expect("running zc-trace")
+}
+
+/// Parses stdout as JSON, with the whole output in the panic message when it is not.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}); status {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Starts zc-trace and returns once it says it is attached (its stderr line), with the
+/// stderr lines read so far.
+pub fn start_attached(args: &[&str]) -> (Child, Vec<String>) {
+    let mut child = Command::new(zc_trace())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting zc-trace");
+    let mut lines = Vec::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let mut out = String::new();
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            panic!("zc-trace ended before attaching: {lines:?} {out}");
+        }
+        let attached = line.contains("attached");
+        lines.push(line);
+        if attached {
+            break;
+        }
+    }
+    child.stderr = Some(stderr.into_inner());
+    (child, lines)
+}
+
+/// The number of calls to `name` in a `syscalls --json` report (0 when absent: the report
+/// leaves out syscalls that were never made, and the probe was attached).
+pub fn calls(report: &serde_json::Value, name: &str) -> u64 {
+    report["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .map_or(0, |r| r["calls"].as_u64().unwrap())
+}

@@ -1,0 +1,107 @@
+//! Developer and CI entry points. `cargo xtask <command>`; every command that needs the eBPF
+//! toolchain installs it first (see `setup`), so a fresh machine needs nothing but stable Rust.
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "zc-trace's build, test and lab entry points")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building the eBPF programs needs: nightly + rust-src, LLVM 22, bpf-linker.
+    Setup,
+    /// Set up, then build the release zc-trace binary (eBPF programs embedded).
+    Build,
+    /// Set up, build, then run the unit tests and the privileged integration tests.
+    Test {
+        /// Extra arguments for the test harness (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, then run the lab: built-in workloads, traced, in one table.
+    Lab {
+        /// Arguments passed to `zc-trace lab`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("xtask: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match cli.command {
+        Cmd::Setup => setup::ensure(),
+        Cmd::Build => {
+            setup::ensure()?;
+            build(&root, true).map(drop)
+        }
+        Cmd::Test { args } => {
+            setup::ensure()?;
+            test(&root, &args)
+        }
+        Cmd::Lab { args } => {
+            setup::ensure()?;
+            let bin = build(&root, true)?;
+            let status = Command::new(&bin).arg("lab").args(&args).status()?;
+            if !status.success() {
+                bail!("zc-trace lab failed ({status})");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A cargo command that must embed real eBPF programs (no placeholder fallback).
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(args).env("ZC_TRACE_REQUIRE_EBPF", "1").env("PATH", setup::path_with_cargo_bin());
+    cmd
+}
+
+fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
+    let mut args = vec!["build", "--package", "zc-trace", "--bins"];
+    if release {
+        args.push("--release");
+    }
+    run_cmd(cargo(&args))?;
+    Ok(root.join("target").join(if release { "release" } else { "debug" }).join("zc-trace"))
+}
+
+fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let bin = build(root, false)?;
+    // Privileged tests share kernel state (attached programs, the tracer's own syscalls):
+    // one at a time, as aya's own integration tests do.
+    let mut cmd = cargo(&["test"]);
+    cmd.env("ZC_TRACE_BIN", &bin).arg("--").arg("--test-threads=1").args(extra);
+    run_cmd(cmd)
+}
+
+fn run_cmd(mut cmd: Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", cmd.get_program());
+    }
+    Ok(())
+}

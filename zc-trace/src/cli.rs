@@ -1,0 +1,198 @@
+//! The command line. Values are validated here, with messages that say what to type instead,
+//! so that every later stage can trust them.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zc-trace",
+    version,
+    about = "Measures where a program's bytes get copied: CPU copies, zero-copy page moves, DMA and mode switches",
+    after_help = "Needs CAP_BPF and CAP_PERFMON (or root). Exit codes: 0 ok, 1 failure, 2 bad usage, \
+                  3 missing privileges, 4 no such target, 5 kernel cannot do it; in spawn mode the \
+                  command's own status."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what this kernel allows: BTF, lockdown, each attach kind, each copy-site function.
+    #[command(after_help = "EXAMPLES:\n    zc-trace doctor\n    zc-trace doctor --json\n    zc-trace doctor --json doctor.json")]
+    Doctor(DoctorArgs),
+    /// Count system calls (and the mode switches they cost) of one process, in the kernel.
+    #[command(after_help = "EXAMPLES:\n    zc-trace syscalls -- dd if=/etc/hostname of=/dev/null\n    \
+                            zc-trace syscalls -p 1234 -d 5s\n    zc-trace syscalls --json -p 1234 -d 500ms")]
+    Syscalls(SyscallsArgs),
+    /// Run the built-in workloads, one per strategy, trace each, and compare them.
+    #[command(after_help = "EXAMPLES:\n    zc-trace lab\n    zc-trace lab --size 8MiB --chunk 4KiB\n    \
+                            zc-trace lab --strategies read-write,sendfile --sink null --json lab.json")]
+    Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Size of the source file (random data, in a private temp directory).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub size: u64,
+    /// Bytes moved per system call (read/write size, sendfile/splice count, mapping size).
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    pub chunk: u64,
+    /// Comma-separated strategies to run (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(crate::workloads::Strategy))]
+    pub strategies: Vec<crate::workloads::Strategy>,
+    /// Where the bytes go: `file` (a file in the temp directory) or `null` (/dev/null).
+    #[arg(long, default_value = "file", value_parser = ["file", "null"])]
+    pub sink: String,
+    /// Exact byte counts instead of human units.
+    #[arg(long)]
+    pub raw: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyscallsArgs {
+    /// Trace this existing process (its PID as seen on this host).
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid, conflicts_with = "command")]
+    pub pid: Option<u32>,
+    /// Stop after this long (e.g. 10s, 500ms, 2m); default: until the process exits or Ctrl-C.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The command to start and trace from its first instruction (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// Print JSON instead of a table: to stdout, or to FILE when given.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub json: Option<PathBuf>,
+}
+
+/// A PID must be a positive integer; `0` means "no filter" in the kernel and is refused here.
+pub fn parse_pid(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!("`{s}` is not a PID: give a positive process id, e.g. -p 1234")),
+        Ok(pid) if pid > 4_194_304 => Err(format!(
+            "`{s}` is larger than any PID Linux hands out (4194304): check the number"
+        )),
+        Ok(pid) => Ok(pid),
+    }
+}
+
+/// Durations such as `10s`, `500ms`, `2m`. Zero and more than a day are refused: both are
+/// almost certainly typos, and a day-long trace should be a service, not a command.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("`{s}` is not a duration ({e}): write e.g. 10s, 500ms or 2m")
+    })?;
+    if d.is_zero() {
+        return Err(format!("duration `{s}` is zero: give a positive duration, e.g. 5s"));
+    }
+    if d > Duration::from_secs(86_400) {
+        return Err(format!("duration `{s}` is longer than a day: use at most 24h"));
+    }
+    Ok(d)
+}
+
+/// The largest source file the lab will create: bigger is a typo, not an experiment.
+pub const MAX_SIZE: u64 = 16 << 30;
+
+/// Byte sizes such as `64MiB`, `4KiB`, `1G`, `4096` (binary multiples: K = KiB = 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let bad = || format!("`{s}` is not a size: write e.g. 64MiB, 4KiB or 1048576");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n.checked_mul(1 << shift).filter(|&b| b <= MAX_SIZE).ok_or_else(|| {
+        format!("size `{s}` is larger than the lab's limit of 16GiB: choose a smaller size")
+    })?;
+    if bytes == 0 {
+        return Err(format!("size `{s}` is zero: give a positive size, e.g. 64MiB"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("4KiB").unwrap(), 4096);
+        assert_eq!(parse_size("4k").unwrap(), 4096);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+    }
+
+    #[test]
+    fn bad_sizes_say_what_to_type() {
+        for bad in ["0", "0MiB", "", "MiB", "12XB", "-4", "17GiB", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn bad_durations_say_what_to_type() {
+        for bad in ["", "5", "abc", "-1s", "0s", "25h"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("e.g.") || err.contains("at most"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn pids_must_be_positive_and_plausible() {
+        assert_eq!(parse_pid("1234").unwrap(), 1234);
+        assert!(parse_pid("0").is_err());
+        assert!(parse_pid("-5").is_err());
+        assert!(parse_pid("x").is_err());
+        assert!(parse_pid("99999999").is_err());
+    }
+
+    #[test]
+    fn syscalls_takes_either_a_pid_or_a_command() {
+        let cli = Cli::try_parse_from(["zc-trace", "syscalls", "-p", "7", "-d", "1s"]).unwrap();
+        let Command::Syscalls(args) = cli.command else { panic!() };
+        assert_eq!(args.pid, Some(7));
+        let cli = Cli::try_parse_from(["zc-trace", "syscalls", "--", "cat", "-n"]).unwrap();
+        let Command::Syscalls(args) = cli.command else { panic!() };
+        assert_eq!(args.command, ["cat", "-n"]);
+        assert!(Cli::try_parse_from(["zc-trace", "syscalls", "-p", "7", "--", "cat"]).is_err());
+    }
+
+    #[test]
+    fn json_without_a_path_means_stdout() {
+        let cli = Cli::try_parse_from(["zc-trace", "doctor", "--json"]).unwrap();
+        let Command::Doctor(args) = cli.command else { panic!() };
+        assert_eq!(args.output.json.unwrap().to_str(), Some("-"));
+    }
+}

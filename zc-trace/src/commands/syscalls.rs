@@ -1,0 +1,88 @@
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cli::SyscallsArgs,
+    exit::Fatal,
+    kernel::{self, KernelInfo},
+    loader::Settings,
+    output, privileges,
+    report::{SyscallReport, TargetInfo},
+    session::Session,
+    target::{Ended, Target},
+};
+
+pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
+    if let Some(path) = &args.output.json {
+        output::check_writable(path)?;
+    }
+    if args.pid.is_none() && args.command.is_empty() {
+        return Err(Fatal::usage("nothing to trace: give -p PID or a command after `--`").into());
+    }
+    privileges::require_tracing()?;
+    // Fork before anything else: the child must be forked while we are single-threaded and
+    // before our private mount namespace exists.
+    let mut target = match args.pid {
+        Some(pid) => Target::existing(pid)?,
+        None => Target::spawn_held(&args.command)?,
+    };
+    kernel::prepare_pseudo_filesystems();
+    super::runtime()?.block_on(trace(args, &mut target))
+}
+
+async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
+    let session = Session::attach(Settings { filter_tgid: Some(target.pid) })?;
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    target.release()?;
+    eprintln!("zc-trace: attached; tracing PID {} ({}). Ctrl-C to stop.", target.pid, target.comm);
+    let started = Instant::now();
+    let ended = tokio::select! {
+        ended = target.ended() => Some(ended?),
+        () = sleep_or_forever(args.duration) => None,
+        _ = sigint.recv() => None,
+        _ = sigterm.recv() => None,
+    };
+    let duration_s = started.elapsed().as_secs_f64();
+
+    let counts = session.syscalls_of(target.pid)?;
+    let drops = session.drops()?;
+    let probes = session.probes().to_vec();
+    drop(session); // detach before printing: nothing stays attached longer than needed
+
+    let syscalls = SyscallReport::rows(&counts);
+    let exit_status = match ended {
+        Some(Ended::Child(code)) => Some(code),
+        _ => None,
+    };
+    let report = SyscallReport {
+        kernel: KernelInfo::read(),
+        probes,
+        target: TargetInfo {
+            pid: target.pid,
+            comm: target.comm.clone(),
+            spawned: target.is_spawned(),
+            exit_status,
+        },
+        total_calls: syscalls.iter().map(|r| r.calls).sum(),
+        total_mode_switches: syscalls.iter().map(|r| r.mode_switches).sum(),
+        syscalls,
+        evidence: SyscallReport::evidence(),
+        drops,
+        duration_s,
+    };
+    match &args.output.json {
+        Some(path) => output::write_json(path, &report)?,
+        None => print!("{}", report.render()),
+    }
+    Ok(exit_status.unwrap_or(0))
+}
+
+async fn sleep_or_forever(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

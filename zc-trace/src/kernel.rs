@@ -1,0 +1,102 @@
+//! Facts about the running kernel that every report carries, and the pseudo-filesystems that
+//! reading them needs.
+use std::{ffi::CString, fs, path::Path};
+
+use serde::Serialize;
+
+pub const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+const TRACEFS: &str = "/sys/kernel/tracing";
+const SECURITYFS: &str = "/sys/kernel/security";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelInfo {
+    pub release: String,
+    /// The active lockdown mode (`none`, `integrity`, `confidentiality`), or `null` when the
+    /// kernel has no lockdown LSM or securityfs could not be read.
+    pub lockdown: Option<String>,
+    pub btf: bool,
+}
+
+impl KernelInfo {
+    pub fn read() -> Self {
+        Self {
+            release: release(),
+            lockdown: fs::read_to_string(Path::new(SECURITYFS).join("lockdown"))
+                .ok()
+                .and_then(|s| parse_lockdown(&s)),
+            btf: Path::new(BTF_VMLINUX).exists(),
+        }
+    }
+}
+
+pub fn release() -> String {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return "unknown".into();
+    }
+    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `/sys/kernel/security/lockdown` reads like `none [integrity] confidentiality`: the
+/// bracketed word is the active mode.
+pub fn parse_lockdown(s: &str) -> Option<String> {
+    let start = s.find('[')? + 1;
+    let end = start + s[start..].find(']')?;
+    Some(s[start..end].to_string())
+}
+
+/// Makes tracefs and securityfs readable when the machine has not mounted them (minimal
+/// containers and VMs often do not). The mounts go into a private mount namespace of this
+/// process, so nothing is left mounted on the system and no other process sees them.
+///
+/// Must run before any thread is started (the namespace is per thread until then) and after
+/// a traced command has been forked, so the command keeps the system's namespace.
+pub fn prepare_pseudo_filesystems() {
+    let need_tracefs = !Path::new(TRACEFS).join("events").exists();
+    let need_securityfs = !Path::new(SECURITYFS).join("lockdown").exists()
+        && fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("securityfs"));
+    if !need_tracefs && !need_securityfs {
+        return;
+    }
+    // SAFETY: plain syscalls with valid, NUL-terminated arguments.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return;
+        }
+        // Stop our mounts from propagating back to the system's namespace.
+        let root = CString::new("/").unwrap();
+        libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null());
+    }
+    if need_tracefs {
+        mount("tracefs", TRACEFS);
+    }
+    if need_securityfs {
+        mount("securityfs", SECURITYFS);
+    }
+}
+
+fn mount(fstype: &str, target: &str) {
+    let (src, fstype, target) = (
+        CString::new("none").unwrap(),
+        CString::new(fstype).unwrap(),
+        CString::new(target).unwrap(),
+    );
+    // SAFETY: valid C strings; a failure only means the later read reports "unavailable".
+    unsafe {
+        libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockdown_mode_is_the_bracketed_word() {
+        assert_eq!(parse_lockdown("none [integrity] confidentiality\n").as_deref(), Some("integrity"));
+        assert_eq!(parse_lockdown("[none] integrity confidentiality").as_deref(), Some("none"));
+        assert_eq!(parse_lockdown("garbage"), None);
+    }
+}

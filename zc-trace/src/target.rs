@@ -1,0 +1,277 @@
+//! The process being traced: an existing PID, or a command that we start ourselves.
+//!
+//! A spawned command is forked first and held at a gate (a pipe it blocks on) until every probe
+//! is attached, so that its very first system call is counted; then it execs. Its end is watched
+//! through a pidfd, which cannot be confused with a recycled PID.
+use std::{
+    ffi::CString,
+    fs,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+use crate::exit::{ExitKind, Fatal};
+
+/// Linux's PF_KTHREAD: the task is a kernel thread (no user space to trace).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+#[derive(Debug)]
+pub struct Target {
+    pub pid: u32,
+    pub comm: String,
+    pidfd: OwnedFd,
+    spawned: Option<Gate>,
+}
+
+/// The write end of the gate pipe and the read end of the exec-error pipe of a held child.
+#[derive(Debug)]
+struct Gate {
+    go: Option<OwnedFd>,
+    exec_error: OwnedFd,
+}
+
+/// How the traced process ended, as far as we can know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Our child: its exit code, or 128 + the signal that killed it (as shells report it).
+    Child(i32),
+    /// Not our child: the kernel tells only that it is gone.
+    Gone,
+}
+
+impl Target {
+    /// An existing process, checked now so that a typo fails before anything is loaded.
+    pub fn existing(pid: u32) -> Result<Self, Fatal> {
+        let no_such = || {
+            Fatal::new(
+                ExitKind::NoTarget,
+                format!("no process with PID {pid}: check the number with `ps -p {pid}`"),
+            )
+        };
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| no_such())?;
+        let (comm, flags) = parse_stat(&stat).ok_or_else(no_such)?;
+        if flags & PF_KTHREAD != 0 {
+            return Err(Fatal::new(
+                ExitKind::NoTarget,
+                format!("PID {pid} ({comm}) is a kernel thread: it makes no system calls to trace; give a user process"),
+            ));
+        }
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| no_such())?;
+        if let Some(tgid) = status_field(&status, "Tgid:").filter(|&t| t != pid) {
+            return Err(Fatal::new(
+                ExitKind::NoTarget,
+                format!("{pid} is a thread of process {tgid}: trace the process with -p {tgid}"),
+            ));
+        }
+        let pidfd = pidfd_open(pid).map_err(|_| no_such())?;
+        Ok(Self { pid, comm, pidfd, spawned: None })
+    }
+
+    /// Forks `argv`, held before exec until [`Target::release`]. Call before any thread exists.
+    pub fn spawn_held(argv: &[String]) -> Result<Self, Fatal> {
+        let program = argv.first().ok_or_else(|| Fatal::usage("no command given after `--`"))?;
+        let not_runnable =
+            |why: &str| Fatal::new(ExitKind::NoTarget, format!("cannot run `{program}`: {why}"));
+        // Resolved here rather than by execvp in the child: execvp tries each PATH entry, and
+        // every failed attempt would show up as an execve in the traced command's counts.
+        let path = if program.contains('/') {
+            std::path::PathBuf::from(program)
+        } else {
+            find_in_path(program).ok_or_else(|| not_runnable("not found in PATH"))?
+        };
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Fatal::usage("arguments must not contain NUL bytes"))?;
+        let c_argv: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| Fatal::usage("arguments must not contain NUL bytes"))?;
+        let mut c_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|a| a.as_ptr()).collect();
+        c_ptrs.push(std::ptr::null());
+
+        let comm = path.file_name().map_or(program.clone(), |n| n.to_string_lossy().into_owned());
+        // SAFETY: async-signal-safe calls only; documented single-threaded precondition.
+        Self::fork_gated(&comm, |err_wr| unsafe {
+            libc::execv(c_path.as_ptr(), c_ptrs.as_ptr());
+            let errno = *libc::__errno_location();
+            libc::write(err_wr, errno.to_ne_bytes().as_ptr().cast(), 4);
+            127
+        })
+    }
+
+    /// Forks a child that runs `body` (named `comm` in the kernel) once released, then exits
+    /// with its return value. Call while single-threaded.
+    pub fn fork_held(comm: &str, body: impl FnOnce() -> i32) -> Result<Self, Fatal> {
+        Self::fork_gated(comm, |err_wr| {
+            // Nothing to report through the exec-error pipe: closing it lets release() return.
+            unsafe { libc::close(err_wr) };
+            let name = CString::new(comm.chars().take(15).collect::<String>()).unwrap_or_default();
+            // SAFETY: PR_SET_NAME takes a NUL-terminated string of at most 16 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+            body()
+        })
+    }
+
+    /// The gate: the child blocks reading a pipe until [`Target::release`] writes to it; a
+    /// second, close-on-exec pipe carries an exec failure back (or closes on success).
+    fn fork_gated(comm: &str, body: impl FnOnce(RawFd) -> i32) -> Result<Self, Fatal> {
+        let failed = |e: std::io::Error| Fatal::new(ExitKind::NoTarget, format!("cannot start `{comm}`: {e}"));
+        let (gate_rd, gate_wr) = pipe().map_err(failed)?;
+        let (err_rd, err_wr) = pipe().map_err(failed)?;
+        // SAFETY: single-threaded (documented precondition): the child may run any code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY: in the child; only our own fds are touched.
+            unsafe {
+                libc::close(gate_wr.as_raw_fd());
+                let mut byte = 0u8;
+                if libc::read(gate_rd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
+                    libc::_exit(127); // zc-trace gave up before attaching: do not run
+                }
+                libc::close(gate_rd.as_raw_fd());
+                let code = body(err_wr.as_raw_fd());
+                libc::_exit(code);
+            }
+        }
+        drop((gate_rd, err_wr));
+        let pid = pid as u32;
+        let pidfd = pidfd_open(pid).map_err(failed)?;
+        Ok(Self {
+            pid,
+            comm: comm.chars().take(15).collect(),
+            pidfd,
+            spawned: Some(Gate { go: Some(gate_wr), exec_error: err_rd }),
+        })
+    }
+
+    /// Lets a held child exec. Returns an error (and reaps the child) when exec failed.
+    pub fn release(&mut self) -> Result<(), Fatal> {
+        let Some(gate) = self.spawned.as_mut() else { return Ok(()) };
+        if let Some(go) = gate.go.take() {
+            // SAFETY: writing one byte from a valid buffer to our own pipe.
+            unsafe { libc::write(go.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+        }
+        let mut errno = [0u8; 4];
+        // Blocks until exec succeeded (the CLOEXEC write end closes: 0 bytes) or failed (errno).
+        let n = unsafe { libc::read(gate.exec_error.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
+        if n == 4 {
+            let err = std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+            reap(self.pid);
+            return Err(Fatal::new(ExitKind::NoTarget, format!("cannot run `{}`: {err}", self.comm)));
+        }
+        Ok(())
+    }
+
+    pub fn is_spawned(&self) -> bool {
+        self.spawned.is_some()
+    }
+
+    /// Resolves when the process has ended.
+    pub async fn ended(&self) -> std::io::Result<Ended> {
+        // SAFETY: the pidfd is owned by `self` and outlives this registration, which is
+        // dropped at the end of this function.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(self.pidfd.as_raw_fd(), tokio::io::Interest::READABLE)
+        }?;
+        // A pidfd becomes readable when the process exits.
+        let _ready = fd.readable().await?;
+        Ok(if self.is_spawned() { Ended::Child(reap(self.pid)) } else { Ended::Gone })
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // A child that was never released must not run the command: closing the gate (the
+        // taken fd is dropped at once) makes it exit with 127; reaping it leaves no zombie.
+        if let Some(gate) = self.spawned.as_mut()
+            && gate.go.take().is_some()
+        {
+            reap(self.pid);
+        }
+    }
+}
+
+/// Waits for our child and converts its status the way shells do.
+fn reap(pid: u32) -> i32 {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    if r < 0 {
+        return 1;
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid 2-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn find_in_path(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// `(comm, flags)` from /proc/PID/stat. The comm is in parentheses and may itself contain
+/// spaces and parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    // After ")": state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9).
+    let flags = stat.get(close + 1..)?.split_whitespace().nth(6)?.parse().ok()?;
+    Some((comm, flags))
+}
+
+fn status_field(status: &str, name: &str) -> Option<u32> {
+    status.lines().find(|l| l.starts_with(name))?[name.len()..].trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_comm_may_contain_parentheses_and_spaces() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0";
+        assert_eq!(parse_stat(stat), Some(("a (b) c".to_string(), 4194560)));
+    }
+
+    #[test]
+    fn kernel_threads_have_pf_kthread() {
+        let stat = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
+        let (_, flags) = parse_stat(stat).unwrap();
+        assert_ne!(flags & PF_KTHREAD, 0);
+    }
+
+    #[test]
+    fn unknown_pid_is_a_no_target_error() {
+        let err = Target::existing(4_000_000).unwrap_err();
+        assert_eq!(err.kind, ExitKind::NoTarget);
+        assert!(err.message.contains("no process with PID 4000000"));
+    }
+}

@@ -1,0 +1,170 @@
+//! Built-in workloads: one real implementation per strategy of moving a file's bytes to a
+//! sink. Each runs in a forked child of zc-trace, so its system calls are its own and nothing
+//! else (no exec, no dynamic loader) shows up in its counts.
+//!
+//! Every workload returns the payload bytes it moved; the lab checks it against the file size.
+mod copy_file_range;
+mod mmap_write;
+mod read_write;
+mod sendfile;
+mod splice;
+
+use std::{
+    ffi::CString,
+    fmt,
+    io,
+    os::{fd::RawFd, unix::ffi::OsStrExt as _},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+/// How the bytes travel. The names are the CLI values.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Strategy {
+    ReadWrite,
+    MmapWrite,
+    Sendfile,
+    Splice,
+    CopyFileRange,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 5] = [
+        Strategy::ReadWrite,
+        Strategy::MmapWrite,
+        Strategy::Sendfile,
+        Strategy::Splice,
+        Strategy::CopyFileRange,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Strategy::ReadWrite => "read-write",
+            Strategy::MmapWrite => "mmap-write",
+            Strategy::Sendfile => "sendfile",
+            Strategy::Splice => "splice",
+            Strategy::CopyFileRange => "copy-file-range",
+        }
+    }
+
+    /// The system calls that move this strategy's payload, for the lab's "data calls" column.
+    pub const fn data_syscalls(self) -> &'static [&'static str] {
+        match self {
+            Strategy::ReadWrite => &["read", "write"],
+            Strategy::MmapWrite => &["mmap", "write"],
+            Strategy::Sendfile => &["sendfile"],
+            Strategy::Splice => &["splice"],
+            Strategy::CopyFileRange => &["copy_file_range"],
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Strategy::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown strategy `{s}`: choose from {}", names.join(", "))
+        })
+    }
+}
+
+/// One run: move `src` to `dst` in `chunk`-byte steps.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub strategy: Strategy,
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub chunk: usize,
+}
+
+/// Runs the workload in the current process and returns the payload bytes moved.
+pub fn run(spec: &Spec) -> io::Result<u64> {
+    let src = open(&spec.src, libc::O_RDONLY)?;
+    let dst = open(&spec.dst, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?;
+    let moved = match spec.strategy {
+        Strategy::ReadWrite => read_write::run(src.0, dst.0, spec.chunk),
+        Strategy::MmapWrite => mmap_write::run(src.0, dst.0, spec.chunk),
+        Strategy::Sendfile => sendfile::run(src.0, dst.0, spec.chunk),
+        Strategy::Splice => splice::run(src.0, dst.0, spec.chunk),
+        Strategy::CopyFileRange => copy_file_range::run(src.0, dst.0, spec.chunk),
+    };
+    drop((src, dst));
+    moved
+}
+
+/// An fd closed on drop. Raw fds (not std's File) so that every syscall is one we chose.
+pub(crate) struct Fd(pub RawFd);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+pub(crate) fn open(path: &Path, flags: i32) -> io::Result<Fd> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
+    if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(Fd(fd)) }
+}
+
+/// Turns a syscall's return value into a Result.
+pub(crate) fn check(ret: isize) -> io::Result<usize> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as usize) }
+}
+
+/// Writes all of `buf`, looping on short writes.
+pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: buf is valid for its length.
+        let n = check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+pub(crate) fn file_size(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: stat is plain data filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::fstat(fd, &mut st) } as isize)?;
+    Ok(st.st_size as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_choices() {
+        for s in Strategy::ALL {
+            assert_eq!(s.name().parse::<Strategy>().unwrap(), s);
+        }
+        let err = "zerocopy".parse::<Strategy>().unwrap_err();
+        assert!(err.contains("read-write") && err.contains("splice"), "{err}");
+    }
+
+    /// Every workload really moves the bytes: run each unprivileged on a small file.
+    #[test]
+    fn every_workload_copies_the_file_exactly() {
+        let dir = std::env::temp_dir().join(format!("zc-workloads-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("src");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        for strategy in Strategy::ALL {
+            let dst = dir.join(strategy.name());
+            let moved = run(&Spec { strategy, src: src.clone(), dst: dst.clone(), chunk: 65536 }).unwrap();
+            assert_eq!(moved, data.len() as u64, "{strategy}");
+            assert_eq!(std::fs::read(&dst).unwrap(), data, "{strategy}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
