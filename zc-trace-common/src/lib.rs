@@ -15,20 +15,280 @@ pub struct SyscallKey {
     pub nr: u32,
 }
 
+/// What a system call does with data, decided at `sys_enter` from its number. Everything a
+/// thread's in-flight syscall causes (copies, faults, block I/O, context switches) is counted
+/// under that syscall's class; what happens outside them is `None`.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpClass {
+    /// Outside any data syscall: user-space execution, or a syscall of class `Other`.
+    None = 0,
+    Read = 1,
+    Write = 2,
+    Sendfile = 3,
+    Splice = 4,
+    Vmsplice = 5,
+    Tee = 6,
+    CopyFileRange = 7,
+    Send = 8,
+    Recv = 9,
+    Mmap = 10,
+    IoUring = 11,
+    /// Any other system call.
+    Other = 12,
+}
+
+impl OpClass {
+    pub const COUNT: usize = 13;
+    pub const ALL: [OpClass; Self::COUNT] = [
+        OpClass::None,
+        OpClass::Read,
+        OpClass::Write,
+        OpClass::Sendfile,
+        OpClass::Splice,
+        OpClass::Vmsplice,
+        OpClass::Tee,
+        OpClass::CopyFileRange,
+        OpClass::Send,
+        OpClass::Recv,
+        OpClass::Mmap,
+        OpClass::IoUring,
+        OpClass::Other,
+    ];
+
+    pub const fn from_u32(v: u32) -> OpClass {
+        if (v as usize) < Self::COUNT { Self::ALL[v as usize] } else { OpClass::Other }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            OpClass::None => "none",
+            OpClass::Read => "read",
+            OpClass::Write => "write",
+            OpClass::Sendfile => "sendfile",
+            OpClass::Splice => "splice",
+            OpClass::Vmsplice => "vmsplice",
+            OpClass::Tee => "tee",
+            OpClass::CopyFileRange => "copy_file_range",
+            OpClass::Send => "send",
+            OpClass::Recv => "recv",
+            OpClass::Mmap => "mmap",
+            OpClass::IoUring => "io_uring",
+            OpClass::Other => "other",
+        }
+    }
+}
+
+/// What an fd refers to, read from the kernel's own `struct file` at syscall time.
+#[repr(u8)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FdKind {
+    /// Not looked at, or could not be read.
+    Unknown = 0,
+    /// A regular file, through the page cache.
+    File = 1,
+    /// A regular file opened with O_DIRECT: DMA straight to or from user memory.
+    FileDirect = 2,
+    Pipe = 3,
+    Tcp = 4,
+    Udp = 5,
+    Unix = 6,
+    /// Another socket (raw, netlink, ...).
+    OtherSocket = 7,
+    /// A character device other than /dev/null (a tty, /dev/zero, ...).
+    CharDevice = 8,
+    /// Anything else (eventfd, directory, block device, anon inode, ...).
+    Other = 9,
+    /// /dev/null: writes are discarded without a copy.
+    DevNull = 10,
+}
+
+impl FdKind {
+    pub const COUNT: usize = 11;
+    pub const ALL: [FdKind; Self::COUNT] = [
+        FdKind::Unknown,
+        FdKind::File,
+        FdKind::FileDirect,
+        FdKind::Pipe,
+        FdKind::Tcp,
+        FdKind::Udp,
+        FdKind::Unix,
+        FdKind::OtherSocket,
+        FdKind::CharDevice,
+        FdKind::Other,
+        FdKind::DevNull,
+    ];
+
+    pub const fn from_u8(v: u8) -> FdKind {
+        if (v as usize) < Self::COUNT { Self::ALL[v as usize] } else { FdKind::Unknown }
+    }
+
+    pub const fn is_socket(self) -> bool {
+        matches!(self, FdKind::Tcp | FdKind::Udp | FdKind::Unix | FdKind::OtherSocket)
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            FdKind::Unknown => "unknown",
+            FdKind::File => "file",
+            FdKind::FileDirect => "file (O_DIRECT)",
+            FdKind::Pipe => "pipe",
+            FdKind::Tcp => "tcp",
+            FdKind::Udp => "udp",
+            FdKind::Unix => "unix",
+            FdKind::OtherSocket => "socket",
+            FdKind::CharDevice => "char device",
+            FdKind::Other => "other",
+            FdKind::DevNull => "/dev/null",
+        }
+    }
+}
+
+/// The kind of memory at the other end of a CPU copy.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum End {
+    PageCache = 0,
+    Socket = 1,
+    Pipe = 2,
+    /// Anonymous or user memory (e.g. a device read such as /dev/zero, or vmsplice pages).
+    Memory = 3,
+    /// A device or something we could not classify.
+    Other = 4,
+}
+
+impl End {
+    pub const COUNT: usize = 5;
+    pub const ALL: [End; Self::COUNT] = [End::PageCache, End::Socket, End::Pipe, End::Memory, End::Other];
+    pub const fn name(self) -> &'static str {
+        match self {
+            End::PageCache => "page_cache",
+            End::Socket => "socket",
+            End::Pipe => "pipe",
+            End::Memory => "memory",
+            End::Other => "other",
+        }
+    }
+}
+
+/// How bytes moved without a CPU copy.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ZeroCopyKind {
+    /// Page-cache pages referenced into a pipe (splice/sendfile read side).
+    PageRefs = 0,
+    /// Pages handed to a socket by reference (`MSG_SPLICE_PAGES`, formerly sendpage).
+    SplicePages = 1,
+    /// User pages pinned for transmission (`MSG_ZEROCOPY`).
+    MsgZerocopy = 2,
+    /// User pages referenced into a pipe (vmsplice).
+    Vmsplice = 3,
+    /// Extents shared or copied inside the file system (copy_file_range, reflink).
+    FileRange = 4,
+}
+
+impl ZeroCopyKind {
+    pub const COUNT: usize = 5;
+    pub const ALL: [ZeroCopyKind; Self::COUNT] = [
+        ZeroCopyKind::PageRefs,
+        ZeroCopyKind::SplicePages,
+        ZeroCopyKind::MsgZerocopy,
+        ZeroCopyKind::Vmsplice,
+        ZeroCopyKind::FileRange,
+    ];
+    pub const fn name(self) -> &'static str {
+        match self {
+            ZeroCopyKind::PageRefs => "page_refs",
+            ZeroCopyKind::SplicePages => "splice_pages",
+            ZeroCopyKind::MsgZerocopy => "msg_zerocopy",
+            ZeroCopyKind::Vmsplice => "vmsplice",
+            ZeroCopyKind::FileRange => "file_range",
+        }
+    }
+}
+
+/// Bytes and the number of operations that moved them.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub bytes: u64,
+    pub calls: u64,
+}
+
+/// Key of the `STATS` map.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatsKey {
+    pub tgid: u32,
+    /// An [`OpClass`] as u32.
+    pub class: u32,
+}
+
+/// Everything counted for one (thread group, op class). Per-CPU; user space sums.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub syscalls: u64,
+    /// Page faults taken in user mode: each is a mode switch (and a return).
+    pub user_faults: u64,
+    /// Faults taken in kernel mode on user memory (e.g. write() reading an mmap'd page):
+    /// real work, but no extra mode switch.
+    pub kernel_faults: u64,
+    pub ctx_voluntary: u64,
+    pub ctx_involuntary: u64,
+    /// CPU copies into user memory, by where the bytes came from ([`End`]).
+    pub to_user: [Tally; End::COUNT],
+    /// CPU copies out of user memory, by where the bytes went.
+    pub from_user: [Tally; End::COUNT],
+    /// CPU copies from kernel memory to kernel memory, by where the bytes went.
+    pub kernel: [Tally; End::COUNT],
+    /// Bytes moved by reference, by [`ZeroCopyKind`].
+    pub zero_copy: [Tally; ZeroCopyKind::COUNT],
+    /// O_DIRECT transfers: the device DMAs to or from user memory.
+    pub direct_read: Tally,
+    pub direct_write: Tally,
+    /// Bytes a data syscall returned whose copy behaviour could not be derived (an fd kind
+    /// or a combination the rules do not cover): shown, never guessed.
+    pub unclassified: Tally,
+    /// Block requests issued in this process's context (bytes = sectors x 512).
+    pub disk_read: Tally,
+    pub disk_write: Tally,
+    /// Packets handed to a network device in this process's context.
+    pub net_tx: Tally,
+    pub net_tx_linear_bytes: u64,
+    pub net_tx_paged_bytes: u64,
+    pub net_tx_frags: u64,
+    /// DMA-API mappings (`dma:*` map events) in this process's context.
+    pub dma_maps: Tally,
+    /// Bytes the data syscalls returned: delivered to a destination other than a pipe
+    /// (`out`), or read into user memory (`in`).
+    pub payload_out: u64,
+    pub payload_in: u64,
+    /// Bytes moved into pipes (an intermediate step of splice/vmsplice strategies).
+    pub into_pipe: u64,
+}
+
 /// Why an event could not be counted. Index into the per-CPU `DROPS` array.
 #[repr(u32)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DropReason {
     /// `SYSCALL_COUNTS` was full: a new (tgid, syscall) pair could not be inserted.
     SyscallMapFull = 0,
+    /// `STATS` was full.
+    StatsMapFull = 1,
+    /// `INFLIGHT` was full: a data syscall's arguments could not be kept until its exit.
+    InflightMapFull = 2,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 1] = [DropReason::SyscallMapFull];
+    pub const ALL: [DropReason; 3] =
+        [DropReason::SyscallMapFull, DropReason::StatsMapFull, DropReason::InflightMapFull];
 
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::SyscallMapFull => "syscall_counts map full",
+            DropReason::StatsMapFull => "stats map full",
+            DropReason::InflightMapFull => "in-flight syscall map full",
         }
     }
 }
@@ -36,24 +296,142 @@ impl DropReason {
 /// Number of slots in the `DROPS` array (one per [`DropReason`]).
 pub const DROP_SLOTS: u32 = DropReason::ALL.len() as u32;
 
-/// Capacity of `SYSCALL_COUNTS`; user space may raise it before load.
+/// Map capacities; user space may change them before load.
 pub const SYSCALL_COUNTS_MAX_ENTRIES: u32 = 16_384;
+pub const STATS_MAX_ENTRIES: u32 = 8_192;
+pub const INFLIGHT_MAX_ENTRIES: u32 = 16_384;
+pub const TRACED_MAX_ENTRIES: u32 = 4_096;
+
+/// Byte offsets of the kernel struct members the programs read, resolved by user space from
+/// the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and written before load. A zero
+/// `valid` means BTF was unavailable and fd classification is off.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub valid: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_f_inode: u32,
+    pub file_f_flags: u32,
+    pub file_private_data: u32,
+    pub inode_i_mode: u32,
+    pub socket_sk: u32,
+    pub sock_family: u32,
+    pub sock_type: u32,
+    pub sock_protocol: u32,
+    pub skb_len: u32,
+    pub skb_data_len: u32,
+    pub skb_head: u32,
+    pub skb_end: u32,
+    pub shinfo_nr_frags: u32,
+    pub request_data_len: u32,
+    pub request_cmd_flags: u32,
+    pub inode_i_rdev: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_magic: u32,
+    pub sock_route_caps: u32,
+    pub msghdr_flags: u32,
+    /// The six syscall argument registers in `struct pt_regs`, in argument order.
+    pub regs_args: [u32; 6],
+}
+
+/// Zero-copy kinds that deliver bytes to their final destination (the others move them into
+/// a pipe, an intermediate step): only these count towards a strategy's zero-copy total.
+pub const fn delivers(kind: ZeroCopyKind) -> bool {
+    matches!(kind, ZeroCopyKind::SplicePages | ZeroCopyKind::MsgZerocopy | ZeroCopyKind::FileRange)
+}
+
+/// Which copy paths a function probe observes on this run. Where a bit is set, the syscall
+/// exit does not derive that path's copy from syscall semantics (no double count).
+pub mod observed {
+    /// page cache -> user, by `filemap_read`.
+    pub const FILE_READ: u32 = 1 << 0;
+    /// user -> page cache, by `generic_perform_write`.
+    pub const FILE_WRITE: u32 = 1 << 1;
+    /// user -> socket and spliced pages, by `tcp_sendmsg_locked`.
+    pub const TCP_SEND: u32 = 1 << 2;
+}
 
 /// Names of the read-only globals that user space sets before load. Keeping them here makes a
 /// typo a compile error on one side instead of a silent "global not found" at load time.
 pub mod globals {
-    /// `u32`: only count tasks of this thread group; 0 counts every process.
+    /// `u32`: only count tasks of this thread group; 0 counts every process (or see
+    /// `FILTER_MAP`).
     pub const FILTER_TGID: &str = "FILTER_TGID";
+    /// `u32`: 1 = count the thread groups listed in the `TRACED` map instead.
+    pub const FILTER_MAP: &str = "FILTER_MAP";
+    /// [`SyscallTable`](super::SyscallTable): what each syscall number does with data.
+    pub const SYSCALL_TABLE: &str = "SYSCALL_TABLE";
+    /// [`KernelOffsets`](super::KernelOffsets).
+    pub const OFFSETS: &str = "OFFSETS";
+    /// `u32`: a set of [`observed`](super::observed) bits.
+    pub const OBSERVED: &str = "OBSERVED";
 }
 
 /// Names of the maps, shared for the same reason as [`globals`].
 pub mod maps {
     pub const SYSCALL_COUNTS: &str = "SYSCALL_COUNTS";
+    pub const STATS: &str = "STATS";
     pub const DROPS: &str = "DROPS";
+    pub const TRACED: &str = "TRACED";
+    pub const GLOBAL_EVENTS: &str = "GLOBAL_EVENTS";
 }
+
+/// Argument index meaning "this syscall has no such argument".
+pub const NO_ARG: u8 = 0xff;
+
+/// How a syscall number moves data: its [`OpClass`] and which arguments hold the source fd,
+/// the destination fd and the flags. Written by user space (which knows the architecture's
+/// numbering) so that the kernel programs are architecture-neutral.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SyscallDesc {
+    pub class: u8,
+    pub fd_in: u8,
+    pub fd_out: u8,
+    pub flags_arg: u8,
+}
+
+impl SyscallDesc {
+    pub const NONE: SyscallDesc = SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG };
+}
+
+/// Syscall numbers at or above this are class `Other`.
+pub const SYSCALL_TABLE_LEN: usize = 512;
+
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct SyscallTable {
+    pub entries: [SyscallDesc; SYSCALL_TABLE_LEN],
+}
+
+impl SyscallTable {
+    pub const EMPTY: SyscallTable = SyscallTable { entries: [SyscallDesc::NONE; SYSCALL_TABLE_LEN] };
+}
+
+/// Events counted for the whole system, not per process: index into `GLOBAL_EVENTS`.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum GlobalEvent {
+    /// Block requests issued outside any traced process (writeback, readahead workers).
+    DiskReadBytesUnattributed = 0,
+    DiskWriteBytesUnattributed = 1,
+    /// `dma:*` map events anywhere on the system during the trace.
+    DmaMapsSystem = 2,
+    /// `net_dev_start_xmit` anywhere on the system.
+    NetTxPacketsSystem = 3,
+}
+
+pub const GLOBAL_EVENT_SLOTS: u32 = 4;
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` integers without padding.
     unsafe impl aya::Pod for super::SyscallKey {}
+    unsafe impl aya::Pod for super::StatsKey {}
+    unsafe impl aya::Pod for super::Stats {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::SyscallTable {}
 }

@@ -4,7 +4,9 @@
 #![no_main]
 
 mod filter;
+mod kmem;
 mod probes;
+mod stats;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -42,11 +42,17 @@ pub struct LabArgs {
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]
     pub chunk: u64,
     /// Comma-separated strategies to run (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(crate::workloads::Strategy))]
+    #[arg(long, value_delimiter = ',')]
     pub strategies: Vec<crate::workloads::Strategy>,
-    /// Where the bytes go: `file` (a file in the temp directory) or `null` (/dev/null).
-    #[arg(long, default_value = "file", value_parser = ["file", "null"])]
-    pub sink: String,
+    /// Where the bytes go: tcp (a receiver process on 127.0.0.1), unix, pipe, file, null.
+    #[arg(long, default_value = "tcp")]
+    pub sink: crate::workloads::sinks::SinkKind,
+    /// Evict the source file from the page cache before each run, so disk DMA shows.
+    #[arg(long)]
+    pub cold: bool,
+    /// Attach kind for function probes: auto picks the best the kernel allows.
+    #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
+    pub probe_tier: crate::session::Tier,
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,

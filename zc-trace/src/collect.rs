@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
     maps::{PerCpuArray, PerCpuHashMap},
 };
-use zc_trace_common::{DropReason, SyscallKey, maps};
+use zc_trace_common::{DropReason, GlobalEvent, Stats, SyscallKey, maps};
 
 /// Syscall counts of one thread group, by syscall number.
 pub type SyscallCounts = BTreeMap<u32, u64>;
@@ -38,4 +38,60 @@ pub fn drops(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<&'static str, u64>> {
             Ok((reason.name(), per_cpu.iter().sum()))
         })
         .collect()
+}
+
+/// Adds one CPU's `Stats` into a total, field by field.
+pub fn add_stats(total: &mut Stats, cpu: &Stats) {
+    // `Stats` is `#[repr(C)]` and made only of u64s (Tally is two u64s): view both as u64
+    // slices instead of listing forty fields by hand.
+    const WORDS: usize = std::mem::size_of::<Stats>() / 8;
+    const _: () = assert!(std::mem::size_of::<Stats>() % 8 == 0);
+    // SAFETY: same type, properly aligned, every bit pattern is a valid u64.
+    let total = unsafe { std::slice::from_raw_parts_mut((total as *mut Stats).cast::<u64>(), WORDS) };
+    let cpu = unsafe { std::slice::from_raw_parts((cpu as *const Stats).cast::<u64>(), WORDS) };
+    for (t, c) in total.iter_mut().zip(cpu) {
+        *t += c;
+    }
+}
+
+/// System-wide counters, by [`GlobalEvent`].
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct GlobalEvents {
+    pub disk_read_bytes_unattributed: u64,
+    pub disk_write_bytes_unattributed: u64,
+    pub dma_maps_system: u64,
+    pub net_tx_packets_system: u64,
+}
+
+pub fn global_events(ebpf: &Ebpf) -> anyhow::Result<GlobalEvents> {
+    let map: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map(maps::GLOBAL_EVENTS).context("GLOBAL_EVENTS map missing")?)?;
+    let sum = |e: GlobalEvent| -> anyhow::Result<u64> {
+        Ok(map.get(&(e as u32), 0).context("reading GLOBAL_EVENTS")?.iter().sum())
+    };
+    Ok(GlobalEvents {
+        disk_read_bytes_unattributed: sum(GlobalEvent::DiskReadBytesUnattributed)?,
+        disk_write_bytes_unattributed: sum(GlobalEvent::DiskWriteBytesUnattributed)?,
+        dma_maps_system: sum(GlobalEvent::DmaMapsSystem)?,
+        net_tx_packets_system: sum(GlobalEvent::NetTxPacketsSystem)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_add_field_by_field() {
+        let mut total = Stats::default();
+        let mut cpu = Stats { syscalls: 2, payload_in: 7, ..Default::default() };
+        cpu.to_user[1].bytes = 100;
+        cpu.to_user[1].calls = 1;
+        add_stats(&mut total, &cpu);
+        add_stats(&mut total, &cpu);
+        assert_eq!(total.syscalls, 4);
+        assert_eq!(total.payload_in, 14);
+        assert_eq!(total.to_user[1].bytes, 200);
+        assert_eq!(total.to_user[1].calls, 2);
+    }
 }

@@ -196,7 +196,7 @@ where
 
 /// The kernel's answer in a few words: the errno for a refused load (the verifier log of a
 /// do-nothing program says nothing more), the error chain otherwise.
-fn explain(err: &ProgramError, kind: &str) -> String {
+pub fn explain(err: &ProgramError, kind: &str) -> String {
     let errno = match err {
         ProgramError::LoadError { io_error, .. } => Some(io_error),
         ProgramError::SyscallError(e) => Some(&e.io_error),

@@ -1,53 +1,18 @@
-//! The lab's results and their table. Pure code: the measuring is in `commands::lab`.
-use prettytable::{Cell, Row, Table, format};
-use serde::Serialize;
+//! The lab's table. Pure code: the measuring is in `commands::lab`.
+use prettytable::{Cell, Row as TRow, Table, format};
 
 use crate::{
-    kernel::KernelInfo,
-    report::{Drops, ProbeStatus, SyscallRow},
-    workloads::Strategy,
+    attribute::Row,
+    report::{AttributionReport, render_drops},
+    workloads::{Strategy, sinks::SinkKind},
 };
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LabRow {
-    pub strategy: &'static str,
-    pub role: &'static str,
-    pub pid: u32,
-    pub comm: String,
-    pub payload_bytes: u64,
-    /// All system calls the workload process made, from its first to exit_group.
-    pub syscalls: u64,
-    pub mode_switches: u64,
-    /// The calls that move the payload (e.g. read and write), with their counts.
-    pub data_calls: Vec<SyscallRow>,
-    pub elapsed_s: f64,
-    pub throughput_bytes_per_s: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    pub strategy: &'static str,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LabReport {
-    pub kernel: KernelInfo,
-    pub probes: Vec<ProbeStatus>,
-    pub size_bytes: u64,
-    pub chunk_bytes: u64,
-    pub sink: String,
-    pub rows: Vec<LabRow>,
-    pub skipped: Vec<Skipped>,
-    pub drops: Drops,
-    pub duration_s: f64,
-}
-
 /// Strategies that cannot write to a sink, and why (checked before anything runs).
-pub fn unsupported(strategy: Strategy, sink: &str) -> Option<String> {
+pub fn unsupported(strategy: Strategy, sink: SinkKind) -> Option<String> {
     match (strategy, sink) {
-        (Strategy::CopyFileRange, "null") => {
-            Some("copy_file_range(2) needs a regular file as destination, /dev/null is not".into())
+        (Strategy::CopyFileRange, SinkKind::File) => None,
+        (Strategy::CopyFileRange, _) => {
+            Some(format!("copy_file_range(2) copies file to file; the {sink} sink is not a regular file"))
         }
         _ => None,
     }
@@ -65,49 +30,95 @@ pub fn human_bytes(bytes: f64) -> String {
     if unit == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
-fn bytes_cell(bytes: u64, raw: bool) -> String {
-    if raw { bytes.to_string() } else { human_bytes(bytes as f64) }
+fn bytes(b: u64, raw: bool) -> String {
+    if raw { b.to_string() } else { human_bytes(b as f64) }
 }
 
-pub fn render(report: &LabReport, raw: bool) -> String {
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| v.to_string())
+}
+
+pub fn render(report: &AttributionReport, raw: bool) -> String {
     let mut table = Table::new();
     table.set_format(*format::consts::FORMAT_NO_BORDER_LINE_SEPARATOR);
-    let right = |s: &str| Cell::new(s).style_spec("r");
-    table.set_titles(Row::new(vec![
-        Cell::new("strategy"),
-        Cell::new("role"),
-        right("payload"),
-        right("syscalls"),
-        right("mode switches"),
-        Cell::new("data calls"),
-        right("throughput"),
-    ]));
-    for r in &report.rows {
-        let calls: Vec<String> = r.data_calls.iter().map(|c| format!("{} {}", c.name, c.calls)).collect();
-        table.add_row(Row::new(vec![
-            Cell::new(r.strategy),
-            Cell::new(r.role),
-            right(&bytes_cell(r.payload_bytes, raw)),
-            right(&r.syscalls.to_string()),
-            right(&r.mode_switches.to_string()),
-            Cell::new(&calls.join(", ")),
-            right(&format!("{}/s", human_bytes(r.throughput_bytes_per_s))),
+    let r = |s: &str| Cell::new(s).style_spec("r");
+    table.set_titles(TRow::new(
+        [
+            "strategy", "role", "payload", "syscalls", "mode sw", "ctx sw v/i", "faults", "copy ->user",
+            "copy user->", "copy kernel", "copies/B", "zero-copy", "disk read", "NIC lin/paged", "throughput",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| if i < 2 { Cell::new(t) } else { r(t) })
+        .collect(),
+    ));
+    for row in &report.rows {
+        table.add_row(TRow::new(vec![
+            Cell::new(&row.strategy),
+            Cell::new(&row.role),
+            r(&bytes(row.payload_bytes, raw)),
+            r(&row.syscalls.to_string()),
+            r(&row.mode_switches.to_string()),
+            r(&row.context_switches.map_or("n/a".into(), |c| format!("{}/{}", c.voluntary, c.involuntary))),
+            r(&opt(row.page_faults)),
+            r(&bytes(row.cpu_copy.to_user.bytes, raw)),
+            r(&bytes(row.cpu_copy.from_user.bytes, raw)),
+            r(&bytes(row.cpu_copy.kernel.bytes, raw)),
+            r(&row.copies_per_payload_byte.map_or("n/a".into(), |c| format!("{c:.2}"))),
+            r(&bytes(row.zero_copy.bytes, raw)),
+            r(&row.dma.disk_read_bytes.map_or("n/a".into(), |b| bytes(b, raw))),
+            r(&match (row.dma.net_tx_linear_bytes, row.dma.net_tx_paged_bytes) {
+                (Some(l), Some(p)) => format!("{}/{}", bytes(l, raw), bytes(p, raw)),
+                _ => "n/a".into(),
+            }),
+            r(&row.throughput_bytes_per_s.map_or("-".into(), |t| format!("{}/s", human_bytes(t)))),
         ]));
     }
-    let mut out = format!(
-        "zc-trace lab on Linux {}: {} source file, {} chunks, sink {}\n\n{table}\n",
-        report.kernel.release,
-        bytes_cell(report.size_bytes, raw),
-        bytes_cell(report.chunk_bytes, raw),
-        report.sink
-    );
-    for s in &report.skipped {
-        out += &format!("skipped {}: {}\n", s.strategy, s.reason);
+    let mut out = String::new();
+    if let Some(lab) = &report.lab {
+        out += &format!(
+            "zc-trace lab on Linux {} ({} tier): {} source file, {} chunks, sink {}{}\n\n",
+            report.kernel.release,
+            serde_json::to_value(report.tier).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            bytes(lab.size_bytes, raw),
+            bytes(lab.chunk_bytes, raw),
+            lab.sink,
+            if lab.cold { ", cold page cache" } else { ", warm page cache" },
+        );
     }
-    out += &format!("syscalls, data calls: observed, {}\n", crate::report::EVIDENCE_SYSCALLS);
-    out += &format!("mode switches: {}\n", crate::report::EVIDENCE_MODE_SWITCHES);
-    out += "throughput: payload / wall time of the workload's copy loop (warm page cache)\n";
-    out += &crate::report::render_drops(&report.drops);
+    out += &format!("{table}\n");
+    if let Some(lab) = &report.lab {
+        for s in &lab.skipped {
+            out += &format!("skipped {}: {}\n", s.strategy, s.reason);
+        }
+    }
+    out += &evidence_notes(&report.rows);
+    out += &render_drops(&report.drops);
+    let unavailable: Vec<String> = report
+        .probes
+        .iter()
+        .filter(|p| p.status == crate::report::ProbeState::Unavailable && !p.name.starts_with("dma:"))
+        .map(|p| p.name.clone())
+        .collect();
+    if !unavailable.is_empty() {
+        out += &format!("unavailable on this kernel: {} (see --json for why)\n", unavailable.join(", "));
+    }
+    out
+}
+
+/// Where each column came from, once per distinct source.
+fn evidence_notes(rows: &[Row]) -> String {
+    let Some(first) = rows.first() else { return String::new() };
+    let mut out = String::from("where the figures come from:\n");
+    out += &format!("  syscalls: observed, {}\n", crate::report::EVIDENCE_SYSCALLS);
+    out += "  mode sw: 2 per syscall (entry + return; 1 for exit_group) + 2 per user-mode page fault\n";
+    out += "  ctx sw: raw_tracepoint:sched:sched_switch (voluntary = went to sleep, involuntary = preempted)\n";
+    out += "  faults: raw_tracepoint:exceptions:page_fault_user + page_fault_kernel on user addresses\n";
+    out += &format!("  copy ->user: {}\n", first.cpu_copy.to_user.evidence);
+    out += &format!("  copy user->: {}\n", first.cpu_copy.from_user.evidence);
+    out += &format!("  copy kernel: {}\n", first.cpu_copy.kernel.evidence);
+    out += &format!("  zero-copy: {}\n", first.zero_copy.evidence);
+    out += &format!("  DMA: {}\n", first.dma.evidence);
     out
 }
 
@@ -123,40 +134,9 @@ mod tests {
     }
 
     #[test]
-    fn copy_file_range_cannot_write_to_dev_null() {
-        assert!(unsupported(Strategy::CopyFileRange, "null").is_some());
-        assert!(unsupported(Strategy::CopyFileRange, "file").is_none());
-        assert!(unsupported(Strategy::Sendfile, "null").is_none());
-    }
-
-    #[test]
-    fn table_shows_rows_evidence_and_raw_bytes() {
-        let report = LabReport {
-            kernel: KernelInfo { release: "6.18".into(), lockdown: None, btf: true },
-            probes: vec![],
-            size_bytes: 64 << 20,
-            chunk_bytes: 64 << 10,
-            sink: "file".into(),
-            rows: vec![LabRow {
-                strategy: "read-write",
-                role: "sender",
-                pid: 7,
-                comm: "zc-read-write".into(),
-                payload_bytes: 64 << 20,
-                syscalls: 2056,
-                mode_switches: 4111,
-                data_calls: vec![SyscallRow { name: "read".into(), nr: 0, calls: 1025, mode_switches: 2050 }],
-                elapsed_s: 0.5,
-                throughput_bytes_per_s: 128.0 * 1024.0 * 1024.0,
-            }],
-            skipped: vec![Skipped { strategy: "copy-file-range", reason: "why".into() }],
-            drops: Drops::new(Default::default()),
-            duration_s: 1.0,
-        };
-        let text = render(&report, false);
-        assert!(text.contains("64.0 MiB") && text.contains("read 1025") && text.contains("128.0 MiB/s"), "{text}");
-        assert!(text.contains("skipped copy-file-range: why"));
-        assert!(text.contains("raw_tracepoint:sys_enter"));
-        assert!(render(&report, true).contains("67108864"));
+    fn copy_file_range_needs_a_file_sink() {
+        assert!(unsupported(Strategy::CopyFileRange, SinkKind::Tcp).is_some());
+        assert!(unsupported(Strategy::CopyFileRange, SinkKind::File).is_none());
+        assert!(unsupported(Strategy::Sendfile, SinkKind::Null).is_none());
     }
 }

@@ -10,6 +10,8 @@
 //! - [`workloads`]: one real implementation per copy strategy, for the lab;
 //! - [`syscall_names`], [`report`]: turning counts into tables and JSON;
 //! - [`commands`]: one function per subcommand, gluing the above together.
+pub mod attribute;
+pub mod btf_offsets;
 pub mod cli;
 pub mod collect;
 pub mod commands;
@@ -20,8 +22,10 @@ pub mod lab;
 pub mod loader;
 pub mod output;
 pub mod privileges;
+pub mod probes;
 pub mod report;
 pub mod session;
 pub mod syscall_names;
+pub mod syscall_table;
 pub mod target;
 pub mod workloads;

@@ -1,7 +1,7 @@
 //! The eBPF objects built by `build.rs` and embedded in this binary, and how they are loaded.
 use anyhow::Context as _;
-use aya::{Ebpf, EbpfLoader};
-use zc_trace_common::globals;
+use aya::{Ebpf, EbpfLoader, maps::HashMap};
+use zc_trace_common::{KernelOffsets, SyscallTable, globals, maps};
 
 use crate::exit::{ExitKind, Fatal};
 
@@ -10,11 +10,25 @@ static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zc
 /// Do-nothing programs that `doctor` loads to find out what the kernel allows.
 static DOCTOR: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zc-trace-doctor"));
 
+/// Which processes the kernel programs count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Every process on the machine.
+    All,
+    /// One thread group: a constant compare, the cheapest filter.
+    Tgid(u32),
+    /// Several thread groups, looked up in the `TRACED` map.
+    Set(Vec<u32>),
+}
+
 /// Settings the kernel programs read as constants; written before load, never after.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    /// Only count this thread group; `None` counts every process.
-    pub filter_tgid: Option<u32>,
+    pub filter: Filter,
+    pub offsets: KernelOffsets,
+    /// `observed::*` bits: copy paths a function probe counts on this run.
+    pub observed: u32,
+    pub syscall_table: SyscallTable,
 }
 
 fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
@@ -28,13 +42,29 @@ fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
     Ok(bytes)
 }
 
-pub fn load_probes(settings: Settings) -> anyhow::Result<Ebpf> {
+pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
     raise_memlock_limit();
-    let filter_tgid = settings.filter_tgid.unwrap_or(0);
-    EbpfLoader::new()
+    let (filter_tgid, filter_map) = match &settings.filter {
+        Filter::All => (0u32, 0u32),
+        Filter::Tgid(tgid) => (*tgid, 0),
+        Filter::Set(_) => (0, 1),
+    };
+    let mut ebpf = EbpfLoader::new()
         .override_global(globals::FILTER_TGID, &filter_tgid, true)
+        .override_global(globals::FILTER_MAP, &filter_map, true)
+        .override_global(globals::OFFSETS, &settings.offsets, true)
+        .override_global(globals::OBSERVED, &settings.observed, true)
+        .override_global(globals::SYSCALL_TABLE, &settings.syscall_table, true)
         .load(embedded(PROBES)?)
-        .context("loading zc-trace's eBPF maps")
+        .context("loading zc-trace's eBPF maps")?;
+    if let Filter::Set(tgids) = &settings.filter {
+        let mut traced: HashMap<_, u32, u8> =
+            HashMap::try_from(ebpf.map_mut(maps::TRACED).context("TRACED map missing")?)?;
+        for tgid in tgids {
+            traced.insert(tgid, 1, 0).context("filling the TRACED map")?;
+        }
+    }
+    Ok(ebpf)
 }
 
 pub fn load_doctor() -> anyhow::Result<Ebpf> {

@@ -5,7 +5,42 @@ use std::collections::BTreeMap;
 use prettytable::{Cell, Row, Table, format};
 use serde::Serialize;
 
-use crate::{doctor::DoctorReport, kernel::KernelInfo, syscall_names};
+use crate::{
+    attribute, collect::GlobalEvents, doctor::DoctorReport, kernel::KernelInfo, session::Tier,
+    syscall_names,
+};
+
+/// The report every attributing command prints with `--json`: the fields named in the README
+/// are stable; more may be added.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttributionReport {
+    pub kernel: KernelInfo,
+    pub tier: Tier,
+    pub probes: Vec<ProbeStatus>,
+    pub rows: Vec<attribute::Row>,
+    pub drops: Drops,
+    pub duration_s: f64,
+    /// System-wide counters (work no traced process was charged for).
+    pub system: GlobalEvents,
+    /// Lab runs: what was run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabSettings>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabSettings {
+    pub size_bytes: u64,
+    pub chunk_bytes: u64,
+    pub sink: String,
+    pub cold: bool,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub strategy: &'static str,
+    pub reason: String,
+}
 
 /// One probe as every report lists it: how it is attached, or why it could not be.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -101,12 +101,10 @@ impl Target {
     /// Forks a child that runs `body` (named `comm` in the kernel) once released, then exits
     /// with its return value. Call while single-threaded.
     pub fn fork_held(comm: &str, body: impl FnOnce() -> i32) -> Result<Self, Fatal> {
-        Self::fork_gated(comm, |err_wr| {
+        let name = CString::new(comm.chars().take(15).collect::<String>()).unwrap_or_default();
+        Self::fork_gated_named(comm, Some(&name), |err_wr| {
             // Nothing to report through the exec-error pipe: closing it lets release() return.
             unsafe { libc::close(err_wr) };
-            let name = CString::new(comm.chars().take(15).collect::<String>()).unwrap_or_default();
-            // SAFETY: PR_SET_NAME takes a NUL-terminated string of at most 16 bytes.
-            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
             body()
         })
     }
@@ -114,6 +112,12 @@ impl Target {
     /// The gate: the child blocks reading a pipe until [`Target::release`] writes to it; a
     /// second, close-on-exec pipe carries an exec failure back (or closes on success).
     fn fork_gated(comm: &str, body: impl FnOnce(RawFd) -> i32) -> Result<Self, Fatal> {
+        Self::fork_gated_named(comm, None, body)
+    }
+
+    /// `name`, when given, is set as the child's comm before it waits at the gate, so the
+    /// prctl is not among the syscalls traced.
+    fn fork_gated_named(comm: &str, name: Option<&CString>, body: impl FnOnce(RawFd) -> i32) -> Result<Self, Fatal> {
         let failed = |e: std::io::Error| Fatal::new(ExitKind::NoTarget, format!("cannot start `{comm}`: {e}"));
         let (gate_rd, gate_wr) = pipe().map_err(failed)?;
         let (err_rd, err_wr) = pipe().map_err(failed)?;
@@ -126,6 +130,10 @@ impl Target {
             // SAFETY: in the child; only our own fds are touched.
             unsafe {
                 libc::close(gate_wr.as_raw_fd());
+                if let Some(name) = name {
+                    // PR_SET_NAME takes a NUL-terminated string of at most 16 bytes.
+                    libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                }
                 let mut byte = 0u8;
                 if libc::read(gate_rd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) != 1 {
                     libc::_exit(127); // zc-trace gave up before attaching: do not run

@@ -1,2 +1,11 @@
+pub mod block;
+pub mod derive;
+pub mod dma;
 pub mod drops;
+pub mod faults;
+pub mod functions;
+pub mod inflight;
+pub mod net;
+pub mod sched;
+pub mod socket_copy;
 pub mod syscalls;

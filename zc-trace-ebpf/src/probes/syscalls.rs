@@ -1,31 +1,124 @@
-//! Mode switches caused by system calls: `raw_syscalls:sys_enter` fires once per syscall on
-//! every kernel and every architecture, so it is the one place where all of them can be counted.
+//! Mode switches caused by system calls, and the data syscalls' in-flight record.
 //!
-//! Counted at entry, not exit: `exit`/`exit_group` never return, and a call that was already
-//! blocked when we attached (entered before us) is not ours to count.
+//! `raw_syscalls:sys_enter`/`sys_exit` fire once per syscall on every kernel and architecture,
+//! so they are where every syscall is counted. Counted at entry: `exit`/`exit_group` never
+//! return, and a call that was already blocked when we attached is not ours to count.
 
-use aya_ebpf::{macros::{map, raw_tracepoint}, maps::PerCpuHashMap, programs::RawTracePointContext};
-use zc_trace_common::{DropReason, SYSCALL_COUNTS_MAX_ENTRIES, SyscallKey};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{map, raw_tracepoint},
+    maps::PerCpuHashMap,
+    programs::RawTracePointContext,
+};
+use zc_trace_common::{
+    DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc,
+    SyscallKey, SyscallTable,
+};
 
-use super::drops;
-use crate::filter::traced_tgid;
+use super::{
+    derive, drops,
+    inflight::{INFLIGHT, InFlight},
+};
+use crate::{
+    filter::traced,
+    kmem,
+    stats::{BPF_F_NO_PREALLOC, stats},
+};
 
 #[map]
 static SYSCALL_COUNTS: PerCpuHashMap<SyscallKey, u64> =
-    PerCpuHashMap::with_max_entries(SYSCALL_COUNTS_MAX_ENTRIES, 0);
+    PerCpuHashMap::with_max_entries(SYSCALL_COUNTS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
 
-/// `sys_enter(struct pt_regs *regs, long id)`: arg 1 is the syscall number.
+#[unsafe(no_mangle)]
+static SYSCALL_TABLE: SyscallTable = SyscallTable::EMPTY;
+
+#[inline(always)]
+fn describe(nr: u64) -> SyscallDesc {
+    if nr >= SYSCALL_TABLE_LEN as u64 {
+        return SyscallDesc::NONE;
+    }
+    unsafe { core::ptr::read_volatile(&SYSCALL_TABLE.entries[nr as usize]) }
+}
+
+/// Syscall argument `index` from the saved user registers.
+#[inline(always)]
+fn arg(regs: u64, index: u8) -> Option<u64> {
+    let off = kmem::offsets();
+    let reg_off = match index {
+        0 => off.regs_args[0],
+        1 => off.regs_args[1],
+        2 => off.regs_args[2],
+        3 => off.regs_args[3],
+        4 => off.regs_args[4],
+        5 => off.regs_args[5],
+        _ => return None,
+    };
+    kmem::read(regs, reg_off)
+}
+
+/// `sys_enter(struct pt_regs *regs, long id)`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let Some(tgid) = traced_tgid() else { return 0 };
+    let Some((tgid, tid)) = traced() else { return 0 };
     let nr: u64 = ctx.arg(1);
-    let key = SyscallKey { tgid, nr: nr as u32 };
-    bump(&key);
+    count_syscall(&SyscallKey { tgid, nr: nr as u32 });
+    let desc = describe(nr);
+    let class = OpClass::from_u32(desc.class as u32);
+    if let Some(s) = stats(tgid, class) {
+        s.syscalls += 1;
+    }
+    if class == OpClass::None || class == OpClass::Other {
+        return 0;
+    }
+    let regs: u64 = ctx.arg(0);
+    let kind_of = |index: u8| match index {
+        NO_ARG => 0,
+        i => arg(regs, i).map_or(0, |fd| kmem::fd_kind(fd) as u8),
+    };
+    let flags = if desc.flags_arg == NO_ARG { 0 } else { arg(regs, desc.flags_arg).unwrap_or(0) };
+    let fs_magic_out = if class == OpClass::CopyFileRange && desc.fd_out != NO_ARG {
+        arg(regs, desc.fd_out).and_then(kmem::fs_magic).unwrap_or(0)
+    } else {
+        0
+    };
+    let kind_out = kind_of(desc.fd_out);
+    let gather = if FdKind::from_u8(kind_out).is_socket() {
+        arg(regs, desc.fd_out).is_some_and(kmem::fd_can_gather) as u8
+    } else {
+        0
+    };
+    let record = InFlight {
+        class: class as u32,
+        kind_in: kind_of(desc.fd_in),
+        kind_out,
+        gather,
+        _pad: 0,
+        flags,
+        fs_magic_out,
+    };
+    if INFLIGHT.insert(&tid, &record, 0).is_err() {
+        drops::record(DropReason::InflightMapFull);
+    }
+    0
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // Only data syscalls of traced tasks have a record: no filter check needed here.
+    let Some(record) = (unsafe { INFLIGHT.get(&tid) }).copied() else { return 0 };
+    let _ = INFLIGHT.remove(&tid);
+    let ret: i64 = ctx.arg(1);
+    if ret > 0 {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        derive::account(tgid, &record, ret as u64);
+    }
     0
 }
 
 #[inline(always)]
-fn bump(key: &SyscallKey) {
+fn count_syscall(key: &SyscallKey) {
     if let Some(count) = SYSCALL_COUNTS.get_ptr_mut(key) {
         unsafe { *count += 1 };
         return;

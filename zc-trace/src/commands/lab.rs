@@ -1,24 +1,26 @@
-//! `zc-trace lab`: for each strategy, fork a workload held at the gate, attach the counting
-//! programs filtered to it, release it, and read what it cost.
-use std::{
-    path::{Path, PathBuf},
-    time::Instant,
-};
+//! `zc-trace lab`: for each strategy, prepare the sink, fork the receiver and the sender held
+//! at their gates, attach the counting programs filtered to exactly those two processes,
+//! release them, and attribute what they cost.
+use std::{path::Path, time::Instant};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    attribute::{self, Input, Role},
     cli::LabArgs,
     exit::Fatal,
     kernel::{self, KernelInfo},
-    lab::{self, LabReport, LabRow, Skipped},
-    loader::Settings,
+    lab,
+    loader::Filter,
     output, privileges,
-    report::{Drops, SyscallReport},
+    report::{AttributionReport, Drops, LabSettings, Skipped},
     session::Session,
     target::{Ended, Target},
-    workloads::{self, Spec, Strategy},
+    workloads::{
+        self, Strategy,
+        sinks::Sink,
+    },
 };
 
 pub fn run(args: LabArgs) -> anyhow::Result<i32> {
@@ -51,31 +53,56 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
-    let mut probes = Vec::new();
-    let mut drops = Drops::new(Default::default());
+    let mut last = None;
     for strategy in strategies {
-        if let Some(reason) = lab::unsupported(strategy, &args.sink) {
+        if let Some(reason) = lab::unsupported(strategy, args.sink) {
             skipped.push(Skipped { strategy: strategy.name(), reason });
             continue;
         }
-        let dst = match args.sink.as_str() {
-            "null" => PathBuf::from("/dev/null"),
-            _ => dir.path().join(format!("sink-{strategy}")),
+        if args.cold {
+            drop_page_cache(&src)?;
+        }
+        let mut sink = Sink::prepare(args.sink, dir.path()).context("preparing the sink")?;
+        let chunk = args.chunk as usize;
+        let recv_result = SharedResult::new()?;
+        let send_result = SharedResult::new()?;
+        let mut receiver = if args.sink.has_receiver() {
+            Some(Target::fork_held(&format!("zc-recv-{strategy}"), || {
+                let t = Instant::now();
+                let outcome = sink.receive(chunk);
+                recv_result.store(&outcome, t.elapsed().as_nanos() as u64);
+                i32::from(outcome.is_err())
+            })?)
+        } else {
+            None
         };
-        let spec = Spec { strategy, src: src.clone(), dst: dst.clone(), chunk: args.chunk as usize };
-        let result = SharedResult::new()?;
-        let mut target = Target::fork_held(&format!("zc-{strategy}"), || {
+        let mut sender = Target::fork_held(&format!("zc-{strategy}"), || {
             let t = Instant::now();
-            let outcome = workloads::run(&spec);
-            result.store(&outcome, t.elapsed().as_nanos() as u64);
-            if outcome.is_ok() { 0 } else { 1 }
+            let outcome = sink.sender_fd().and_then(|dst| workloads::run(strategy, &src, dst.0, chunk));
+            send_result.store(&outcome, t.elapsed().as_nanos() as u64);
+            i32::from(outcome.is_err())
         })?;
-        let session = Session::attach(Settings { filter_tgid: Some(target.pid) })?;
-        target.release()?;
+        sink.close_parent_ends();
+
+        let mut pids = vec![sender.pid];
+        pids.extend(receiver.as_ref().map(|r| r.pid));
+        let session = Session::attach(Filter::Set(pids), args.probe_tier)?;
+        if let Some(r) = receiver.as_mut() {
+            r.release()?;
+        }
+        sender.release()?;
         let interrupted = tokio::select! {
-            ended = target.ended() => {
-                if ended? != Ended::Child(0) {
-                    anyhow::bail!("the {strategy} workload failed: {}", result.error());
+            done = async {
+                let s = sender.ended().await?;
+                let r = match &receiver { Some(r) => Some(r.ended().await?), None => None };
+                anyhow::Ok((s, r))
+            } => {
+                let (s, r) = done?;
+                if s != Ended::Child(0) {
+                    anyhow::bail!("the {strategy} sender failed: {}", send_result.error());
+                }
+                if r.is_some_and(|r| r != Ended::Child(0)) {
+                    anyhow::bail!("the {strategy} receiver failed: {}", recv_result.error());
                 }
                 false
             }
@@ -86,43 +113,57 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
             eprintln!("zc-trace: interrupted; reporting the strategies that completed");
             break;
         }
-        let counts = session.syscalls_of(target.pid)?;
-        drops = session.drops()?;
-        probes = session.probes().to_vec();
+        let stats = session.stats()?;
+        let syscalls = session.syscalls()?;
+        let drops = session.drops()?;
+        let global = session.global_events()?;
+        let probes = session.probes().to_vec();
+        let evidence = session.evidence().clone();
         drop(session);
-        if dst != Path::new("/dev/null") {
-            let _ = std::fs::remove_file(&dst);
+        if let Some(f) = sink.file() {
+            let _ = std::fs::remove_file(f);
         }
-        let all = SyscallReport::rows(&counts);
-        let (moved, nanos) = result.load();
-        let elapsed_s = nanos as f64 / 1e9;
-        rows.push(LabRow {
-            strategy: strategy.name(),
-            role: "sender",
-            pid: target.pid,
-            comm: target.comm.clone(),
-            payload_bytes: moved,
-            syscalls: all.iter().map(|r| r.calls).sum(),
-            mode_switches: all.iter().map(|r| r.mode_switches).sum(),
-            data_calls: strategy
-                .data_syscalls()
-                .iter()
-                .filter_map(|name| all.iter().find(|r| r.name == *name).cloned())
-                .collect(),
-            elapsed_s,
-            throughput_bytes_per_s: if elapsed_s > 0.0 { moved as f64 / elapsed_s } else { 0.0 },
-        });
+        let empty = Default::default();
+        let empty_counts = Default::default();
+        let mut parts = vec![(&sender, Role::Sender, &send_result)];
+        if let Some(r) = &receiver {
+            parts.push((r, Role::Receiver, &recv_result));
+        }
+        for (target, role, result) in parts {
+            let (_, nanos) = result.load();
+            rows.push(attribute::row(
+                Input {
+                    strategy: strategy.name().into(),
+                    role,
+                    pid: target.pid,
+                    comm: target.comm.clone(),
+                    path: None,
+                    by_class: stats.get(&target.pid).unwrap_or(&empty),
+                    syscalls: syscalls.get(&target.pid).unwrap_or(&empty_counts),
+                    elapsed_s: Some(nanos as f64 / 1e9),
+                },
+                &evidence,
+                &global,
+            ));
+        }
+        last = Some((probes, drops, global));
     }
-    let report = LabReport {
+    let (probes, drops, system) = last.unwrap_or_else(|| (Vec::new(), Drops::new(Default::default()), Default::default()));
+    let report = AttributionReport {
         kernel: KernelInfo::read(),
+        tier: args.probe_tier,
         probes,
-        size_bytes: args.size,
-        chunk_bytes: args.chunk,
-        sink: args.sink.clone(),
         rows,
-        skipped,
         drops,
         duration_s: started.elapsed().as_secs_f64(),
+        system,
+        lab: Some(LabSettings {
+            size_bytes: args.size,
+            chunk_bytes: args.chunk,
+            sink: args.sink.name().into(),
+            cold: args.cold,
+            skipped,
+        }),
     };
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
@@ -131,9 +172,22 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Evicts the file's pages from the page cache (and only this file's: the rest of the
+/// system's cache is left alone), so the next read goes to the disk.
+fn drop_page_cache(path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path)?;
+    file.sync_all()?;
+    // SAFETY: a valid fd; advice on the whole file.
+    let rc = unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc)).context("posix_fadvise(DONTNEED)");
+    }
+    Ok(())
+}
+
 /// A private directory under $TMPDIR, removed with everything in it on drop (also when the
 /// lab is interrupted or fails).
-struct TempDir(PathBuf);
+struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn create() -> anyhow::Result<Self> {
@@ -146,7 +200,7 @@ impl TempDir {
             return Err(std::io::Error::last_os_error()).context("creating the lab's temp directory");
         }
         bytes.pop();
-        Ok(Self(PathBuf::from(unsafe { std::ffi::OsString::from_encoded_bytes_unchecked(bytes) })))
+        Ok(Self(std::path::PathBuf::from(unsafe { std::ffi::OsString::from_encoded_bytes_unchecked(bytes) })))
     }
     fn path(&self) -> &Path {
         &self.0
@@ -180,7 +234,7 @@ fn write_random_file(path: &Path, size: u64) -> std::io::Result<()> {
     file.into_inner()?.sync_data()
 }
 
-/// A page shared with the forked workload, which writes its result there: reporting through
+/// A page shared with a forked workload, which writes its result there: reporting through
 /// memory costs the workload no system call, so its counts stay exactly its own.
 struct SharedResult(*mut u64);
 
@@ -188,8 +242,14 @@ impl SharedResult {
     fn new() -> anyhow::Result<Self> {
         // SAFETY: a fresh anonymous shared mapping of one page.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error()).context("mapping the result page");

@@ -6,10 +6,10 @@ use crate::{
     cli::SyscallsArgs,
     exit::Fatal,
     kernel::{self, KernelInfo},
-    loader::Settings,
+    loader::Filter,
     output, privileges,
     report::{SyscallReport, TargetInfo},
-    session::Session,
+    session::{Session, Tier},
     target::{Ended, Target},
 };
 
@@ -32,7 +32,7 @@ pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
 }
 
 async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
-    let session = Session::attach(Settings { filter_tgid: Some(target.pid) })?;
+    let session = Session::attach(Filter::Tgid(target.pid), Tier::Auto)?;
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;

@@ -7,6 +7,7 @@ mod copy_file_range;
 mod mmap_write;
 mod read_write;
 mod sendfile;
+pub mod sinks;
 mod splice;
 
 use std::{
@@ -14,7 +15,7 @@ use std::{
     fmt,
     io,
     os::{fd::RawFd, unix::ffi::OsStrExt as _},
-    path::{Path, PathBuf},
+    path::Path,
     str::FromStr,
 };
 
@@ -75,32 +76,21 @@ impl FromStr for Strategy {
     }
 }
 
-/// One run: move `src` to `dst` in `chunk`-byte steps.
-#[derive(Clone, Debug)]
-pub struct Spec {
-    pub strategy: Strategy,
-    pub src: PathBuf,
-    pub dst: PathBuf,
-    pub chunk: usize,
-}
-
-/// Runs the workload in the current process and returns the payload bytes moved.
-pub fn run(spec: &Spec) -> io::Result<u64> {
-    let src = open(&spec.src, libc::O_RDONLY)?;
-    let dst = open(&spec.dst, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?;
-    let moved = match spec.strategy {
-        Strategy::ReadWrite => read_write::run(src.0, dst.0, spec.chunk),
-        Strategy::MmapWrite => mmap_write::run(src.0, dst.0, spec.chunk),
-        Strategy::Sendfile => sendfile::run(src.0, dst.0, spec.chunk),
-        Strategy::Splice => splice::run(src.0, dst.0, spec.chunk),
-        Strategy::CopyFileRange => copy_file_range::run(src.0, dst.0, spec.chunk),
-    };
-    drop((src, dst));
-    moved
+/// Moves the whole of `src` to the already-open `dst` in `chunk`-byte steps, the way
+/// `strategy` does, and returns the payload bytes moved.
+pub fn run(strategy: Strategy, src: &Path, dst: RawFd, chunk: usize) -> io::Result<u64> {
+    let src = open(src, libc::O_RDONLY)?;
+    match strategy {
+        Strategy::ReadWrite => read_write::run(src.0, dst, chunk),
+        Strategy::MmapWrite => mmap_write::run(src.0, dst, chunk),
+        Strategy::Sendfile => sendfile::run(src.0, dst, chunk),
+        Strategy::Splice => splice::run(src.0, dst, chunk),
+        Strategy::CopyFileRange => copy_file_range::run(src.0, dst, chunk),
+    }
 }
 
 /// An fd closed on drop. Raw fds (not std's File) so that every syscall is one we chose.
-pub(crate) struct Fd(pub RawFd);
+pub struct Fd(pub RawFd);
 
 impl Drop for Fd {
     fn drop(&mut self) {
@@ -161,7 +151,9 @@ mod tests {
         std::fs::write(&src, &data).unwrap();
         for strategy in Strategy::ALL {
             let dst = dir.join(strategy.name());
-            let moved = run(&Spec { strategy, src: src.clone(), dst: dst.clone(), chunk: 65536 }).unwrap();
+            let out = open(&dst, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
+            let moved = run(strategy, &src, out.0, 65536).unwrap();
+            drop(out);
             assert_eq!(moved, data.len() as u64, "{strategy}");
             assert_eq!(std::fs::read(&dst).unwrap(), data, "{strategy}");
         }

@@ -1,0 +1,34 @@
+//! Page faults. `exceptions:page_fault_user` (x86) is a fault taken in user mode: a mode
+//! switch. `page_fault_kernel` on a user address is the kernel touching user memory that is
+//! not mapped yet (e.g. write() reading from an mmap'd file): real work, but no extra switch.
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+
+use super::inflight::class_of;
+use crate::{filter::traced, stats::stats};
+
+/// Top of the x86-64 user address space (47-bit; 5-level paging raises it, never lowers it).
+const USER_ADDRESS_LIMIT: u64 = 0x0000_8000_0000_0000;
+
+#[raw_tracepoint(tracepoint = "page_fault_user")]
+pub fn page_fault_user(_ctx: RawTracePointContext) -> i32 {
+    let Some((tgid, tid)) = traced() else { return 0 };
+    if let Some(s) = stats(tgid, class_of(tid)) {
+        s.user_faults += 1;
+    }
+    0
+}
+
+/// `page_fault_kernel(unsigned long address, struct pt_regs *regs, unsigned long error_code)`.
+#[raw_tracepoint(tracepoint = "page_fault_kernel")]
+pub fn page_fault_kernel(ctx: RawTracePointContext) -> i32 {
+    let Some((tgid, tid)) = traced() else { return 0 };
+    let address: u64 = ctx.arg(0);
+    if address >= USER_ADDRESS_LIMIT {
+        return 0;
+    }
+    if let Some(s) = stats(tgid, class_of(tid)) {
+        s.kernel_faults += 1;
+    }
+    0
+}

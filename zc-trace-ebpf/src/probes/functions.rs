@@ -1,0 +1,100 @@
+//! Copy sites observed at their traceable callers, on kernels that allow function probes
+//! (`copy_to_user` itself is inlined or notrace everywhere; see docs/probes.md). Each site has
+//! an fexit variant and a kretprobe variant; user space loads the first that attaches and
+//! none of the others, and tells the syscall-exit derivation to skip that path.
+//!
+//! - `filemap_read(iocb, iter, already_read)` returns the bytes copied page cache -> user
+//!   (plus `already_read`, bytes an earlier direct-I/O attempt of the same call moved).
+//! - `generic_perform_write(iocb, iter)` returns the bytes copied user -> page cache.
+//! - `tcp_sendmsg_locked(sk, msg, size)`: `msg->msg_flags` says whether the bytes were copied
+//!   from user memory, spliced by reference (`MSG_SPLICE_PAGES`, 6.5+), or pinned
+//!   (`MSG_ZEROCOPY`).
+
+use aya_ebpf::{
+    macros::{fexit, kretprobe},
+    programs::{FExitContext, RetProbeContext},
+};
+use zc_trace_common::{End, ZeroCopyKind};
+
+use super::inflight::class_of;
+use crate::{filter::traced, kmem, stats::{add, stats}};
+
+#[inline(always)]
+fn file_read(ret: i64, already_read: i64) {
+    let Some((tgid, tid)) = traced() else { return };
+    let copied = ret - already_read;
+    if copied > 0
+        && let Some(s) = stats(tgid, class_of(tid))
+    {
+        add(&mut s.to_user[End::PageCache as usize], copied as u64);
+    }
+}
+
+#[inline(always)]
+fn file_write(ret: i64) {
+    let Some((tgid, tid)) = traced() else { return };
+    if ret > 0
+        && let Some(s) = stats(tgid, class_of(tid))
+    {
+        add(&mut s.from_user[End::PageCache as usize], ret as u64);
+    }
+}
+
+#[fexit(function = "filemap_read")]
+pub fn fexit_filemap_read(ctx: FExitContext) -> i32 {
+    let already_read: i64 = ctx.arg(2);
+    let ret: i64 = ctx.arg(3);
+    file_read(ret, already_read);
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_filemap_read(ctx: RetProbeContext) -> u32 {
+    // No entry arguments here: already_read is almost always 0 (it is non-zero only after a
+    // partial O_DIRECT read fell back to buffered I/O).
+    let ret: i64 = ctx.ret();
+    file_read(ret, 0);
+    0
+}
+
+#[fexit(function = "generic_perform_write")]
+pub fn fexit_generic_perform_write(ctx: FExitContext) -> i32 {
+    let ret: i64 = ctx.arg(2);
+    file_write(ret);
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_generic_perform_write(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret();
+    file_write(ret);
+    0
+}
+
+const MSG_ZEROCOPY: u32 = 0x400_0000;
+const MSG_SPLICE_PAGES: u32 = 0x800_0000;
+
+#[fexit(function = "tcp_sendmsg_locked")]
+pub fn fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
+    let Some((tgid, tid)) = traced() else { return 0 };
+    let sk: u64 = ctx.arg(0);
+    let msg: u64 = ctx.arg(1);
+    let ret: i64 = ctx.arg(3);
+    if ret <= 0 {
+        return 0;
+    }
+    let off = kmem::offsets();
+    let flags: u32 = kmem::read(msg, off.msghdr_flags).unwrap_or(0);
+    // tcp_sendmsg_locked honours MSG_SPLICE_PAGES and MSG_ZEROCOPY only when the route's
+    // device can gather; otherwise it copies (spliced page-cache pages: kernel -> kernel).
+    let gather = kmem::sock_can_gather(sk, &off);
+    let Some(s) = stats(tgid, class_of(tid)) else { return 0 };
+    let n = ret as u64;
+    match (flags & MSG_SPLICE_PAGES != 0, flags & MSG_ZEROCOPY != 0, gather) {
+        (true, _, true) => add(&mut s.zero_copy[ZeroCopyKind::SplicePages as usize], n),
+        (true, _, false) => add(&mut s.kernel[End::Socket as usize], n),
+        (false, true, true) => add(&mut s.zero_copy[ZeroCopyKind::MsgZerocopy as usize], n),
+        _ => add(&mut s.from_user[End::Socket as usize], n),
+    }
+    0
+}

@@ -1,0 +1,27 @@
+//! Context switches: `sched_switch(bool preempt, prev, next, unsigned int prev_state)` fires
+//! in the context of `prev`, so the current task is the one leaving the CPU. Voluntary when
+//! it was not preempted and was going to sleep (the kernel's own nvcsw/nivcsw rule).
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+
+use super::inflight::class_of;
+use crate::{filter::traced, stats::stats};
+
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+    let Some((tgid, tid)) = traced() else { return 0 };
+    // tid 0 is the idle task: never a traced process.
+    if tid == 0 {
+        return 0;
+    }
+    let preempt: u64 = ctx.arg(0);
+    let prev_state: u64 = ctx.arg(3);
+    if let Some(s) = stats(tgid, class_of(tid)) {
+        if preempt & 0xff == 0 && prev_state as u32 != 0 {
+            s.ctx_voluntary += 1;
+        } else {
+            s.ctx_involuntary += 1;
+        }
+    }
+    0
+}

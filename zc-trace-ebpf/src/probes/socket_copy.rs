@@ -1,0 +1,22 @@
+//! The receive-side copy, socket -> user: `skb:skb_copy_datagram_iovec(skb, len)` fires in
+//! skb_copy_datagram_iter for every receive into user memory (TCP, UDP, UNIX), on every
+//! kernel. Observed, not derived.
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use zc_trace_common::End;
+
+use super::inflight::class_of;
+use crate::{filter::traced, stats::{add, stats}};
+
+#[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
+pub fn skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
+    let Some((tgid, tid)) = traced() else { return 0 };
+    let len: i64 = ctx.arg(1);
+    if len <= 0 {
+        return 0;
+    }
+    if let Some(s) = stats(tgid, class_of(tid)) {
+        add(&mut s.to_user[End::Socket as usize], len as u64);
+    }
+    0
+}

@@ -1,0 +1,511 @@
+//! Turns the kernel's counters (per process and op class) into report rows: CPU copies by
+//! direction, zero-copy moves, DMA, mode and context switches, each figure labelled with the
+//! probe it came from or the syscall semantics it was derived from. A figure no attached
+//! probe could see is `None` (JSON `null`), never 0.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use zc_trace_common::{End, OpClass, Stats, Tally, ZeroCopyKind, delivers};
+
+use crate::{collect::GlobalEvents, report, session::Evidence};
+
+pub const SKB_COPY: &str = "skb:skb_copy_datagram_iovec";
+pub const PAGE_FAULT_USER: &str = "exceptions:page_fault_user";
+pub const PAGE_FAULT_KERNEL: &str = "exceptions:page_fault_kernel";
+pub const SCHED_SWITCH: &str = "sched:sched_switch";
+pub const BLOCK_RQ_ISSUE: &str = "block:block_rq_issue";
+pub const NET_XMIT: &str = "net:net_dev_start_xmit";
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Part {
+    pub bytes: u64,
+    pub calls: u64,
+    pub evidence: String,
+}
+
+/// One direction of CPU copies: totals, the sources that cover it, and a breakdown by the
+/// kind of memory at the other end.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CopyCell {
+    pub bytes: u64,
+    pub calls: u64,
+    pub evidence: String,
+    pub by_end: BTreeMap<&'static str, Part>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CpuCopy {
+    pub to_user: CopyCell,
+    pub from_user: CopyCell,
+    pub kernel: CopyCell,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZeroCopy {
+    /// Bytes that reached their destination without a CPU copy (moves into intermediate
+    /// pipes are in `by_kind` only, so a splice strategy is not counted twice).
+    pub bytes: u64,
+    pub evidence: String,
+    pub by_kind: BTreeMap<&'static str, Part>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Dma {
+    pub disk_read_bytes: Option<u64>,
+    pub disk_write_bytes: Option<u64>,
+    pub net_tx_linear_bytes: Option<u64>,
+    pub net_tx_paged_bytes: Option<u64>,
+    pub net_tx_frags: Option<u64>,
+    pub net_tx_packets: Option<u64>,
+    pub dma_api_maps: Option<u64>,
+    pub direct_io_read_bytes: u64,
+    pub direct_io_write_bytes: u64,
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ContextSwitches {
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModeSwitchDetail {
+    pub syscalls: u64,
+    pub page_faults: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Row {
+    pub strategy: String,
+    pub role: String,
+    pub pid: u32,
+    pub comm: String,
+    pub path: Option<String>,
+    pub payload_bytes: u64,
+    pub syscalls: u64,
+    pub mode_switches: u64,
+    pub mode_switch_detail: ModeSwitchDetail,
+    /// User-mode plus kernel-mode faults on user memory; `page_fault_detail` splits them.
+    pub page_faults: Option<u64>,
+    pub page_fault_detail: Option<BTreeMap<&'static str, u64>>,
+    pub context_switches: Option<ContextSwitches>,
+    pub cpu_copy: CpuCopy,
+    pub zero_copy: ZeroCopy,
+    pub dma: Dma,
+    /// Bytes the process's data syscalls returned that no rule could attribute.
+    pub unclassified_bytes: u64,
+    pub copies_per_payload_byte: Option<f64>,
+    /// What the process did, by op class: syscalls and payload per class.
+    pub by_class: BTreeMap<&'static str, ClassSummary>,
+    /// Every syscall the process made, by name (raw_tracepoint:sys_enter).
+    pub syscall_counts: BTreeMap<String, u64>,
+    /// Lab runs: payload / wall time of the workload's copy loop.
+    pub elapsed_s: Option<f64>,
+    pub throughput_bytes_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClassSummary {
+    pub syscalls: u64,
+    pub payload_out: u64,
+    pub payload_in: u64,
+}
+
+/// Which side of a transfer a process is: a sender's payload is what it delivered, a
+/// receiver's what it read; a traced process takes whichever is larger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Sender,
+    Receiver,
+    Process,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+            Role::Process => "process",
+        }
+    }
+}
+
+/// Everything needed to build one row.
+pub struct Input<'a> {
+    pub strategy: String,
+    pub role: Role,
+    pub pid: u32,
+    pub comm: String,
+    pub path: Option<String>,
+    pub by_class: &'a BTreeMap<OpClass, Stats>,
+    /// The process's syscall counts by number.
+    pub syscalls: &'a BTreeMap<u32, u64>,
+    /// Lab runs: how long the copy loop took.
+    pub elapsed_s: Option<f64>,
+}
+
+pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row {
+    let mut total = Stats::default();
+    for s in input.by_class.values() {
+        crate::collect::add_stats(&mut total, s);
+    }
+    let syscalls = total.syscalls;
+    let syscall_mode_switches = syscall_mode_switches(input.syscalls);
+    let has = |tp: &str| evidence.tracepoint(tp);
+    let faults_user = has(PAGE_FAULT_USER).then_some(total.user_faults);
+    let faults_kernel = has(PAGE_FAULT_KERNEL).then_some(total.kernel_faults);
+    let page_faults = match (faults_user, faults_kernel) {
+        (None, None) => None,
+        (u, k) => Some(u.unwrap_or(0) + k.unwrap_or(0)),
+    };
+    let fault_switches = faults_user.map(|f| 2 * f);
+    let cpu_copy = CpuCopy {
+        to_user: copy_cell(&total.to_user, |end| to_user_source(end, evidence)),
+        from_user: copy_cell(&total.from_user, |end| from_user_source(end, evidence)),
+        kernel: copy_cell(&total.kernel, |end| kernel_source(end, evidence)),
+    };
+    let zero_copy = zero_copy(&total, evidence);
+    let payload_bytes = match input.role {
+        Role::Sender => total.payload_out,
+        Role::Receiver => total.payload_in,
+        Role::Process => total.payload_out.max(total.payload_in),
+    };
+    let copied = cpu_copy.to_user.bytes + cpu_copy.from_user.bytes + cpu_copy.kernel.bytes;
+    Row {
+        strategy: input.strategy,
+        role: input.role.name().into(),
+        pid: input.pid,
+        comm: input.comm,
+        path: input.path,
+        payload_bytes,
+        syscalls,
+        mode_switches: syscall_mode_switches + fault_switches.unwrap_or(0),
+        mode_switch_detail: ModeSwitchDetail { syscalls: syscall_mode_switches, page_faults: fault_switches },
+        page_faults,
+        page_fault_detail: page_faults.map(|_| {
+            let mut d = BTreeMap::new();
+            if let Some(u) = faults_user {
+                d.insert("user", u);
+            }
+            if let Some(k) = faults_kernel {
+                d.insert("kernel", k);
+            }
+            d
+        }),
+        context_switches: has(SCHED_SWITCH).then_some(ContextSwitches {
+            voluntary: total.ctx_voluntary,
+            involuntary: total.ctx_involuntary,
+        }),
+        dma: dma(&total, evidence, global),
+        unclassified_bytes: total.unclassified.bytes,
+        copies_per_payload_byte: (payload_bytes > 0).then(|| copied as f64 / payload_bytes as f64),
+        cpu_copy,
+        zero_copy,
+        by_class: input
+            .by_class
+            .iter()
+            .filter(|(_, s)| s.syscalls > 0 || s.payload_out > 0 || s.payload_in > 0)
+            .map(|(c, s)| {
+                (c.name(), ClassSummary { syscalls: s.syscalls, payload_out: s.payload_out, payload_in: s.payload_in })
+            })
+            .collect(),
+        syscall_counts: input
+            .syscalls
+            .iter()
+            .map(|(&nr, &calls)| (crate::syscall_names::name(nr), calls))
+            .collect(),
+        elapsed_s: input.elapsed_s,
+        throughput_bytes_per_s: input
+            .elapsed_s
+            .filter(|&s| s > 0.0)
+            .map(|s| payload_bytes as f64 / s),
+    }
+}
+
+fn copy_cell(tallies: &[Tally; End::COUNT], source: impl Fn(End) -> Option<String>) -> CopyCell {
+    let mut by_end = BTreeMap::new();
+    let mut sources: Vec<String> = Vec::new();
+    for end in End::ALL {
+        let Some(src) = source(end) else { continue };
+        let t = tallies[end as usize];
+        if !sources.contains(&src) {
+            sources.push(src.clone());
+        }
+        if t.calls > 0 {
+            by_end.insert(end.name(), Part { bytes: t.bytes, calls: t.calls, evidence: src });
+        }
+    }
+    CopyCell {
+        bytes: tallies.iter().map(|t| t.bytes).sum(),
+        calls: tallies.iter().map(|t| t.calls).sum(),
+        evidence: sources.join(" + "),
+        by_end,
+    }
+}
+
+/// What observes (or derives) copies into user memory from each kind of source.
+fn to_user_source(end: End, ev: &Evidence) -> Option<String> {
+    Some(match end {
+        End::PageCache => ev.function_or("filemap_read", "derived:read(2)"),
+        End::Socket if ev.tracepoint(SKB_COPY) => format!("raw_tracepoint:{SKB_COPY}"),
+        End::Socket => return None,
+        End::Pipe | End::Other => "derived:read(2)".into(),
+        End::Memory => return None,
+    })
+}
+
+fn from_user_source(end: End, ev: &Evidence) -> Option<String> {
+    Some(match end {
+        End::PageCache => ev.function_or("generic_perform_write", "derived:write(2)"),
+        End::Socket => match ev.functions.get("tcp_sendmsg_locked") {
+            Some(f) => format!("{f} (TCP) + derived:write(2)/send(2) (other sockets)"),
+            None => "derived:write(2)/send(2)".into(),
+        },
+        End::Pipe | End::Other => "derived:write(2)".into(),
+        End::Memory => return None,
+    })
+}
+
+fn kernel_source(end: End, ev: &Evidence) -> Option<String> {
+    Some(match end {
+        End::PageCache => "derived:sendfile(2)/splice(2)/copy_file_range(2) into a file".into(),
+        End::Socket => ev.function_or(
+            "tcp_sendmsg_locked",
+            "derived:sendfile(2)/splice(2) to a socket whose route lacks NETIF_F_SG",
+        ),
+        _ => return None,
+    })
+}
+
+fn zero_copy_source(kind: ZeroCopyKind, ev: &Evidence) -> String {
+    match kind {
+        ZeroCopyKind::SplicePages => ev.function_or(
+            "tcp_sendmsg_locked",
+            "derived:sendfile(2)/splice(2) to a socket whose route has NETIF_F_SG",
+        ),
+        ZeroCopyKind::MsgZerocopy => ev.function_or("tcp_sendmsg_locked", "derived:send(2) with MSG_ZEROCOPY"),
+        ZeroCopyKind::PageRefs => "derived:splice(2)/sendfile(2)/tee(2) into a pipe".into(),
+        ZeroCopyKind::Vmsplice => "derived:vmsplice(2)".into(),
+        ZeroCopyKind::FileRange => "derived:copy_file_range(2) on a reflink-capable file system".into(),
+    }
+}
+
+fn zero_copy(total: &Stats, ev: &Evidence) -> ZeroCopy {
+    let mut by_kind = BTreeMap::new();
+    let mut bytes = 0;
+    let mut sources = Vec::new();
+    for kind in ZeroCopyKind::ALL {
+        let t = total.zero_copy[kind as usize];
+        let src = zero_copy_source(kind, ev);
+        if delivers(kind) {
+            bytes += t.bytes;
+            if !sources.contains(&src) {
+                sources.push(src.clone());
+            }
+        }
+        if t.calls > 0 {
+            by_kind.insert(kind.name(), Part { bytes: t.bytes, calls: t.calls, evidence: src });
+        }
+    }
+    ZeroCopy { bytes, evidence: sources.join(" + "), by_kind }
+}
+
+fn dma(total: &Stats, ev: &Evidence, global: &GlobalEvents) -> Dma {
+    let block = ev.tracepoint(BLOCK_RQ_ISSUE);
+    let net = ev.tracepoint(NET_XMIT);
+    let mut notes = Vec::new();
+    if block {
+        notes.push(format!("disk: raw_tracepoint:{BLOCK_RQ_ISSUE} in the process's context"));
+    }
+    if net {
+        notes.push(format!("NIC: raw_tracepoint:{NET_XMIT} in the process's context"));
+    }
+    let dma_api_maps = if ev.dma.is_empty() {
+        notes.push("DMA API: no dma:* tracepoint on this kernel".into());
+        None
+    } else if global.dma_maps_system == 0 {
+        notes.push(format!(
+            "DMA API: no DMA-API mappings observed for these devices ({} attached, 0 events system-wide: \
+             e.g. virtio without an IOMMU bypasses the DMA API)",
+            ev.dma.join(", ")
+        ));
+        None
+    } else {
+        notes.push(format!("DMA API: {} in the process's context", ev.dma.join(", ")));
+        Some(total.dma_maps.calls)
+    };
+    Dma {
+        disk_read_bytes: block.then_some(total.disk_read.bytes),
+        disk_write_bytes: block.then_some(total.disk_write.bytes),
+        net_tx_linear_bytes: net.then_some(total.net_tx_linear_bytes),
+        net_tx_paged_bytes: net.then_some(total.net_tx_paged_bytes),
+        net_tx_frags: net.then_some(total.net_tx_frags),
+        net_tx_packets: net.then_some(total.net_tx.calls),
+        dma_api_maps,
+        direct_io_read_bytes: total.direct_read.bytes,
+        direct_io_write_bytes: total.direct_write.bytes,
+        evidence: notes.join("; "),
+    }
+}
+
+/// Sum of `report::mode_switches` over a process's syscall counts.
+pub fn syscall_mode_switches(counts: &BTreeMap<u32, u64>) -> u64 {
+    counts.iter().map(|(&nr, &calls)| report::mode_switches(&crate::syscall_names::name(nr), calls)).sum()
+}
+
+/// The strategy a process's activity looks like, for processes the lab did not start: the
+/// data syscall that delivered most of its payload names it.
+pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
+    let out = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_out);
+    let inn = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_in);
+    let msg_zerocopy = by_class
+        .get(&OpClass::Send)
+        .is_some_and(|s| s.zero_copy[ZeroCopyKind::MsgZerocopy as usize].bytes > 0);
+    // Senders first, in order of preference on ties: the class that delivered most bytes.
+    let mut best: Option<(OpClass, u64)> = None;
+    for c in [
+        OpClass::Sendfile,
+        OpClass::Splice,
+        OpClass::CopyFileRange,
+        OpClass::Vmsplice,
+        OpClass::IoUring,
+        OpClass::Send,
+        OpClass::Write,
+    ] {
+        if out(c) > best.map_or(0, |(_, b)| b) {
+            best = Some((c, out(c)));
+        }
+    }
+    let name = match best.map(|(c, _)| c) {
+        Some(OpClass::Send) if msg_zerocopy => "msg-zerocopy",
+        Some(OpClass::Sendfile) => "sendfile",
+        // Splice also carries vmsplice's second leg: the vmsplice leg names that strategy.
+        Some(OpClass::Splice) if out(OpClass::Vmsplice) > 0 || inn(OpClass::Vmsplice) > 0 => "vmsplice",
+        Some(OpClass::Splice) => "splice",
+        Some(OpClass::CopyFileRange) => "copy-file-range",
+        Some(OpClass::Vmsplice) => "vmsplice",
+        Some(OpClass::IoUring) => "io-uring",
+        Some(_) => {
+            // write() fed from a file mapping faults in kernel mode on the mapped pages.
+            let faults = by_class.get(&OpClass::Write).map_or(0, |s| s.kernel_faults);
+            if faults > 0 && inn(OpClass::Read) == 0 { "mmap-write" } else { "read-write" }
+        }
+        None if inn(OpClass::Read) + inn(OpClass::Recv) > 0 => "receive",
+        None => "other",
+    };
+    name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence_host() -> Evidence {
+        Evidence {
+            tracepoints: vec![SKB_COPY, PAGE_FAULT_USER, PAGE_FAULT_KERNEL, SCHED_SWITCH, BLOCK_RQ_ISSUE, NET_XMIT],
+            dma: vec!["dma:dma_map_sg".into()],
+            ..Default::default()
+        }
+    }
+
+    fn read_write_sender() -> BTreeMap<OpClass, Stats> {
+        let mut read = Stats { syscalls: 129, payload_in: 8 << 20, ..Default::default() };
+        read.to_user[End::PageCache as usize] = Tally { bytes: 8 << 20, calls: 128 };
+        let mut write = Stats { syscalls: 128, payload_out: 8 << 20, ..Default::default() };
+        write.from_user[End::Socket as usize] = Tally { bytes: 8 << 20, calls: 128 };
+        [(OpClass::Read, read), (OpClass::Write, write)].into_iter().collect()
+    }
+
+    fn input<'a>(by_class: &'a BTreeMap<OpClass, Stats>, role: Role) -> Input<'a> {
+        static SYSCALLS: std::sync::LazyLock<BTreeMap<u32, u64>> =
+            std::sync::LazyLock::new(|| [(0, 129), (1, 128)].into_iter().collect());
+        Input {
+            strategy: "read-write".into(),
+            role,
+            pid: 1,
+            comm: "zc".into(),
+            path: None,
+            by_class,
+            syscalls: &SYSCALLS,
+            elapsed_s: Some(0.5),
+        }
+    }
+
+    #[test]
+    fn read_write_copies_twice_with_derived_evidence_on_a_tracepoint_kernel() {
+        let classes = read_write_sender();
+        let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
+        assert_eq!(r.payload_bytes, 8 << 20);
+        assert_eq!(r.cpu_copy.to_user.bytes, 8 << 20);
+        assert_eq!(r.cpu_copy.from_user.bytes, 8 << 20);
+        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence, "derived:read(2)");
+        assert!(r.cpu_copy.to_user.evidence.contains("raw_tracepoint:skb:skb_copy_datagram_iovec"));
+        assert_eq!(r.copies_per_payload_byte, Some(2.0));
+        assert_eq!(r.syscalls, 257);
+        assert_eq!(r.by_class["read"].syscalls, 129);
+        assert_eq!(r.syscall_counts["read"], 129);
+        assert_eq!(r.mode_switches, 2 * 257);
+        assert_eq!(r.throughput_bytes_per_s, Some((16 << 20) as f64));
+    }
+
+    #[test]
+    fn function_probes_replace_derived_labels() {
+        let mut ev = evidence_host();
+        ev.functions.insert("filemap_read", "fexit:filemap_read".into());
+        let classes = read_write_sender();
+        let r = row(input(&classes, Role::Sender), &ev, &GlobalEvents::default());
+        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence, "fexit:filemap_read");
+    }
+
+    #[test]
+    fn unobservable_figures_are_null_not_zero() {
+        let classes = read_write_sender();
+        let ev = Evidence::default(); // no optional tracepoint attached
+        let r = row(input(&classes, Role::Sender), &ev, &GlobalEvents::default());
+        assert_eq!(r.page_faults, None);
+        assert_eq!(r.context_switches, None);
+        assert_eq!(r.dma.disk_read_bytes, None);
+        assert_eq!(r.dma.dma_api_maps, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["page_faults"].is_null());
+        assert!(json["dma"]["net_tx_paged_bytes"].is_null());
+    }
+
+    #[test]
+    fn dma_api_silence_is_reported_not_zeroed() {
+        let classes = read_write_sender();
+        let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
+        assert_eq!(r.dma.dma_api_maps, None);
+        assert!(r.dma.evidence.contains("no DMA-API mappings observed"));
+        let busy = GlobalEvents { dma_maps_system: 5, ..Default::default() };
+        let r = row(input(&classes, Role::Sender), &evidence_host(), &busy);
+        assert_eq!(r.dma.dma_api_maps, Some(0));
+    }
+
+    #[test]
+    fn zero_copy_counts_delivery_once_not_the_pipe_leg() {
+        let mut splice = Stats { syscalls: 256, payload_out: 8 << 20, into_pipe: 8 << 20, ..Default::default() };
+        splice.zero_copy[ZeroCopyKind::PageRefs as usize] = Tally { bytes: 8 << 20, calls: 128 };
+        splice.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: 8 << 20, calls: 128 };
+        let classes: BTreeMap<_, _> = [(OpClass::Splice, splice)].into_iter().collect();
+        let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
+        assert_eq!(r.zero_copy.bytes, 8 << 20);
+        assert_eq!(r.zero_copy.by_kind["page_refs"].bytes, 8 << 20);
+        assert_eq!(r.copies_per_payload_byte, Some(0.0));
+        assert_eq!(infer_strategy(&classes), "splice");
+    }
+
+    #[test]
+    fn strategies_are_inferred_from_what_delivered_the_payload() {
+        assert_eq!(infer_strategy(&read_write_sender()), "read-write");
+        let mut w = Stats { payload_out: 100, kernel_faults: 3, ..Default::default() };
+        w.from_user[End::Socket as usize] = Tally { bytes: 100, calls: 1 };
+        let mmap: BTreeMap<_, _> = [(OpClass::Write, w)].into_iter().collect();
+        assert_eq!(infer_strategy(&mmap), "mmap-write");
+        let sf: BTreeMap<_, _> =
+            [(OpClass::Sendfile, Stats { payload_out: 5, ..Default::default() })].into_iter().collect();
+        assert_eq!(infer_strategy(&sf), "sendfile");
+        assert_eq!(infer_strategy(&BTreeMap::new()), "other");
+    }
+}

@@ -1,0 +1,75 @@
+//! The probe catalogue: every probe zc-trace knows, what it measures and how it can attach.
+//! `docs/probes.md` is the same list for people; keep them together.
+use zc_trace_common::observed;
+
+/// A tracepoint probe, attached as a raw tracepoint (cheaper than the classic tracepoint: no
+/// trace record is built, arguments are the `TP_PROTO` ones; needs no tracefs).
+pub struct TracepointProbe {
+    /// `category:name`, as people know the tracepoint.
+    pub name: &'static str,
+    /// The program in the eBPF object.
+    pub program: &'static str,
+    /// Without it nothing can be measured: failing to attach is fatal.
+    pub required: bool,
+    pub measures: &'static str,
+}
+
+pub const TRACEPOINTS: &[TracepointProbe] = &[
+    TracepointProbe { name: "raw_syscalls:sys_enter", program: "sys_enter", required: true, measures: "syscalls (mode switches), data-syscall arguments and fd kinds" },
+    TracepointProbe { name: "raw_syscalls:sys_exit", program: "sys_exit", required: true, measures: "data-syscall results: derived copies and payload" },
+    TracepointProbe { name: "skb:skb_copy_datagram_iovec", program: "skb_copy_datagram_iovec", required: false, measures: "socket -> user copies" },
+    TracepointProbe { name: "exceptions:page_fault_user", program: "page_fault_user", required: false, measures: "user-mode page faults (mode switches)" },
+    TracepointProbe { name: "exceptions:page_fault_kernel", program: "page_fault_kernel", required: false, measures: "kernel-mode faults on user memory" },
+    TracepointProbe { name: "sched:sched_switch", program: "sched_switch", required: false, measures: "context switches, voluntary and involuntary" },
+    TracepointProbe { name: "block:block_rq_issue", program: "block_rq_issue", required: false, measures: "disk DMA bytes by direction" },
+    TracepointProbe { name: "net:net_dev_start_xmit", program: "net_dev_start_xmit", required: false, measures: "NIC transmit: linear and paged bytes, frags" },
+];
+
+/// `dma:*` map events; names differ between kernels, each that exists is attached.
+pub const DMA_TRACEPOINTS: &[&str] = &["dma_map_phys", "dma_map_page", "dma_map_sg", "dma_map_resource"];
+pub const DMA_PROGRAM: &str = "dma_map";
+
+/// A copy site observed at a kernel function, when the kernel allows function probes.
+pub struct FunctionProbe {
+    pub function: &'static str,
+    pub fexit: &'static str,
+    pub kretprobe: Option<&'static str>,
+    /// The `observed::*` bit: set, the syscall-exit derivation skips this path.
+    pub observed: u32,
+    /// The label of the derived figure used when no function probe attaches.
+    pub derived: &'static str,
+    pub measures: &'static str,
+}
+
+pub const FUNCTIONS: &[FunctionProbe] = &[
+    FunctionProbe {
+        function: "filemap_read",
+        fexit: "fexit_filemap_read",
+        kretprobe: Some("kretprobe_filemap_read"),
+        observed: observed::FILE_READ,
+        derived: "derived:read(2)",
+        measures: "page cache -> user copies",
+    },
+    FunctionProbe {
+        function: "generic_perform_write",
+        fexit: "fexit_generic_perform_write",
+        kretprobe: Some("kretprobe_generic_perform_write"),
+        observed: observed::FILE_WRITE,
+        derived: "derived:write(2)",
+        measures: "user -> page cache copies",
+    },
+    FunctionProbe {
+        function: "tcp_sendmsg_locked",
+        fexit: "fexit_tcp_sendmsg_locked",
+        // The flags live in the entry argument `msg`: a return probe alone cannot tell a copy
+        // from a splice.
+        kretprobe: None,
+        observed: observed::TCP_SEND,
+        derived: "derived:write(2)/send(2)/sendfile(2)",
+        measures: "user -> socket copies vs MSG_SPLICE_PAGES / MSG_ZEROCOPY",
+    },
+];
+
+/// Where the copy happens; tried on every kernel so that the report can say whether they are
+/// traceable (on x86-64 they are inlined or notrace: expected to fail).
+pub const COPY_PRIMITIVES: &[&str] = &["_copy_to_user", "_copy_from_user"];

@@ -1,0 +1,71 @@
+//! What each syscall does with data, by this architecture's numbering: the table the kernel
+//! programs consult at `sys_enter` (the `SYSCALL_TABLE` global). Built here from syscall
+//! names so that the kernel side stays architecture-neutral.
+use zc_trace_common::{NO_ARG, OpClass, SYSCALL_TABLE_LEN, SyscallDesc, SyscallTable};
+
+use crate::syscall_names;
+
+/// (name, class, source-fd argument, destination-fd argument, flags argument), arguments
+/// numbered from 0. Calls that return a count of messages or an address (sendmmsg, mmap,
+/// io_uring_enter) are classified for attribution only; no bytes are derived from them.
+pub const DATA_SYSCALLS: &[(&str, OpClass, u8, u8, u8)] = &[
+    ("read", OpClass::Read, 0, NO_ARG, NO_ARG),
+    ("pread64", OpClass::Read, 0, NO_ARG, NO_ARG),
+    ("readv", OpClass::Read, 0, NO_ARG, NO_ARG),
+    ("preadv", OpClass::Read, 0, NO_ARG, NO_ARG),
+    ("preadv2", OpClass::Read, 0, NO_ARG, NO_ARG),
+    ("write", OpClass::Write, NO_ARG, 0, NO_ARG),
+    ("pwrite64", OpClass::Write, NO_ARG, 0, NO_ARG),
+    ("writev", OpClass::Write, NO_ARG, 0, NO_ARG),
+    ("pwritev", OpClass::Write, NO_ARG, 0, NO_ARG),
+    ("pwritev2", OpClass::Write, NO_ARG, 0, NO_ARG),
+    ("sendfile", OpClass::Sendfile, 1, 0, NO_ARG),
+    ("splice", OpClass::Splice, 0, 2, 5),
+    ("tee", OpClass::Tee, 0, 1, 3),
+    ("vmsplice", OpClass::Vmsplice, 0, NO_ARG, 3),
+    ("copy_file_range", OpClass::CopyFileRange, 0, 2, 5),
+    ("sendto", OpClass::Send, NO_ARG, 0, 3),
+    ("sendmsg", OpClass::Send, NO_ARG, 0, 2),
+    ("recvfrom", OpClass::Recv, 0, NO_ARG, 3),
+    ("recvmsg", OpClass::Recv, 0, NO_ARG, 2),
+    ("mmap", OpClass::Mmap, 4, NO_ARG, 3),
+    ("io_uring_enter", OpClass::IoUring, 0, NO_ARG, NO_ARG),
+];
+
+pub fn build() -> SyscallTable {
+    let mut table = SyscallTable::EMPTY;
+    for entry in table.entries.iter_mut() {
+        entry.class = OpClass::Other as u8;
+    }
+    for &(name, class, fd_in, fd_out, flags_arg) in DATA_SYSCALLS {
+        // A name this architecture lacks (e.g. no `sendfile` alias) is simply not classified.
+        if let Some(nr) = syscall_names::number(name).filter(|&nr| (nr as usize) < SYSCALL_TABLE_LEN) {
+            table.entries[nr as usize] = SyscallDesc { class: class as u8, fd_in, fd_out, flags_arg };
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x86_64_entries() {
+        let t = build();
+        let read = t.entries[0];
+        assert_eq!((read.class, read.fd_in, read.fd_out), (OpClass::Read as u8, 0, NO_ARG));
+        let sendfile = t.entries[40];
+        assert_eq!((sendfile.class, sendfile.fd_in, sendfile.fd_out), (OpClass::Sendfile as u8, 1, 0));
+        assert_eq!(t.entries[275].class, OpClass::Splice as u8);
+        assert_eq!(t.entries[60].class, OpClass::Other as u8, "exit is not a data syscall");
+    }
+
+    #[test]
+    fn every_name_exists_on_this_architecture() {
+        for (name, ..) in DATA_SYSCALLS {
+            assert!(syscall_names::number(name).is_some(), "{name}");
+        }
+    }
+}
