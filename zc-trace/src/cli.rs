@@ -27,6 +27,10 @@ pub enum Command {
     #[command(after_help = "EXAMPLES:\n    zc-trace syscalls -- dd if=/etc/hostname of=/dev/null\n    \
                             zc-trace syscalls -p 1234 -d 5s\n    zc-trace syscalls --json -p 1234 -d 500ms")]
     Syscalls(SyscallsArgs),
+    /// Attribute a process's CPU copies, zero-copy moves, DMA and switches.
+    #[command(after_help = "EXAMPLES:\n    zc-trace trace -p 1234 -d 10s\n    zc-trace trace -- cp big.iso /tmp/\n    \
+                            zc-trace trace --json --probe-tier tracepoint -- python3 server.py")]
+    Trace(TraceArgs),
     /// Run the built-in workloads, one per strategy, trace each, and compare them.
     #[command(after_help = "EXAMPLES:\n    zc-trace lab\n    zc-trace lab --size 8MiB --chunk 4KiB\n    \
                             zc-trace lab --strategies read-write,sendfile --sink null --json lab.json")]
@@ -74,6 +78,27 @@ pub struct SyscallsArgs {
     /// Stop after this long (e.g. 10s, 500ms, 2m); default: until the process exits or Ctrl-C.
     #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The command to start and trace from its first instruction (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Trace this existing process (its PID as seen on this host).
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid, conflicts_with = "command")]
+    pub pid: Option<u32>,
+    /// Stop after this long (e.g. 10s, 500ms); default: until the process exits or Ctrl-C.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Attach kind for function probes: auto picks the best the kernel allows.
+    #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
+    pub probe_tier: crate::session::Tier,
+    /// Exact byte counts instead of human units.
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub output: OutputArgs,
     /// The command to start and trace from its first instruction (after `--`).

@@ -28,4 +28,5 @@ pub mod session;
 pub mod syscall_names;
 pub mod syscall_table;
 pub mod target;
+pub mod trace_table;
 pub mod workloads;

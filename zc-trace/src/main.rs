@@ -21,6 +21,7 @@ fn main() {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Syscalls(args) => commands::syscalls::run(args),
         Command::Lab(args) => commands::lab::run(args),
+        Command::Trace(args) => commands::trace::run(args),
     };
     let code = result.unwrap_or_else(|err| {
         eprintln!("zc-trace: {}", one_line(&err));

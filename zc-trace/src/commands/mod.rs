@@ -3,9 +3,36 @@
 pub mod doctor;
 pub mod lab;
 pub mod syscalls;
+pub mod trace;
+
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::target::{Ended, Target};
 
 /// A single-threaded runtime: zc-trace only waits on a few fds and timers, and one thread
-/// keeps the tracer's own footprint (and its noise in system-wide traces) small.
+/// keeps the tracer's own footprint (and its noise in system-wide traces) small. It also
+/// keeps the process single-threaded, which forking workloads relies on.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Waits until the target ends, the duration elapses, or SIGINT/SIGTERM arrives. Returns how
+/// the target ended, if it did.
+pub(crate) async fn wait_for_end(target: &Target, duration: Option<Duration>) -> anyhow::Result<Option<Ended>> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let sleep = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    Ok(tokio::select! {
+        ended = target.ended() => Some(ended?),
+        () = sleep => None,
+        _ = sigint.recv() => None,
+        _ = sigterm.recv() => None,
+    })
 }

@@ -1,6 +1,4 @@
-use std::time::{Duration, Instant};
-
-use tokio::signal::unix::{SignalKind, signal};
+use std::time::Instant;
 
 use crate::{
     cli::SyscallsArgs,
@@ -34,17 +32,10 @@ pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
 async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
     let session = Session::attach(Filter::Tgid(target.pid), Tier::Auto)?;
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     target.release()?;
     eprintln!("zc-trace: attached; tracing PID {} ({}). Ctrl-C to stop.", target.pid, target.comm);
     let started = Instant::now();
-    let ended = tokio::select! {
-        ended = target.ended() => Some(ended?),
-        () = sleep_or_forever(args.duration) => None,
-        _ = sigint.recv() => None,
-        _ = sigterm.recv() => None,
-    };
+    let ended = super::wait_for_end(target, args.duration).await?;
     let duration_s = started.elapsed().as_secs_f64();
 
     let counts = session.syscalls_of(target.pid)?;
@@ -78,11 +69,4 @@ async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
         None => print!("{}", report.render()),
     }
     Ok(exit_status.unwrap_or(0))
-}
-
-async fn sleep_or_forever(duration: Option<Duration>) {
-    match duration {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
 }
