@@ -301,6 +301,8 @@ pub const SYSCALL_COUNTS_MAX_ENTRIES: u32 = 16_384;
 pub const STATS_MAX_ENTRIES: u32 = 8_192;
 pub const INFLIGHT_MAX_ENTRIES: u32 = 16_384;
 pub const TRACED_MAX_ENTRIES: u32 = 4_096;
+/// Sockets of traced processes, for charging transmitted packets to their owner (LRU).
+pub const SOCK_OWNER_MAX_ENTRIES: u32 = 8_192;
 
 /// Byte offsets of the kernel struct members the programs read, resolved by user space from
 /// the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and written before load. A zero
@@ -333,6 +335,7 @@ pub struct KernelOffsets {
     pub super_block_s_magic: u32,
     pub sock_route_caps: u32,
     pub msghdr_flags: u32,
+    pub skb_sk: u32,
     /// The six syscall argument registers in `struct pt_regs`, in argument order.
     pub regs_args: [u32; 6],
 }
@@ -341,6 +344,20 @@ pub struct KernelOffsets {
 /// a pipe, an intermediate step): only these count towards a strategy's zero-copy total.
 pub const fn delivers(kind: ZeroCopyKind) -> bool {
     matches!(kind, ZeroCopyKind::SplicePages | ZeroCopyKind::MsgZerocopy | ZeroCopyKind::FileRange)
+}
+
+/// Where `io_uring:io_uring_complete` finds what it needs, from BTF (separate from
+/// [`KernelOffsets`] because kernels without io_uring lack these structs).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoUringOffsets {
+    pub valid: u32,
+    pub req_opcode: u32,
+    pub req_file: u32,
+    pub cqe_res: u32,
+    /// 1: the tracepoint passes `struct io_uring_cqe *` as argument 2 (5.19+ style);
+    /// 0: it passes `int res` as argument 3 (older kernels).
+    pub res_in_cqe: u32,
 }
 
 /// Which copy paths a function probe observes on this run. Where a bit is set, the syscall
@@ -362,6 +379,8 @@ pub mod globals {
     pub const FILTER_TGID: &str = "FILTER_TGID";
     /// `u32`: 1 = count the thread groups listed in the `TRACED` map instead.
     pub const FILTER_MAP: &str = "FILTER_MAP";
+    /// [`IoUringOffsets`](super::IoUringOffsets).
+    pub const IO_URING: &str = "IO_URING";
     /// [`SyscallTable`](super::SyscallTable): what each syscall number does with data.
     pub const SYSCALL_TABLE: &str = "SYSCALL_TABLE";
     /// [`KernelOffsets`](super::KernelOffsets).
@@ -434,4 +453,5 @@ mod pod {
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::SyscallTable {}
+    unsafe impl aya::Pod for super::IoUringOffsets {}
 }

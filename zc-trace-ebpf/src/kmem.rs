@@ -31,6 +31,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     super_block_s_magic: 0,
     sock_route_caps: 0,
     msghdr_flags: 0,
+    skb_sk: 0,
     regs_args: [0; 6],
 };
 
@@ -90,7 +91,21 @@ pub fn fd_kind(fd: u64) -> FdKind {
 
 #[inline(always)]
 fn classify(fd: u64, off: &KernelOffsets) -> Option<FdKind> {
-    let file = current_file(fd, off)?;
+    classify_file(current_file(fd, off)?, off)
+}
+
+/// The kind of an open file, from its `struct file *`.
+#[inline(always)]
+pub fn file_kind(file: u64) -> FdKind {
+    let off = offsets();
+    if off.valid == 0 {
+        return FdKind::Unknown;
+    }
+    classify_file(file, &off).unwrap_or(FdKind::Unknown)
+}
+
+#[inline(always)]
+fn classify_file(file: u64, off: &KernelOffsets) -> Option<FdKind> {
     let inode: u64 = read(file, off.file_f_inode)?;
     let mode: u16 = read(inode, off.inode_i_mode)?;
     Some(match mode & S_IFMT {
@@ -144,12 +159,17 @@ pub fn sock_can_gather(sk: u64, off: &KernelOffsets) -> bool {
     read::<u64>(sk, off.sock_route_caps).is_some_and(|caps| caps & NETIF_F_SG != 0)
 }
 
-/// The same, for the socket behind `fd` of the current task.
+/// The `struct sock *` behind socket `fd` of the current task.
 #[inline(always)]
-pub fn fd_can_gather(fd: u64) -> bool {
+pub fn fd_sock(fd: u64) -> Option<u64> {
     let off = offsets();
-    let Some(file) = current_file(fd, &off) else { return false };
-    let Some(socket) = read::<u64>(file, off.file_private_data) else { return false };
-    let Some(sk) = read::<u64>(socket, off.socket_sk) else { return false };
-    sock_can_gather(sk, &off)
+    file_sock(current_file(fd, &off)?)
+}
+
+/// The `struct sock *` of a socket file.
+#[inline(always)]
+pub fn file_sock(file: u64) -> Option<u64> {
+    let off = offsets();
+    let socket: u64 = read(file, off.file_private_data)?;
+    read(socket, off.socket_sk)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use zc_trace_common::{End, OpClass, Stats, Tally, ZeroCopyKind, delivers};
 
-use crate::{collect::GlobalEvents, report, session::Evidence};
+use crate::{collect::GlobalEvents, report, session::Evidence, workloads::ZerocopyCompletions};
 
 pub const SKB_COPY: &str = "skb:skb_copy_datagram_iovec";
 pub const PAGE_FAULT_USER: &str = "exceptions:page_fault_user";
@@ -103,6 +103,9 @@ pub struct Row {
     /// Lab runs: payload / wall time of the workload's copy loop.
     pub elapsed_s: Option<f64>,
     pub throughput_bytes_per_s: Option<f64>,
+    /// MSG_ZEROCOPY completions as the kernel reported them to the workload (error queue,
+    /// `SO_EE_CODE_ZEROCOPY_COPIED` = the kernel copied after all).
+    pub msg_zerocopy_completions: Option<ZerocopyCompletions>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -143,6 +146,8 @@ pub struct Input<'a> {
     pub syscalls: &'a BTreeMap<u32, u64>,
     /// Lab runs: how long the copy loop took.
     pub elapsed_s: Option<f64>,
+    /// Lab msg-zerocopy runs: the completions the workload read from the error queue.
+    pub msg_zerocopy: Option<ZerocopyCompletions>,
 }
 
 pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row {
@@ -160,12 +165,15 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
         (u, k) => Some(u.unwrap_or(0) + k.unwrap_or(0)),
     };
     let fault_switches = faults_user.map(|f| 2 * f);
-    let cpu_copy = CpuCopy {
-        to_user: copy_cell(&total.to_user, |end| to_user_source(end, evidence)),
-        from_user: copy_cell(&total.from_user, |end| from_user_source(end, evidence)),
-        kernel: copy_cell(&total.kernel, |end| kernel_source(end, evidence)),
+    let mut cpu_copy = CpuCopy {
+        to_user: copy_cell(input.by_class, |s| &s.to_user, |end| to_user_source(end, evidence)),
+        from_user: copy_cell(input.by_class, |s| &s.from_user, |end| from_user_source(end, evidence)),
+        kernel: copy_cell(input.by_class, |s| &s.kernel, |end| kernel_source(end, evidence)),
     };
-    let zero_copy = zero_copy(&total, evidence);
+    let mut zero_copy = zero_copy(&total, evidence);
+    if let Some(zc) = input.msg_zerocopy {
+        apply_zerocopy_completions(&mut cpu_copy, &mut zero_copy, zc);
+    }
     let payload_bytes = match input.role {
         Role::Sender => total.payload_out,
         Role::Receiver => total.payload_in,
@@ -220,60 +228,125 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
             .elapsed_s
             .filter(|&s| s > 0.0)
             .map(|s| payload_bytes as f64 / s),
+        msg_zerocopy_completions: input.msg_zerocopy,
     }
 }
 
-fn copy_cell(tallies: &[Tally; End::COUNT], source: impl Fn(End) -> Option<String>) -> CopyCell {
+/// Who counted a cell: an observing probe, or the syscall-semantics rules (then the label
+/// names the syscall classes that contributed).
+enum Source {
+    Observed(String),
+    Derived,
+}
+
+/// The label of a derived figure, by the class of the syscall it was derived from.
+fn derived_label(class: OpClass) -> &'static str {
+    match class {
+        OpClass::Read => "derived:read(2)",
+        OpClass::Write => "derived:write(2)",
+        OpClass::Send => "derived:send(2)",
+        OpClass::Recv => "derived:recv(2)",
+        OpClass::Sendfile => "derived:sendfile(2)",
+        OpClass::Splice => "derived:splice(2)",
+        OpClass::Vmsplice => "derived:vmsplice(2)",
+        OpClass::Tee => "derived:tee(2)",
+        OpClass::CopyFileRange => "derived:copy_file_range(2)",
+        OpClass::IoUring => "derived:io_uring:io_uring_complete",
+        OpClass::Mmap | OpClass::None | OpClass::Other => "derived",
+    }
+}
+
+fn copy_cell(
+    by_class: &BTreeMap<OpClass, Stats>,
+    tallies: impl Fn(&Stats) -> &[Tally; End::COUNT],
+    source: impl Fn(End) -> Option<Source>,
+) -> CopyCell {
     let mut by_end = BTreeMap::new();
     let mut sources: Vec<String> = Vec::new();
+    let (mut bytes, mut calls) = (0, 0);
     for end in End::ALL {
         let Some(src) = source(end) else { continue };
-        let t = tallies[end as usize];
-        if !sources.contains(&src) {
-            sources.push(src.clone());
+        let (mut b, mut c, mut derived_from) = (0, 0, Vec::new());
+        for (class, stats) in by_class {
+            let t = tallies(stats)[end as usize];
+            if t.calls > 0 {
+                b += t.bytes;
+                c += t.calls;
+                derived_from.push(derived_label(*class));
+            }
         }
-        if t.calls > 0 {
-            by_end.insert(end.name(), Part { bytes: t.bytes, calls: t.calls, evidence: src });
+        let label = match src {
+            Source::Observed(label) => label,
+            Source::Derived if derived_from.is_empty() => "derived".to_string(),
+            Source::Derived => derived_from.join(" + "),
+        };
+        if !sources.contains(&label) && (c > 0 || label != "derived") {
+            sources.push(label.clone());
         }
+        if c > 0 {
+            by_end.insert(end.name(), Part { bytes: b, calls: c, evidence: label });
+        }
+        bytes += b;
+        calls += c;
     }
-    CopyCell {
-        bytes: tallies.iter().map(|t| t.bytes).sum(),
-        calls: tallies.iter().map(|t| t.calls).sum(),
-        evidence: sources.join(" + "),
-        by_end,
+    CopyCell { bytes, calls, evidence: if sources.is_empty() { "derived (none seen)".into() } else { sources.join(" + ") }, by_end }
+}
+
+/// MSG_ZEROCOPY pins pages at send time, but the kernel may still copy them later (always
+/// when delivering to a local socket: skb_orphan_frags_rx). The error queue tells which sends
+/// were copied; those bytes move from zero-copy to a kernel copy, labelled with that source.
+fn apply_zerocopy_completions(cpu: &mut CpuCopy, zc: &mut ZeroCopy, done: ZerocopyCompletions) {
+    let Some(part) = zc.by_kind.get_mut("msg_zerocopy") else { return };
+    if done.completed == 0 || done.copied == 0 {
+        return;
     }
+    let copied_bytes = ((part.bytes as u128 * done.copied as u128) / done.completed as u128) as u64;
+    let copied_calls = done.copied.min(part.calls);
+    part.bytes -= copied_bytes;
+    part.calls -= copied_calls;
+    zc.bytes -= copied_bytes.min(zc.bytes);
+    let label = "error queue: SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pinned pages)";
+    zc.evidence = format!("{} (less the sends the kernel copied)", zc.evidence);
+    let kernel = &mut cpu.kernel;
+    kernel.bytes += copied_bytes;
+    kernel.calls += copied_calls;
+    kernel.evidence = format!("{} + {label}", kernel.evidence);
+    kernel.by_end.insert("socket", Part { bytes: copied_bytes, calls: copied_calls, evidence: label.into() });
 }
 
 /// What observes (or derives) copies into user memory from each kind of source.
-fn to_user_source(end: End, ev: &Evidence) -> Option<String> {
+fn function_or_derived(ev: &Evidence, function: &str) -> Source {
+    match ev.functions.get(function) {
+        Some(probe) => Source::Observed(probe.clone()),
+        None => Source::Derived,
+    }
+}
+
+fn to_user_source(end: End, ev: &Evidence) -> Option<Source> {
     Some(match end {
-        End::PageCache => ev.function_or("filemap_read", "derived:read(2)"),
-        End::Socket if ev.tracepoint(SKB_COPY) => format!("raw_tracepoint:{SKB_COPY}"),
-        End::Socket => return None,
-        End::Pipe | End::Other => "derived:read(2)".into(),
-        End::Memory => return None,
+        End::PageCache => function_or_derived(ev, "filemap_read"),
+        End::Socket if ev.tracepoint(SKB_COPY) => Source::Observed(format!("raw_tracepoint:{SKB_COPY}")),
+        End::Socket | End::Memory => return None,
+        End::Pipe | End::Other => Source::Derived,
     })
 }
 
-fn from_user_source(end: End, ev: &Evidence) -> Option<String> {
+fn from_user_source(end: End, ev: &Evidence) -> Option<Source> {
     Some(match end {
-        End::PageCache => ev.function_or("generic_perform_write", "derived:write(2)"),
+        End::PageCache => function_or_derived(ev, "generic_perform_write"),
         End::Socket => match ev.functions.get("tcp_sendmsg_locked") {
-            Some(f) => format!("{f} (TCP) + derived:write(2)/send(2) (other sockets)"),
-            None => "derived:write(2)/send(2)".into(),
+            Some(f) => Source::Observed(format!("{f} (TCP) + derived (other sockets)")),
+            None => Source::Derived,
         },
-        End::Pipe | End::Other => "derived:write(2)".into(),
+        End::Pipe | End::Other => Source::Derived,
         End::Memory => return None,
     })
 }
 
-fn kernel_source(end: End, ev: &Evidence) -> Option<String> {
+fn kernel_source(end: End, ev: &Evidence) -> Option<Source> {
     Some(match end {
-        End::PageCache => "derived:sendfile(2)/splice(2)/copy_file_range(2) into a file".into(),
-        End::Socket => ev.function_or(
-            "tcp_sendmsg_locked",
-            "derived:sendfile(2)/splice(2) to a socket whose route lacks NETIF_F_SG",
-        ),
+        End::PageCache => Source::Derived,
+        End::Socket => function_or_derived(ev, "tcp_sendmsg_locked"),
         _ => return None,
     })
 }
@@ -319,7 +392,7 @@ fn dma(total: &Stats, ev: &Evidence, global: &GlobalEvents) -> Dma {
         notes.push(format!("disk: raw_tracepoint:{BLOCK_RQ_ISSUE} in the process's context"));
     }
     if net {
-        notes.push(format!("NIC: raw_tracepoint:{NET_XMIT} in the process's context"));
+        notes.push(format!("NIC: raw_tracepoint:{NET_XMIT}, charged to the owner of skb->sk"));
     }
     let dma_api_maps = if ev.dma.is_empty() {
         notes.push("DMA API: no dma:* tracepoint on this kernel".into());
@@ -429,6 +502,7 @@ mod tests {
             by_class,
             syscalls: &SYSCALLS,
             elapsed_s: Some(0.5),
+            msg_zerocopy: None,
         }
     }
 
@@ -440,6 +514,7 @@ mod tests {
         assert_eq!(r.cpu_copy.to_user.bytes, 8 << 20);
         assert_eq!(r.cpu_copy.from_user.bytes, 8 << 20);
         assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence, "derived:read(2)");
+        assert_eq!(r.cpu_copy.from_user.by_end["socket"].evidence, "derived:write(2)");
         assert!(r.cpu_copy.to_user.evidence.contains("raw_tracepoint:skb:skb_copy_datagram_iovec"));
         assert_eq!(r.copies_per_payload_byte, Some(2.0));
         assert_eq!(r.syscalls, 257);
@@ -494,6 +569,20 @@ mod tests {
         assert_eq!(r.zero_copy.by_kind["page_refs"].bytes, 8 << 20);
         assert_eq!(r.copies_per_payload_byte, Some(0.0));
         assert_eq!(infer_strategy(&classes), "splice");
+    }
+
+    #[test]
+    fn zerocopy_sends_the_kernel_copied_become_kernel_copies() {
+        let mut send = Stats { syscalls: 128, payload_out: 8 << 20, ..Default::default() };
+        send.zero_copy[ZeroCopyKind::MsgZerocopy as usize] = Tally { bytes: 8 << 20, calls: 128 };
+        let classes: BTreeMap<_, _> = [(OpClass::Send, send)].into_iter().collect();
+        let mut inp = input(&classes, Role::Sender);
+        inp.msg_zerocopy = Some(ZerocopyCompletions { completed: 128, copied: 128 });
+        let r = row(inp, &evidence_host(), &GlobalEvents::default());
+        assert_eq!(r.zero_copy.bytes, 0);
+        assert_eq!(r.cpu_copy.kernel.bytes, 8 << 20);
+        assert!(r.cpu_copy.kernel.by_end["socket"].evidence.contains("SO_EE_CODE_ZEROCOPY_COPIED"));
+        assert_eq!(r.copies_per_payload_byte, Some(1.0));
     }
 
     #[test]

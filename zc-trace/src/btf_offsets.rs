@@ -4,7 +4,7 @@
 //! from one kernel's headers.
 use anyhow::{Context as _, anyhow, bail};
 use btf_rs::{Btf, Type};
-use zc_trace_common::KernelOffsets;
+use zc_trace_common::{IoUringOffsets, KernelOffsets};
 
 use crate::kernel::BTF_VMLINUX;
 
@@ -88,6 +88,33 @@ impl KernelBtf {
         Ok(None)
     }
 
+    /// How many `TP_PROTO` arguments a tracepoint takes, from its `btf_trace_<name>` typedef
+    /// (a pointer to a function whose first parameter is the probe's private data).
+    pub fn tracepoint_args(&self, name: &str) -> Option<usize> {
+        let ty = self.0.resolve_types_by_name(&format!("btf_trace_{name}")).ok()?.into_iter().next()?;
+        let ptr = self.0.resolve_chained_type(ty.as_btf_type()?).ok()?;
+        match self.0.resolve_chained_type(ptr.as_btf_type()?).ok()? {
+            Type::FuncProto(proto) => Some(proto.parameters.len().saturating_sub(1)),
+            _ => None,
+        }
+    }
+
+    /// What `io_uring_complete` needs; fails on kernels without io_uring.
+    pub fn io_uring_offsets(&self) -> anyhow::Result<IoUringOffsets> {
+        let res_in_cqe = match self.tracepoint_args("io_uring_complete") {
+            Some(3) => 1, // (ctx, req, cqe)
+            Some(7) => 0, // (ctx, req, user_data, res, cflags, extra1, extra2)
+            other => bail!("io_uring_complete has an argument list zc-trace does not know ({other:?})"),
+        };
+        Ok(IoUringOffsets {
+            valid: 1,
+            req_opcode: self.offset("io_kiocb", &["opcode"])?,
+            req_file: self.offset("io_kiocb", &["file"])?,
+            cqe_res: self.offset("io_uring_cqe", &["res"])?,
+            res_in_cqe,
+        })
+    }
+
     /// Every offset the kernel programs need. Fails (naming the member) when the kernel's
     /// structs do not have one; the caller then runs without fd classification.
     pub fn kernel_offsets(&self) -> anyhow::Result<KernelOffsets> {
@@ -107,6 +134,7 @@ impl KernelBtf {
             super_block_s_magic: o("super_block", &["s_magic"])?,
             sock_route_caps: o("sock", &["sk_route_caps"])?,
             msghdr_flags: o("msghdr", &["msg_flags"])?,
+            skb_sk: o("sk_buff", &["sk"])?,
             socket_sk: o("socket", &["sk"])?,
             sock_family: o("sock", &["__sk_common", "skc_family"])?,
             sock_type: o("sock", &["sk_type"])?,
@@ -159,6 +187,11 @@ mod tests {
         assert_eq!(off.fdtable_max_fds, 0);
         assert!(btf.offset("sock", &["no_such_member"]).is_err());
         assert!(btf.has_function("vfs_read"));
+        assert_eq!(btf.tracepoint_args("sys_enter"), Some(2));
+        assert_eq!(btf.tracepoint_args("sched_switch"), Some(4));
+        if let Ok(io) = btf.io_uring_offsets() {
+            assert_eq!(io.cqe_res, 8, "io_uring_cqe is UAPI: user_data, then res");
+        }
         assert!(!btf.has_function("no_such_function_zc"));
     }
 }

@@ -7,13 +7,19 @@ use crate::{
     workloads::{Strategy, sinks::SinkKind},
 };
 
-/// Strategies that cannot write to a sink, and why (checked before anything runs).
-pub fn unsupported(strategy: Strategy, sink: SinkKind) -> Option<String> {
+/// Strategies that cannot run against a sink (or a source on this file system), and why;
+/// checked before anything runs.
+pub fn unsupported(strategy: Strategy, sink: SinkKind, src: &std::path::Path) -> Option<String> {
     match (strategy, sink) {
         (Strategy::CopyFileRange, SinkKind::File) => None,
         (Strategy::CopyFileRange, _) => {
             Some(format!("copy_file_range(2) copies file to file; the {sink} sink is not a regular file"))
         }
+        (Strategy::MsgZerocopy, SinkKind::Tcp) => None,
+        (Strategy::MsgZerocopy, _) => Some(format!("MSG_ZEROCOPY needs a TCP socket; the {sink} sink is not one")),
+        (Strategy::DirectIo, _) => crate::workloads::direct_io::open_source(src).err().map(|e| {
+            format!("the source's file system refuses O_DIRECT ({e}); set TMPDIR to a disk-backed directory")
+        }),
         _ => None,
     }
 }
@@ -134,9 +140,12 @@ mod tests {
     }
 
     #[test]
-    fn copy_file_range_needs_a_file_sink() {
-        assert!(unsupported(Strategy::CopyFileRange, SinkKind::Tcp).is_some());
-        assert!(unsupported(Strategy::CopyFileRange, SinkKind::File).is_none());
-        assert!(unsupported(Strategy::Sendfile, SinkKind::Null).is_none());
+    fn strategies_that_need_a_particular_sink() {
+        let src = std::path::Path::new("/nonexistent");
+        assert!(unsupported(Strategy::CopyFileRange, SinkKind::Tcp, src).is_some());
+        assert!(unsupported(Strategy::CopyFileRange, SinkKind::File, src).is_none());
+        assert!(unsupported(Strategy::MsgZerocopy, SinkKind::Pipe, src).is_some());
+        assert!(unsupported(Strategy::MsgZerocopy, SinkKind::Tcp, src).is_none());
+        assert!(unsupported(Strategy::Sendfile, SinkKind::Null, src).is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! The eBPF objects built by `build.rs` and embedded in this binary, and how they are loaded.
 use anyhow::Context as _;
 use aya::{Ebpf, EbpfLoader, maps::HashMap};
-use zc_trace_common::{KernelOffsets, SyscallTable, globals, maps};
+use zc_trace_common::{IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
 
 use crate::exit::{ExitKind, Fatal};
 
@@ -29,6 +29,7 @@ pub struct Settings {
     /// `observed::*` bits: copy paths a function probe counts on this run.
     pub observed: u32,
     pub syscall_table: SyscallTable,
+    pub io_uring: IoUringOffsets,
 }
 
 fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
@@ -55,6 +56,7 @@ pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
         .override_global(globals::OFFSETS, &settings.offsets, true)
         .override_global(globals::OBSERVED, &settings.observed, true)
         .override_global(globals::SYSCALL_TABLE, &settings.syscall_table, true)
+        .override_global(globals::IO_URING, &settings.io_uring, true)
         .load(embedded(PROBES)?)
         .context("loading zc-trace's eBPF maps")?;
     if let Filter::Set(tgids) = &settings.filter {

@@ -73,12 +73,14 @@ impl Session {
             Ok(o) => (o, None),
             Err(e) => (KernelOffsets::default(), Some(e)),
         };
+        let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
         let btf = Btf::from_sys_fs().ok();
         let mut settings = Settings {
             filter,
             offsets,
             observed: 0,
             syscall_table: syscall_table::build(),
+            io_uring,
         };
 
         // Function probes are tried in the loaded object; where one fails, the object is

@@ -31,7 +31,7 @@ pub fn account(tgid: u32, f: &InFlight, n: u64) {
     match class {
         OpClass::Read => read(s, f.kind_in(), n),
         OpClass::Write => write(s, f.kind_out(), n),
-        OpClass::Send => send(s, f.kind_out(), f.flags, n),
+        OpClass::Send => send(s, f.kind_out(), f.flags, f.gather != 0, n),
         OpClass::Recv => s.payload_in += n,
         OpClass::Sendfile => sendfile(s, f.kind_in(), f.kind_out(), f.gather != 0, n),
         OpClass::Splice => splice(s, f.kind_in(), f.kind_out(), f.gather != 0, n),
@@ -47,7 +47,7 @@ pub fn account(tgid: u32, f: &InFlight, n: u64) {
 
 /// read(2) family: bytes into user memory from the fd's kind.
 #[inline(always)]
-fn read(s: &mut Stats, from: FdKind, n: u64) {
+pub fn read(s: &mut Stats, from: FdKind, n: u64) {
     s.payload_in += n;
     match from {
         FdKind::File if !is_observed(observed::FILE_READ) => add(&mut s.to_user[End::PageCache as usize], n),
@@ -65,7 +65,7 @@ fn read(s: &mut Stats, from: FdKind, n: u64) {
 
 /// write(2) family: bytes out of user memory into the fd's kind.
 #[inline(always)]
-fn write(s: &mut Stats, to: FdKind, n: u64) {
+pub fn write(s: &mut Stats, to: FdKind, n: u64) {
     if to == FdKind::Pipe {
         s.into_pipe += n;
     } else {
@@ -87,12 +87,13 @@ fn write(s: &mut Stats, to: FdKind, n: u64) {
     }
 }
 
-/// sendto/sendmsg: a copy into the socket buffer, unless MSG_ZEROCOPY pins the user pages
-/// (the kernel may still copy small sends; the completion notification tells).
+/// sendto/sendmsg: a copy into the socket buffer, unless MSG_ZEROCOPY pins the user pages,
+/// which TCP honours only when the route can gather (the kernel may still copy later, e.g.
+/// when delivering to a local socket: the completion notification tells).
 #[inline(always)]
-fn send(s: &mut Stats, to: FdKind, flags: u64, n: u64) {
+pub fn send(s: &mut Stats, to: FdKind, flags: u64, gather: bool, n: u64) {
     s.payload_out += n;
-    if flags & MSG_ZEROCOPY != 0 {
+    if flags & MSG_ZEROCOPY != 0 && (gather || to != FdKind::Tcp) {
         add(&mut s.zero_copy[ZeroCopyKind::MsgZerocopy as usize], n);
     } else if !(to == FdKind::Tcp && is_observed(observed::TCP_SEND)) {
         add(&mut s.from_user[End::Socket as usize], n);

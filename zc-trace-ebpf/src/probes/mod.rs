@@ -5,6 +5,7 @@ pub mod drops;
 pub mod faults;
 pub mod functions;
 pub mod inflight;
+pub mod io_uring;
 pub mod net;
 pub mod sched;
 pub mod socket_copy;

@@ -2,27 +2,47 @@
 //! `skb->len - skb->data_len` bytes are linear (in the skb head), `data_len` are in page
 //! fragments that a scatter-gather device DMAs from directly; `nr_frags` comes from
 //! `skb_shinfo(skb)` (at skb->head + skb->end). Paged bytes alone do not prove zero-copy: TCP
-//! copies user data into page frags too. Charged to the process in whose context the packet
-//! is sent (on loopback and most TCP sends, the sender's).
+//! copies user data into page frags too.
+//!
+//! A packet is charged to the owner of its socket (`skb->sk`), remembered when a traced
+//! process used that socket in a data syscall: the context a packet is sent in is often
+//! someone else's (on loopback, an ACK processed by the peer pushes our data out).
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use zc_trace_common::GlobalEvent;
+use aya_ebpf::{
+    macros::{map, raw_tracepoint},
+    maps::LruHashMap,
+    programs::RawTracePointContext,
+};
+use zc_trace_common::{GlobalEvent, OpClass, SOCK_OWNER_MAX_ENTRIES};
 
-use super::{block::bump_global, inflight::class_of};
-use crate::{filter::traced, kmem, stats::{add, stats}};
+use super::block::bump_global;
+use crate::{kmem, stats::{add, stats}};
+
+/// `struct sock *` -> thread group that used it.
+#[map]
+static SOCK_OWNER: LruHashMap<u64, u32> = LruHashMap::with_max_entries(SOCK_OWNER_MAX_ENTRIES, 0);
+
+#[inline(always)]
+pub fn remember_owner(sk: u64, tgid: u32) {
+    if sk != 0 && unsafe { SOCK_OWNER.get(&sk) }.copied() != Some(tgid) {
+        let _ = SOCK_OWNER.insert(&sk, &tgid, 0);
+    }
+}
 
 #[raw_tracepoint(tracepoint = "net_dev_start_xmit")]
 pub fn net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
     bump_global(GlobalEvent::NetTxPacketsSystem, 1);
-    let Some((tgid, tid)) = traced() else { return 0 };
     let skb: u64 = ctx.arg(0);
     let off = kmem::offsets();
+    let sk: u64 = kmem::read(skb, off.skb_sk).unwrap_or(0);
+    let Some(tgid) = (unsafe { SOCK_OWNER.get(&sk) }).copied() else { return 0 };
     let Some(len) = kmem::read::<u32>(skb, off.skb_len) else { return 0 };
     let data_len = kmem::read::<u32>(skb, off.skb_data_len).unwrap_or(0);
     let head: u64 = kmem::read(skb, off.skb_head).unwrap_or(0);
     let end = kmem::read::<u32>(skb, off.skb_end).unwrap_or(0);
     let frags = kmem::read::<u8>(head + end as u64, off.shinfo_nr_frags).unwrap_or(0);
-    if let Some(s) = stats(tgid, class_of(tid)) {
+    // Not inside the owner's syscall: charged to its "none" class.
+    if let Some(s) = stats(tgid, OpClass::None) {
         add(&mut s.net_tx, len as u64);
         s.net_tx_linear_bytes += len.saturating_sub(data_len) as u64;
         s.net_tx_paged_bytes += data_len as u64;

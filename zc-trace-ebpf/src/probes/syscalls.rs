@@ -11,12 +11,12 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use zc_trace_common::{
-    DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc,
+    DropReason, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc,
     SyscallKey, SyscallTable,
 };
 
 use super::{
-    derive, drops,
+    derive, drops, net,
     inflight::{INFLIGHT, InFlight},
 };
 use crate::{
@@ -71,9 +71,18 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let regs: u64 = ctx.arg(0);
-    let kind_of = |index: u8| match index {
-        NO_ARG => 0,
-        i => arg(regs, i).map_or(0, |fd| kmem::fd_kind(fd) as u8),
+    // The kind of the fd in argument `index`; sockets are also remembered as ours, so that
+    // the packets they transmit can be charged to this process (net.rs). Returns the kind and,
+    // for sockets, whether their route can gather.
+    let kind_of = |index: u8| -> (u8, bool) {
+        let Some(fd) = (index != NO_ARG).then(|| arg(regs, index)).flatten() else { return (0, false) };
+        let kind = kmem::fd_kind(fd);
+        if !kind.is_socket() {
+            return (kind as u8, false);
+        }
+        let sk = kmem::fd_sock(fd).unwrap_or(0);
+        net::remember_owner(sk, tgid);
+        (kind as u8, kmem::sock_can_gather(sk, &kmem::offsets()))
     };
     let flags = if desc.flags_arg == NO_ARG { 0 } else { arg(regs, desc.flags_arg).unwrap_or(0) };
     let fs_magic_out = if class == OpClass::CopyFileRange && desc.fd_out != NO_ARG {
@@ -81,17 +90,13 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     } else {
         0
     };
-    let kind_out = kind_of(desc.fd_out);
-    let gather = if FdKind::from_u8(kind_out).is_socket() {
-        arg(regs, desc.fd_out).is_some_and(kmem::fd_can_gather) as u8
-    } else {
-        0
-    };
+    let (kind_out, gather) = kind_of(desc.fd_out);
+    let (kind_in, _) = kind_of(desc.fd_in);
     let record = InFlight {
         class: class as u32,
-        kind_in: kind_of(desc.fd_in),
+        kind_in,
         kind_out,
-        gather,
+        gather: gather as u8,
         _pad: 0,
         flags,
         fs_magic_out,

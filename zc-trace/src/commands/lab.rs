@@ -18,7 +18,7 @@ use crate::{
     session::Session,
     target::{Ended, Target},
     workloads::{
-        self, Strategy,
+        self, Outcome, Strategy, ZerocopyCompletions,
         sinks::Sink,
     },
 };
@@ -55,7 +55,7 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     let mut skipped = Vec::new();
     let mut last = None;
     for strategy in strategies {
-        if let Some(reason) = lab::unsupported(strategy, args.sink) {
+        if let Some(reason) = lab::unsupported(strategy, args.sink, &src) {
             skipped.push(Skipped { strategy: strategy.name(), reason });
             continue;
         }
@@ -69,7 +69,7 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
         let mut receiver = if args.sink.has_receiver() {
             Some(Target::fork_held(&format!("zc-recv-{strategy}"), || {
                 let t = Instant::now();
-                let outcome = sink.receive(chunk);
+                let outcome = sink.receive(chunk).map(|bytes| Outcome { bytes, zerocopy: None });
                 recv_result.store(&outcome, t.elapsed().as_nanos() as u64);
                 i32::from(outcome.is_err())
             })?)
@@ -130,7 +130,7 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
             parts.push((r, Role::Receiver, &recv_result));
         }
         for (target, role, result) in parts {
-            let (_, nanos) = result.load();
+            let nanos = result.nanos();
             rows.push(attribute::row(
                 Input {
                     strategy: strategy.name().into(),
@@ -141,6 +141,7 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
                     by_class: stats.get(&target.pid).unwrap_or(&empty),
                     syscalls: syscalls.get(&target.pid).unwrap_or(&empty_counts),
                     elapsed_s: Some(nanos as f64 / 1e9),
+                    msg_zerocopy: result.zerocopy(),
                 },
                 &evidence,
                 &global,
@@ -236,11 +237,22 @@ fn write_random_file(path: &Path, size: u64) -> std::io::Result<()> {
 
 /// A page shared with a forked workload, which writes its result there: reporting through
 /// memory costs the workload no system call, so its counts stay exactly its own.
-struct SharedResult(*mut u64);
+struct SharedResult(*mut Shared);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Shared {
+    bytes: u64,
+    nanos: u64,
+    errno: i64,
+    has_zerocopy: u64,
+    zc_completed: u64,
+    zc_copied: u64,
+}
 
 impl SharedResult {
     fn new() -> anyhow::Result<Self> {
-        // SAFETY: a fresh anonymous shared mapping of one page.
+        // SAFETY: a fresh anonymous shared mapping of one page, zero-filled.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -256,25 +268,39 @@ impl SharedResult {
         }
         Ok(Self(p.cast()))
     }
-    /// [bytes moved, nanoseconds, errno]
-    fn store(&self, outcome: &std::io::Result<u64>, nanos: u64) {
-        let (moved, errno) = match outcome {
-            Ok(n) => (*n, 0),
-            Err(e) => (0, e.raw_os_error().unwrap_or(-1) as u64),
+
+    fn store(&self, outcome: &std::io::Result<Outcome>, nanos: u64) {
+        let zc = outcome.as_ref().ok().and_then(|o| o.zerocopy);
+        let shared = Shared {
+            bytes: outcome.as_ref().map_or(0, |o| o.bytes),
+            nanos,
+            errno: outcome.as_ref().err().map_or(0, |e| e.raw_os_error().unwrap_or(-1) as i64),
+            has_zerocopy: u64::from(zc.is_some()),
+            zc_completed: zc.map_or(0, |z| z.completed),
+            zc_copied: zc.map_or(0, |z| z.copied),
         };
-        // SAFETY: the page holds at least three u64s.
-        unsafe {
-            self.0.write_volatile(moved);
-            self.0.add(1).write_volatile(nanos);
-            self.0.add(2).write_volatile(errno);
-        }
+        // SAFETY: the page is ours and large enough; the parent reads it after the child exits.
+        unsafe { self.0.write_volatile(shared) };
     }
-    fn load(&self) -> (u64, u64) {
-        unsafe { (self.0.read_volatile(), self.0.add(1).read_volatile()) }
+
+    fn load(&self) -> Shared {
+        unsafe { self.0.read_volatile() }
     }
+
+    fn nanos(&self) -> u64 {
+        self.load().nanos
+    }
+
+    fn zerocopy(&self) -> Option<ZerocopyCompletions> {
+        let s = self.load();
+        (s.has_zerocopy != 0).then_some(ZerocopyCompletions { completed: s.zc_completed, copied: s.zc_copied })
+    }
+
     fn error(&self) -> String {
-        let errno = unsafe { self.0.add(2).read_volatile() } as i32;
-        std::io::Error::from_raw_os_error(errno).to_string()
+        match self.load().errno {
+            -1 => "failed (no errno)".into(),
+            e => std::io::Error::from_raw_os_error(e as i32).to_string(),
+        }
     }
 }
 

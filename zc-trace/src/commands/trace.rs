@@ -62,6 +62,7 @@ async fn trace(args: TraceArgs, target: &mut Target) -> anyhow::Result<i32> {
             by_class,
             syscalls: syscalls.get(&target.pid).unwrap_or(&empty_counts),
             elapsed_s: None,
+            msg_zerocopy: None,
         },
         &evidence,
         &system,

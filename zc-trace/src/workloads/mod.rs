@@ -4,11 +4,15 @@
 //!
 //! Every workload returns the payload bytes it moved; the lab checks it against the file size.
 mod copy_file_range;
+pub mod direct_io;
+mod io_uring;
 mod mmap_write;
+mod msg_zerocopy;
 mod read_write;
 mod sendfile;
 pub mod sinks;
 mod splice;
+mod vmsplice;
 
 use std::{
     ffi::CString,
@@ -27,15 +31,23 @@ pub enum Strategy {
     Sendfile,
     Splice,
     CopyFileRange,
+    Vmsplice,
+    MsgZerocopy,
+    IoUring,
+    DirectIo,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 9] = [
         Strategy::ReadWrite,
         Strategy::MmapWrite,
         Strategy::Sendfile,
         Strategy::Splice,
         Strategy::CopyFileRange,
+        Strategy::Vmsplice,
+        Strategy::MsgZerocopy,
+        Strategy::IoUring,
+        Strategy::DirectIo,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -45,6 +57,10 @@ impl Strategy {
             Strategy::Sendfile => "sendfile",
             Strategy::Splice => "splice",
             Strategy::CopyFileRange => "copy-file-range",
+            Strategy::Vmsplice => "vmsplice",
+            Strategy::MsgZerocopy => "msg-zerocopy",
+            Strategy::IoUring => "io-uring",
+            Strategy::DirectIo => "direct-io",
         }
     }
 
@@ -56,6 +72,10 @@ impl Strategy {
             Strategy::Sendfile => &["sendfile"],
             Strategy::Splice => &["splice"],
             Strategy::CopyFileRange => &["copy_file_range"],
+            Strategy::Vmsplice => &["vmsplice", "splice"],
+            Strategy::MsgZerocopy => &["sendto"],
+            Strategy::IoUring => &["io_uring_enter"],
+            Strategy::DirectIo => &["read", "write"],
         }
     }
 }
@@ -76,16 +96,38 @@ impl FromStr for Strategy {
     }
 }
 
+/// MSG_ZEROCOPY notifications, as the kernel reported them on the error queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ZerocopyCompletions {
+    /// send() calls the kernel has released the pages of.
+    pub completed: u64,
+    /// ... of which it had to copy after all (SO_EE_CODE_ZEROCOPY_COPIED).
+    pub copied: u64,
+}
+
+/// What a workload run reports besides its syscalls (which the kernel counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub bytes: u64,
+    pub zerocopy: Option<ZerocopyCompletions>,
+}
+
 /// Moves the whole of `src` to the already-open `dst` in `chunk`-byte steps, the way
 /// `strategy` does, and returns the payload bytes moved.
-pub fn run(strategy: Strategy, src: &Path, dst: RawFd, chunk: usize) -> io::Result<u64> {
-    let src = open(src, libc::O_RDONLY)?;
+pub fn run(strategy: Strategy, src: &Path, dst: RawFd, chunk: usize) -> io::Result<Outcome> {
+    let src = if strategy == Strategy::DirectIo { direct_io::open_source(src)? } else { open(src, libc::O_RDONLY)? };
+    let bytes = |r: io::Result<u64>| r.map(|bytes| Outcome { bytes, zerocopy: None });
     match strategy {
-        Strategy::ReadWrite => read_write::run(src.0, dst, chunk),
-        Strategy::MmapWrite => mmap_write::run(src.0, dst, chunk),
-        Strategy::Sendfile => sendfile::run(src.0, dst, chunk),
-        Strategy::Splice => splice::run(src.0, dst, chunk),
-        Strategy::CopyFileRange => copy_file_range::run(src.0, dst, chunk),
+        Strategy::ReadWrite => bytes(read_write::run(src.0, dst, chunk)),
+        Strategy::MmapWrite => bytes(mmap_write::run(src.0, dst, chunk)),
+        Strategy::Sendfile => bytes(sendfile::run(src.0, dst, chunk)),
+        Strategy::Splice => bytes(splice::run(src.0, dst, chunk)),
+        Strategy::CopyFileRange => bytes(copy_file_range::run(src.0, dst, chunk)),
+        Strategy::Vmsplice => bytes(vmsplice::run(src.0, dst, chunk)),
+        Strategy::IoUring => bytes(io_uring::run(src.0, dst, chunk)),
+        Strategy::DirectIo => bytes(direct_io::run(src.0, dst, chunk)),
+        Strategy::MsgZerocopy => msg_zerocopy::run(src.0, dst, chunk)
+            .map(|(bytes, zc)| Outcome { bytes, zerocopy: Some(zc) }),
     }
 }
 
@@ -149,10 +191,12 @@ mod tests {
         let src = dir.join("src");
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
         std::fs::write(&src, &data).unwrap();
-        for strategy in Strategy::ALL {
+        // msg-zerocopy needs a socket (tested through the lab); direct-io needs a file
+        // system with O_DIRECT (the temp dir may be tmpfs).
+        for strategy in Strategy::ALL.into_iter().filter(|s| !matches!(s, Strategy::MsgZerocopy | Strategy::DirectIo)) {
             let dst = dir.join(strategy.name());
             let out = open(&dst, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC).unwrap();
-            let moved = run(strategy, &src, out.0, 65536).unwrap();
+            let moved = run(strategy, &src, out.0, 65536).unwrap().bytes;
             drop(out);
             assert_eq!(moved, data.len() as u64, "{strategy}");
             assert_eq!(std::fs::read(&dst).unwrap(), data, "{strategy}");

@@ -1,0 +1,63 @@
+//! io_uring operations never pass through read(2)/write(2): their copies are derived at
+//! completion instead. `io_uring:io_uring_complete` gives the request (its opcode and file)
+//! and the result; the same rules as for the syscalls then apply to the file's kind.
+//! Charged to the process in whose context the completion runs: the submitting task when it
+//! completes inline, or its io-wq worker threads (same thread group).
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use zc_trace_common::{IoUringOffsets, OpClass};
+
+use super::derive;
+use crate::{filter::traced, kmem, stats::stats};
+
+#[unsafe(no_mangle)]
+static IO_URING: IoUringOffsets = IoUringOffsets { valid: 0, req_opcode: 0, req_file: 0, cqe_res: 0, res_in_cqe: 0 };
+
+// UAPI opcodes (include/uapi/linux/io_uring.h): stable numbers.
+const IORING_OP_READV: u8 = 1;
+const IORING_OP_WRITEV: u8 = 2;
+const IORING_OP_READ_FIXED: u8 = 4;
+const IORING_OP_WRITE_FIXED: u8 = 5;
+const IORING_OP_SENDMSG: u8 = 9;
+const IORING_OP_RECVMSG: u8 = 10;
+const IORING_OP_READ: u8 = 22;
+const IORING_OP_WRITE: u8 = 23;
+const IORING_OP_SEND: u8 = 26;
+const IORING_OP_RECV: u8 = 27;
+
+#[raw_tracepoint(tracepoint = "io_uring_complete")]
+pub fn io_uring_complete(ctx: RawTracePointContext) -> i32 {
+    let Some((tgid, _)) = traced() else { return 0 };
+    let off = unsafe { core::ptr::read_volatile(&IO_URING) };
+    if off.valid == 0 {
+        return 0;
+    }
+    let req: u64 = ctx.arg(1);
+    let res: i32 = if off.res_in_cqe != 0 {
+        let cqe: u64 = ctx.arg(2);
+        kmem::read(cqe, off.cqe_res).unwrap_or(0)
+    } else {
+        let res: u64 = ctx.arg(3);
+        res as i32
+    };
+    if res <= 0 {
+        return 0;
+    }
+    let Some(opcode) = kmem::read::<u8>(req, off.req_opcode) else { return 0 };
+    let file: u64 = kmem::read(req, off.req_file).unwrap_or(0);
+    let kind = kmem::file_kind(file);
+    if kind.is_socket() {
+        super::net::remember_owner(kmem::file_sock(file).unwrap_or(0), tgid);
+    }
+    let Some(s) = stats(tgid, OpClass::IoUring) else { return 0 };
+    let n = res as u64;
+    match opcode {
+        IORING_OP_READ | IORING_OP_READV | IORING_OP_READ_FIXED => derive::read(s, kind, n),
+        IORING_OP_WRITE | IORING_OP_WRITEV | IORING_OP_WRITE_FIXED => derive::write(s, kind, n),
+        IORING_OP_SEND | IORING_OP_SENDMSG => derive::send(s, kind, 0, false, n),
+        // The copy itself is observed by skb_copy_datagram_iovec.
+        IORING_OP_RECV | IORING_OP_RECVMSG => s.payload_in += n,
+        _ => {}
+    }
+    0
+}
