@@ -306,11 +306,11 @@ fn apply_zerocopy_completions(cpu: &mut CpuCopy, zc: &mut ZeroCopy, done: Zeroco
     part.calls -= copied_calls;
     zc.bytes -= copied_bytes.min(zc.bytes);
     let label = "error queue: SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pinned pages)";
-    zc.evidence = format!("{} (less the sends the kernel copied)", zc.evidence);
+    zc.evidence = format!("{} + {label}: copied sends moved to kernel copies", zc.evidence);
     let kernel = &mut cpu.kernel;
     kernel.bytes += copied_bytes;
     kernel.calls += copied_calls;
-    kernel.evidence = format!("{} + {label}", kernel.evidence);
+    kernel.evidence = if kernel.calls == copied_calls { label.to_string() } else { format!("{} + {label}", kernel.evidence) };
     kernel.by_end.insert("socket", Part { bytes: copied_bytes, calls: copied_calls, evidence: label.into() });
 }
 
@@ -373,7 +373,7 @@ fn zero_copy(total: &Stats, ev: &Evidence) -> ZeroCopy {
         let src = zero_copy_source(kind, ev);
         if delivers(kind) {
             bytes += t.bytes;
-            if !sources.contains(&src) {
+            if t.calls > 0 && !sources.contains(&src) {
                 sources.push(src.clone());
             }
         }
@@ -381,7 +381,8 @@ fn zero_copy(total: &Stats, ev: &Evidence) -> ZeroCopy {
             by_kind.insert(kind.name(), Part { bytes: t.bytes, calls: t.calls, evidence: src });
         }
     }
-    ZeroCopy { bytes, evidence: sources.join(" + "), by_kind }
+    let evidence = if sources.is_empty() { "derived (none seen)".to_string() } else { sources.join(" + ") };
+    ZeroCopy { bytes, evidence, by_kind }
 }
 
 fn dma(total: &Stats, ev: &Evidence, global: &GlobalEvents) -> Dma {

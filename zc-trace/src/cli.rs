@@ -31,6 +31,8 @@ pub enum Command {
     #[command(after_help = "EXAMPLES:\n    zc-trace trace -p 1234 -d 10s\n    zc-trace trace -- cp big.iso /tmp/\n    \
                             zc-trace trace --json --probe-tier tracepoint -- python3 server.py")]
     Trace(TraceArgs),
+    /// Print the classic zero-copy model, step by step.
+    Model,
     /// Run the built-in workloads, one per strategy, trace each, and compare them.
     #[command(after_help = "EXAMPLES:\n    zc-trace lab\n    zc-trace lab --size 8MiB --chunk 4KiB\n    \
                             zc-trace lab --strategies read-write,sendfile --sink null --json lab.json")]
@@ -54,6 +56,15 @@ pub struct LabArgs {
     /// Evict the source file from the page cache before each run, so disk DMA shows.
     #[arg(long)]
     pub cold: bool,
+    /// Run each strategy N times and report the run with the median throughput.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Also write the rows as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<std::path::PathBuf>,
+    /// Also draw CPU copies per payload byte and mode switches per MiB, per strategy, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
     /// Attach kind for function probes: auto picks the best the kernel allows.
     #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
     pub probe_tier: crate::session::Tier,

@@ -83,13 +83,14 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
     let mut out = String::new();
     if let Some(lab) = &report.lab {
         out += &format!(
-            "zc-trace lab on Linux {} ({} tier): {} source file, {} chunks, sink {}{}\n\n",
+            "zc-trace lab on Linux {} ({} tier): {} source file, {} chunks, sink {}{}{}\n\n",
             report.kernel.release,
             serde_json::to_value(report.tier).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
             bytes(lab.size_bytes, raw),
             bytes(lab.chunk_bytes, raw),
             lab.sink,
             if lab.cold { ", cold page cache" } else { ", warm page cache" },
+            if lab.runs > 1 { format!(", median of {} runs by throughput", lab.runs) } else { String::new() },
         );
     }
     out += &format!("{table}\n");
@@ -97,6 +98,9 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
         for s in &lab.skipped {
             out += &format!("skipped {}: {}\n", s.strategy, s.reason);
         }
+    }
+    if let Some(lab) = &report.lab {
+        out += &crate::model::render_comparisons(&lab.classic);
     }
     out += &evidence_notes(&report.rows);
     out += &render_drops(&report.drops);
@@ -112,19 +116,32 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
     out
 }
 
-/// Where each column came from, once per distinct source.
+/// Where each column came from: every distinct source among the rows, once.
 fn evidence_notes(rows: &[Row]) -> String {
-    let Some(first) = rows.first() else { return String::new() };
+    if rows.is_empty() {
+        return String::new();
+    }
+    let distinct = |f: &dyn Fn(&Row) -> &str| -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in rows {
+            for part in f(r).split(" + ") {
+                if !seen.contains(&part) && part != "derived (none seen)" {
+                    seen.push(part);
+                }
+            }
+        }
+        if seen.is_empty() { "nothing seen".into() } else { seen.join(" + ") }
+    };
     let mut out = String::from("where the figures come from:\n");
     out += &format!("  syscalls: observed, {}\n", crate::report::EVIDENCE_SYSCALLS);
     out += "  mode sw: 2 per syscall (entry + return; 1 for exit_group) + 2 per user-mode page fault\n";
     out += "  ctx sw: raw_tracepoint:sched:sched_switch (voluntary = went to sleep, involuntary = preempted)\n";
     out += "  faults: raw_tracepoint:exceptions:page_fault_user + page_fault_kernel on user addresses\n";
-    out += &format!("  copy ->user: {}\n", first.cpu_copy.to_user.evidence);
-    out += &format!("  copy user->: {}\n", first.cpu_copy.from_user.evidence);
-    out += &format!("  copy kernel: {}\n", first.cpu_copy.kernel.evidence);
-    out += &format!("  zero-copy: {}\n", first.zero_copy.evidence);
-    out += &format!("  DMA: {}\n", first.dma.evidence);
+    out += &format!("  copy ->user: {}\n", distinct(&|r| &r.cpu_copy.to_user.evidence));
+    out += &format!("  copy user->: {}\n", distinct(&|r| &r.cpu_copy.from_user.evidence));
+    out += &format!("  copy kernel: {}\n", distinct(&|r| &r.cpu_copy.kernel.evidence));
+    out += &format!("  zero-copy: {}\n", distinct(&|r| &r.zero_copy.evidence));
+    out += &format!("  DMA: {}\n", rows[0].dma.evidence);
     out
 }
 

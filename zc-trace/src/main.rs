@@ -22,6 +22,10 @@ fn main() {
         Command::Syscalls(args) => commands::syscalls::run(args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Trace(args) => commands::trace::run(args),
+        Command::Model => {
+            print!("{}", zc_trace::model::render_model());
+            Ok(0)
+        }
     };
     let code = result.unwrap_or_else(|err| {
         eprintln!("zc-trace: {}", one_line(&err));

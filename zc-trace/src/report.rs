@@ -33,7 +33,10 @@ pub struct LabSettings {
     pub chunk_bytes: u64,
     pub sink: String,
     pub cold: bool,
+    pub runs: u32,
     pub skipped: Vec<Skipped>,
+    /// Each classic strategy's sender beside the classic model, with a verdict.
+    pub classic: Vec<crate::model::Comparison>,
 }
 
 #[derive(Debug, Clone, Serialize)]

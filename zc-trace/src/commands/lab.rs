@@ -6,25 +6,29 @@ use std::{path::Path, time::Instant};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
+use tokio::signal::unix::Signal;
+
 use crate::{
     attribute::{self, Input, Role},
     cli::LabArgs,
-    exit::Fatal,
+    collect::GlobalEvents,
+    exit::{ExitKind, Fatal},
+    export,
     kernel::{self, KernelInfo},
     lab,
     loader::Filter,
-    output, privileges,
-    report::{AttributionReport, Drops, LabSettings, Skipped},
+    model, output, privileges,
+    report::{AttributionReport, Drops, LabSettings, ProbeStatus, Skipped},
     session::Session,
     target::{Ended, Target},
     workloads::{
         self, Outcome, Strategy, ZerocopyCompletions,
-        sinks::Sink,
+        sinks::{Sink, SinkKind},
     },
 };
 
 pub fn run(args: LabArgs) -> anyhow::Result<i32> {
-    if let Some(path) = &args.output.json {
+    for path in [&args.output.json, &args.csv, &args.plot].into_iter().flatten() {
         output::check_writable(path)?;
     }
     if args.chunk > args.size {
@@ -42,114 +46,68 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     super::runtime()?.block_on(lab(args))
 }
 
+/// One traced run of one strategy.
+struct Run {
+    rows: Vec<attribute::Row>,
+    probes: Vec<ProbeStatus>,
+    drops: Drops,
+    system: GlobalEvents,
+}
+
+struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
 async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
     let dir = TempDir::create()?;
     let src = dir.path().join("source");
-    write_random_file(&src, args.size).context("creating the source file")?;
+    write_random_file(&src, args.size).map_err(|e| {
+        Fatal::new(ExitKind::Failure, format!("cannot create the {}-byte source file in {}: {e}", args.size, dir.path().display()))
+    })?;
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut signals = Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? };
+    let progress = Progress::new(strategies.len() as u64 * u64::from(args.runs));
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
-    let mut last = None;
-    for strategy in strategies {
+    let mut last: Option<Run> = None;
+    'strategies: for strategy in strategies {
         if let Some(reason) = lab::unsupported(strategy, args.sink, &src) {
             skipped.push(Skipped { strategy: strategy.name(), reason });
+            progress.skip(u64::from(args.runs));
             continue;
         }
-        if args.cold {
-            drop_page_cache(&src)?;
-        }
-        let mut sink = Sink::prepare(args.sink, dir.path()).context("preparing the sink")?;
-        let chunk = args.chunk as usize;
-        let recv_result = SharedResult::new()?;
-        let send_result = SharedResult::new()?;
-        let mut receiver = if args.sink.has_receiver() {
-            Some(Target::fork_held(&format!("zc-recv-{strategy}"), || {
-                let t = Instant::now();
-                let outcome = sink.receive(chunk).map(|bytes| Outcome { bytes, zerocopy: None });
-                recv_result.store(&outcome, t.elapsed().as_nanos() as u64);
-                i32::from(outcome.is_err())
-            })?)
-        } else {
-            None
-        };
-        let mut sender = Target::fork_held(&format!("zc-{strategy}"), || {
-            let t = Instant::now();
-            let outcome = sink.sender_fd().and_then(|dst| workloads::run(strategy, &src, dst.0, chunk));
-            send_result.store(&outcome, t.elapsed().as_nanos() as u64);
-            i32::from(outcome.is_err())
-        })?;
-        sink.close_parent_ends();
-
-        let mut pids = vec![sender.pid];
-        pids.extend(receiver.as_ref().map(|r| r.pid));
-        let session = Session::attach(Filter::Set(pids), args.probe_tier)?;
-        if let Some(r) = receiver.as_mut() {
-            r.release()?;
-        }
-        sender.release()?;
-        let interrupted = tokio::select! {
-            done = async {
-                let s = sender.ended().await?;
-                let r = match &receiver { Some(r) => Some(r.ended().await?), None => None };
-                anyhow::Ok((s, r))
-            } => {
-                let (s, r) = done?;
-                if s != Ended::Child(0) {
-                    anyhow::bail!("the {strategy} sender failed: {}", send_result.error());
+        let mut runs = Vec::new();
+        for i in 0..args.runs {
+            progress.start(&format!("{strategy} (run {} of {})", i + 1, args.runs));
+            match run_once(strategy, &args, &src, dir.path(), &mut signals).await? {
+                Some(run) => runs.push(run),
+                None => {
+                    progress.finish();
+                    eprintln!("zc-trace: interrupted; reporting the strategies that completed");
+                    break 'strategies;
                 }
-                if r.is_some_and(|r| r != Ended::Child(0)) {
-                    anyhow::bail!("the {strategy} receiver failed: {}", recv_result.error());
-                }
-                false
             }
-            _ = sigint.recv() => true,
-            _ = sigterm.recv() => true,
-        };
-        if interrupted {
-            eprintln!("zc-trace: interrupted; reporting the strategies that completed");
-            break;
+            progress.done();
         }
-        let stats = session.stats()?;
-        let syscalls = session.syscalls()?;
-        let drops = session.drops()?;
-        let global = session.global_events()?;
-        let probes = session.probes().to_vec();
-        let evidence = session.evidence().clone();
-        drop(session);
-        if let Some(f) = sink.file() {
-            let _ = std::fs::remove_file(f);
-        }
-        let empty = Default::default();
-        let empty_counts = Default::default();
-        let mut parts = vec![(&sender, Role::Sender, &send_result)];
-        if let Some(r) = &receiver {
-            parts.push((r, Role::Receiver, &recv_result));
-        }
-        for (target, role, result) in parts {
-            let nanos = result.nanos();
-            rows.push(attribute::row(
-                Input {
-                    strategy: strategy.name().into(),
-                    role,
-                    pid: target.pid,
-                    comm: target.comm.clone(),
-                    path: None,
-                    by_class: stats.get(&target.pid).unwrap_or(&empty),
-                    syscalls: syscalls.get(&target.pid).unwrap_or(&empty_counts),
-                    elapsed_s: Some(nanos as f64 / 1e9),
-                    msg_zerocopy: result.zerocopy(),
-                },
-                &evidence,
-                &global,
-            ));
-        }
-        last = Some((probes, drops, global));
+        let run = median_by_throughput(runs);
+        rows.extend(run.rows.iter().cloned());
+        last = Some(run);
     }
-    let (probes, drops, system) = last.unwrap_or_else(|| (Vec::new(), Drops::new(Default::default()), Default::default()));
+    progress.finish();
+    let (probes, drops, system) = match last {
+        Some(run) => (run.probes, run.drops, run.system),
+        None => (Vec::new(), Drops::new(Default::default()), Default::default()),
+    };
+    let chunks = args.size.div_ceil(args.chunk);
+    let path = model::Path { loopback: args.sink == SinkKind::Tcp, cold: args.cold };
+    let classic = rows
+        .iter()
+        .filter(|r| r.role == "sender")
+        .filter_map(|r| model::compare(r, path, chunks))
+        .collect();
     let report = AttributionReport {
         kernel: KernelInfo::read(),
         tier: args.probe_tier,
@@ -163,14 +121,165 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
             chunk_bytes: args.chunk,
             sink: args.sink.name().into(),
             cold: args.cold,
+            runs: args.runs,
             skipped,
+            classic,
         }),
     };
+    if let Some(path) = &args.csv {
+        export::write_csv(path, &report.rows)?;
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("zc-trace lab, Linux {}, {} in {} chunks over {}", report.kernel.release,
+            lab::human_bytes(args.size as f64), lab::human_bytes(args.chunk as f64), args.sink);
+        export::write_plot(path, &report.rows, &title)?;
+    }
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
         None => print!("{}", lab::render(&report, args.raw)),
     }
     Ok(0)
+}
+
+/// The run whose sender had the median throughput (counts are the same in every run; the
+/// time is what varies).
+fn median_by_throughput(mut runs: Vec<Run>) -> Run {
+    let speed = |r: &Run| r.rows.first().and_then(|r| r.throughput_bytes_per_s).unwrap_or(0.0);
+    runs.sort_by(|a, b| speed(a).total_cmp(&speed(b)));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+/// Prepares the sink, forks receiver and sender held at their gates, attaches, releases,
+/// waits and attributes. `None` when interrupted.
+async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, signals: &mut Signals) -> anyhow::Result<Option<Run>> {
+    if args.cold {
+        drop_page_cache(src)?;
+    }
+    let mut sink = Sink::prepare(args.sink, dir).context("preparing the sink")?;
+    let chunk = args.chunk as usize;
+    let recv_result = SharedResult::new()?;
+    let send_result = SharedResult::new()?;
+    let mut receiver = if args.sink.has_receiver() {
+        Some(Target::fork_held(&format!("zc-recv-{strategy}"), || {
+            let t = Instant::now();
+            let outcome = sink.receive(chunk).map(|bytes| Outcome { bytes, zerocopy: None });
+            recv_result.store(&outcome, t.elapsed().as_nanos() as u64);
+            i32::from(outcome.is_err())
+        })?)
+    } else {
+        None
+    };
+    let mut sender = Target::fork_held(&format!("zc-{strategy}"), || {
+        let t = Instant::now();
+        let outcome = sink.sender_fd().and_then(|dst| workloads::run(strategy, src, dst.0, chunk));
+        send_result.store(&outcome, t.elapsed().as_nanos() as u64);
+        i32::from(outcome.is_err())
+    })?;
+    sink.close_parent_ends();
+
+    let mut pids = vec![sender.pid];
+    pids.extend(receiver.as_ref().map(|r| r.pid));
+    let session = Session::attach(Filter::Set(pids), args.probe_tier)?;
+    if let Some(r) = receiver.as_mut() {
+        r.release()?;
+    }
+    sender.release()?;
+    tokio::select! {
+        done = async {
+            let s = sender.ended().await?;
+            let r = match &receiver { Some(r) => Some(r.ended().await?), None => None };
+            anyhow::Ok((s, r))
+        } => {
+            let (s, r) = done?;
+            if s != Ended::Child(0) {
+                anyhow::bail!("the {strategy} sender failed: {}", send_result.error());
+            }
+            if r.is_some_and(|r| r != Ended::Child(0)) {
+                anyhow::bail!("the {strategy} receiver failed: {}", recv_result.error());
+            }
+        }
+        _ = signals.int.recv() => return Ok(None),
+        _ = signals.term.recv() => return Ok(None),
+    }
+    let stats = session.stats()?;
+    let syscalls = session.syscalls()?;
+    let run = Run {
+        rows: Vec::new(),
+        probes: session.probes().to_vec(),
+        drops: session.drops()?,
+        system: session.global_events()?,
+    };
+    let evidence = session.evidence().clone();
+    drop(session);
+    if let Some(f) = sink.file() {
+        let _ = std::fs::remove_file(f);
+    }
+    let empty = Default::default();
+    let empty_counts = Default::default();
+    let mut parts = vec![(&sender, Role::Sender, &send_result)];
+    if let Some(r) = &receiver {
+        parts.push((r, Role::Receiver, &recv_result));
+    }
+    let rows = parts
+        .into_iter()
+        .map(|(target, role, result)| {
+            attribute::row(
+                Input {
+                    strategy: strategy.name().into(),
+                    role,
+                    pid: target.pid,
+                    comm: target.comm.clone(),
+                    path: None,
+                    by_class: stats.get(&target.pid).unwrap_or(&empty),
+                    syscalls: syscalls.get(&target.pid).unwrap_or(&empty_counts),
+                    elapsed_s: Some(result.nanos() as f64 / 1e9),
+                    msg_zerocopy: result.zerocopy(),
+                },
+                &evidence,
+                &run.system,
+            )
+        })
+        .collect();
+    Ok(Some(Run { rows, ..run }))
+}
+
+/// A progress bar on stderr while workloads run; nothing when stderr is not a terminal.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        use std::io::IsTerminal as _;
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(Some(bar))
+    }
+    fn start(&self, what: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(what.to_string());
+        }
+    }
+    fn done(&self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+    fn skip(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// Evicts the file's pages from the page cache (and only this file's: the rest of the
