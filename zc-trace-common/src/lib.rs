@@ -36,10 +36,12 @@ pub enum OpClass {
     IoUring = 11,
     /// Any other system call.
     Other = 12,
+    /// munmap: forgets file mappings (for telling mmap+write from read+write).
+    Munmap = 13,
 }
 
 impl OpClass {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [OpClass; Self::COUNT] = [
         OpClass::None,
         OpClass::Read,
@@ -54,6 +56,7 @@ impl OpClass {
         OpClass::Mmap,
         OpClass::IoUring,
         OpClass::Other,
+        OpClass::Munmap,
     ];
 
     pub const fn from_u32(v: u32) -> OpClass {
@@ -75,6 +78,7 @@ impl OpClass {
             OpClass::Mmap => "mmap",
             OpClass::IoUring => "io_uring",
             OpClass::Other => "other",
+            OpClass::Munmap => "munmap",
         }
     }
 }
@@ -266,6 +270,8 @@ pub struct Stats {
     pub payload_in: u64,
     /// Bytes moved into pipes (an intermediate step of splice/vmsplice strategies).
     pub into_pipe: u64,
+    /// Bytes write(2) took from a file-backed mapping (the mmap + write strategy).
+    pub from_file_mapping: u64,
 }
 
 /// Why an event could not be counted. Index into the per-CPU `DROPS` array.
@@ -278,17 +284,24 @@ pub enum DropReason {
     StatsMapFull = 1,
     /// `INFLIGHT` was full: a data syscall's arguments could not be kept until its exit.
     InflightMapFull = 2,
+    /// `TRACED` was full: a child of a followed process could not be added.
+    TracedMapFull = 3,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] =
-        [DropReason::SyscallMapFull, DropReason::StatsMapFull, DropReason::InflightMapFull];
+    pub const ALL: [DropReason; 4] = [
+        DropReason::SyscallMapFull,
+        DropReason::StatsMapFull,
+        DropReason::InflightMapFull,
+        DropReason::TracedMapFull,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::SyscallMapFull => "syscall_counts map full",
             DropReason::StatsMapFull => "stats map full",
             DropReason::InflightMapFull => "in-flight syscall map full",
+            DropReason::TracedMapFull => "traced process map full (a followed child was not traced)",
         }
     }
 }
@@ -303,6 +316,20 @@ pub const INFLIGHT_MAX_ENTRIES: u32 = 16_384;
 pub const TRACED_MAX_ENTRIES: u32 = 4_096;
 /// Sockets of traced processes, for charging transmitted packets to their owner (LRU).
 pub const SOCK_OWNER_MAX_ENTRIES: u32 = 8_192;
+/// Processes whose recent file mappings are remembered (LRU), and how many per process.
+pub const FILE_MAPS_MAX_ENTRIES: u32 = 4_096;
+pub const FILE_MAP_SLOTS: usize = 8;
+
+/// The most recent file-backed mappings of a process: [start, end) ranges, filled round robin.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileMaps {
+    pub next: u64,
+    pub ranges: [[u64; 2]; FILE_MAP_SLOTS],
+}
+
+/// A process's command name as the kernel knows it (updated at exec).
+pub type Comm = [u8; 16];
 
 /// Byte offsets of the kernel struct members the programs read, resolved by user space from
 /// the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and written before load. A zero
@@ -336,6 +363,7 @@ pub struct KernelOffsets {
     pub sock_route_caps: u32,
     pub msghdr_flags: u32,
     pub skb_sk: u32,
+    pub task_tgid: u32,
     /// The six syscall argument registers in `struct pt_regs`, in argument order.
     pub regs_args: [u32; 6],
 }
@@ -379,6 +407,10 @@ pub mod globals {
     pub const FILTER_TGID: &str = "FILTER_TGID";
     /// `u32`: 1 = count the thread groups listed in the `TRACED` map instead.
     pub const FILTER_MAP: &str = "FILTER_MAP";
+    /// `u32`: 1 = add the children that traced processes fork to `TRACED`.
+    pub const FOLLOW_FORKS: &str = "FOLLOW_FORKS";
+    /// `u32`: 1 = key every counter by thread id instead of thread group id.
+    pub const BY_THREAD: &str = "BY_THREAD";
     /// [`IoUringOffsets`](super::IoUringOffsets).
     pub const IO_URING: &str = "IO_URING";
     /// [`SyscallTable`](super::SyscallTable): what each syscall number does with data.
@@ -396,6 +428,7 @@ pub mod maps {
     pub const DROPS: &str = "DROPS";
     pub const TRACED: &str = "TRACED";
     pub const GLOBAL_EVENTS: &str = "GLOBAL_EVENTS";
+    pub const COMMS: &str = "COMMS";
 }
 
 /// Argument index meaning "this syscall has no such argument".

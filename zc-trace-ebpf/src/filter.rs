@@ -12,22 +12,54 @@ static FILTER_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static FILTER_MAP: u32 = 0;
 
-#[map]
-static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(TRACED_MAX_ENTRIES, 0);
+/// Non-zero: children forked by traced processes are traced too (`FILTER_MAP` mode).
+#[unsafe(no_mangle)]
+static FOLLOW_FORKS: u32 = 0;
 
-/// (tgid, tid) of the current task if it is one we trace.
+/// Non-zero: counters are keyed by thread id instead of thread group id.
+#[unsafe(no_mangle)]
+static BY_THREAD: u32 = 0;
+
+#[map]
+pub static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(TRACED_MAX_ENTRIES, 0);
+
+// Volatile reads: without them the compiler folds the initial 0 into the code and the value
+// that user space writes before load would never be read.
+#[inline(always)]
+fn setting(v: &u32) -> u32 {
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+#[inline(always)]
+pub fn follow_forks() -> bool {
+    setting(&FOLLOW_FORKS) != 0
+}
+
+#[inline(always)]
+pub fn by_thread() -> bool {
+    setting(&BY_THREAD) != 0
+}
+
+#[inline(always)]
+pub fn is_traced_tgid(tgid: u32) -> bool {
+    let wanted = setting(&FILTER_TGID);
+    if wanted != 0 {
+        return wanted == tgid;
+    }
+    if setting(&FILTER_MAP) != 0 {
+        return unsafe { TRACED.get(&tgid) }.is_some();
+    }
+    true
+}
+
+/// (counter key, tid) of the current task if it is one we trace. The key is the thread
+/// group id, or the thread id with `BY_THREAD`.
 #[inline(always)]
 pub fn traced() -> Option<(u32, u32)> {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
-    // Volatile: without it the compiler folds the initial 0 into the code and the value that
-    // user space writes before load would never be read.
-    let wanted = unsafe { core::ptr::read_volatile(&FILTER_TGID) };
-    if wanted != 0 {
-        return (wanted == tgid).then_some((tgid, tid));
+    if !is_traced_tgid(tgid) {
+        return None;
     }
-    if unsafe { core::ptr::read_volatile(&FILTER_MAP) } != 0 {
-        return unsafe { TRACED.get(&tgid) }.map(|_| (tgid, tid));
-    }
-    Some((tgid, tid))
+    Some((if by_thread() { tid } else { tgid }, tid))
 }

@@ -32,6 +32,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sock_route_caps: 0,
     msghdr_flags: 0,
     skb_sk: 0,
+    task_tgid: 0,
     regs_args: [0; 6],
 };
 

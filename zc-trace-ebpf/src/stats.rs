@@ -31,6 +31,7 @@ pub fn stats(tgid: u32, class: OpClass) -> Option<&'static mut Stats> {
     if let Some(p) = STATS.get_ptr_mut(&key) {
         return Some(unsafe { &mut *p });
     }
+    crate::probes::process::first_seen(tgid);
     let zero = ZERO_STATS.get_ptr(0)?;
     // Another CPU may insert the same key first: then our insert fails and the lookup below
     // finds the entry (with a zero slot for this CPU).

@@ -122,6 +122,7 @@ pub enum Role {
     Sender,
     Receiver,
     Process,
+    Thread,
 }
 
 impl Role {
@@ -130,6 +131,7 @@ impl Role {
             Role::Sender => "sender",
             Role::Receiver => "receiver",
             Role::Process => "process",
+            Role::Thread => "thread",
         }
     }
 }
@@ -177,7 +179,7 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
     let payload_bytes = match input.role {
         Role::Sender => total.payload_out,
         Role::Receiver => total.payload_in,
-        Role::Process => total.payload_out.max(total.payload_in),
+        Role::Process | Role::Thread => total.payload_out.max(total.payload_in),
     };
     let copied = cpu_copy.to_user.bytes + cpu_copy.from_user.bytes + cpu_copy.kernel.bytes;
     Row {
@@ -252,7 +254,7 @@ fn derived_label(class: OpClass) -> &'static str {
         OpClass::Tee => "derived:tee(2)",
         OpClass::CopyFileRange => "derived:copy_file_range(2)",
         OpClass::IoUring => "derived:io_uring:io_uring_complete",
-        OpClass::Mmap | OpClass::None | OpClass::Other => "derived",
+        OpClass::Mmap | OpClass::Munmap | OpClass::None | OpClass::Other => "derived",
     }
 }
 
@@ -461,10 +463,18 @@ pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
         Some(OpClass::Vmsplice) => "vmsplice",
         Some(OpClass::IoUring) => "io-uring",
         Some(_) => {
-            // write() fed from a file mapping faults in kernel mode on the mapped pages.
-            let faults = by_class.get(&OpClass::Write).map_or(0, |s| s.kernel_faults);
-            if faults > 0 && inn(OpClass::Read) == 0 { "mmap-write" } else { "read-write" }
+            // write(2) from a buffer inside a file mapping (tracked from mmap to munmap).
+            let mapped = by_class.get(&OpClass::Write).map_or(0, |s| s.from_file_mapping);
+            let direct = by_class.get(&OpClass::Read).map_or(0, |s| s.direct_read.bytes);
+            if 2 * mapped >= out(OpClass::Write).max(1) {
+                "mmap-write"
+            } else if 2 * direct >= inn(OpClass::Read).max(1) {
+                "direct-io"
+            } else {
+                "read-write"
+            }
         }
+        None if by_class.get(&OpClass::Read).is_some_and(|s| s.direct_read.bytes > 0) => "direct-io",
         None if inn(OpClass::Read) + inn(OpClass::Recv) > 0 => "receive",
         None => "other",
     };
@@ -589,7 +599,7 @@ mod tests {
     #[test]
     fn strategies_are_inferred_from_what_delivered_the_payload() {
         assert_eq!(infer_strategy(&read_write_sender()), "read-write");
-        let mut w = Stats { payload_out: 100, kernel_faults: 3, ..Default::default() };
+        let mut w = Stats { payload_out: 100, from_file_mapping: 100, ..Default::default() };
         w.from_user[End::Socket as usize] = Tally { bytes: 100, calls: 1 };
         let mmap: BTreeMap<_, _> = [(OpClass::Write, w)].into_iter().collect();
         assert_eq!(infer_strategy(&mmap), "mmap-write");

@@ -135,6 +135,7 @@ impl KernelBtf {
             sock_route_caps: o("sock", &["sk_route_caps"])?,
             msghdr_flags: o("msghdr", &["msg_flags"])?,
             skb_sk: o("sk_buff", &["sk"])?,
+            task_tgid: o("task_struct", &["tgid"])?,
             socket_sk: o("socket", &["sk"])?,
             sock_family: o("sock", &["__sk_common", "skc_family"])?,
             sock_type: o("sock", &["sk_type"])?,

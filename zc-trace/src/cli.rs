@@ -98,12 +98,22 @@ pub struct SyscallsArgs {
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Trace this existing process (its PID as seen on this host).
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid, conflicts_with = "command")]
-    pub pid: Option<u32>,
-    /// Stop after this long (e.g. 10s, 500ms); default: until the process exits or Ctrl-C.
+    /// Trace these existing processes, all their threads (PIDs as seen on this host,
+    /// comma-separated).
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid, value_delimiter = ',', conflicts_with = "command")]
+    pub pids: Vec<u32>,
+    /// Also trace the children they fork from now on.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Stop after this long (e.g. 10s, 500ms); default: until the processes exit or Ctrl-C.
     #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Print a table of what happened in each interval (e.g. 1s), then the summary.
+    #[arg(short = 'i', long = "interval", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// One row per process (default) or per thread.
+    #[arg(long, value_enum, default_value_t = By::Process)]
+    pub by: By,
     /// Attach kind for function probes: auto picks the best the kernel allows.
     #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
     pub probe_tier: crate::session::Tier,
@@ -115,6 +125,12 @@ pub struct TraceArgs {
     /// The command to start and trace from its first instruction (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    Process,
+    Thread,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -229,6 +245,17 @@ mod tests {
         let Command::Syscalls(args) = cli.command else { panic!() };
         assert_eq!(args.command, ["cat", "-n"]);
         assert!(Cli::try_parse_from(["zc-trace", "syscalls", "-p", "7", "--", "cat"]).is_err());
+    }
+
+    #[test]
+    fn trace_takes_several_pids_and_intervals() {
+        let cli = Cli::try_parse_from(["zc-trace", "trace", "-p", "7,8", "-f", "-i", "1s", "--by", "thread"]).unwrap();
+        let Command::Trace(args) = cli.command else { panic!() };
+        assert_eq!(args.pids, [7, 8]);
+        assert!(args.follow);
+        assert_eq!(args.interval, Some(Duration::from_secs(1)));
+        assert_eq!(args.by, By::Thread);
+        assert!(Cli::try_parse_from(["zc-trace", "trace", "-p", "7,x"]).is_err());
     }
 
     #[test]

@@ -54,6 +54,30 @@ pub fn add_stats(total: &mut Stats, cpu: &Stats) {
     }
 }
 
+/// The `COMMS` map: counter key -> command name.
+pub fn comms(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<u32, String>> {
+    let map: aya::maps::HashMap<_, u32, [u8; 16]> =
+        aya::maps::HashMap::try_from(ebpf.map(maps::COMMS).context("COMMS map missing")?)?;
+    let mut out = BTreeMap::new();
+    for entry in map.iter() {
+        let (key, comm) = entry.context("reading COMMS")?;
+        let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+        out.insert(key, String::from_utf8_lossy(&comm[..len]).into_owned());
+    }
+    Ok(out)
+}
+
+/// Subtracts an earlier reading of the same counters (for per-interval figures).
+pub fn sub_stats(total: &mut Stats, earlier: &Stats) {
+    const WORDS: usize = std::mem::size_of::<Stats>() / 8;
+    // SAFETY: as in add_stats.
+    let total = unsafe { std::slice::from_raw_parts_mut((total as *mut Stats).cast::<u64>(), WORDS) };
+    let earlier = unsafe { std::slice::from_raw_parts((earlier as *const Stats).cast::<u64>(), WORDS) };
+    for (t, e) in total.iter_mut().zip(earlier) {
+        *t = t.saturating_sub(*e);
+    }
+}
+
 /// System-wide counters, by [`GlobalEvent`].
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct GlobalEvents {

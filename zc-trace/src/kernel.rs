@@ -47,6 +47,23 @@ pub fn parse_lockdown(s: &str) -> Option<String> {
     Some(s[start..end].to_string())
 }
 
+/// The kernel programs see PIDs of the initial PID namespace (what `ps` shows on the host).
+/// From inside a container those differ from the PIDs the user sees, so refuse to guess.
+pub fn require_host_pid_namespace() -> Result<(), crate::exit::Fatal> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let nested = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .is_some_and(|l| l.split_whitespace().count() > 2);
+    if nested {
+        return Err(crate::exit::Fatal::usage(
+            "zc-trace runs in a nested PID namespace: run it in the host's (e.g. `nsenter -t 1 -p -- zc-trace ...`) \
+             and give host PIDs",
+        ));
+    }
+    Ok(())
+}
+
 /// Makes tracefs and securityfs readable when the machine has not mounted them (minimal
 /// containers and VMs often do not). The mounts go into a private mount namespace of this
 /// process, so nothing is left mounted on the system and no other process sees them.

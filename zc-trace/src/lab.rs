@@ -44,22 +44,27 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "n/a".to_string(), |v| v.to_string())
 }
 
-pub fn render(report: &AttributionReport, raw: bool) -> String {
+/// The attribution table alone.
+pub fn table(report: &AttributionReport, raw: bool) -> String {
     let mut table = Table::new();
     table.set_format(*format::consts::FORMAT_NO_BORDER_LINE_SEPARATOR);
     let r = |s: &str| Cell::new(s).style_spec("r");
-    table.set_titles(TRow::new(
+    // Lab rows are known by strategy and role; traced rows need their process.
+    let with_pid = report.lab.is_none();
+    let mut titles: Vec<Cell> = if with_pid { vec![r("pid"), Cell::new("comm")] } else { Vec::new() };
+    titles.extend(
         [
             "strategy", "role", "payload", "syscalls", "mode sw", "ctx sw v/i", "faults", "copy ->user",
             "copy user->", "copy kernel", "copies/B", "zero-copy", "disk read", "NIC lin/paged", "throughput",
         ]
         .iter()
         .enumerate()
-        .map(|(i, t)| if i < 2 { Cell::new(t) } else { r(t) })
-        .collect(),
-    ));
+        .map(|(i, t)| if i < 2 { Cell::new(t) } else { r(t) }),
+    );
+    table.set_titles(TRow::new(titles));
     for row in &report.rows {
-        table.add_row(TRow::new(vec![
+        let mut cells = if with_pid { vec![r(&row.pid.to_string()), Cell::new(&row.comm)] } else { Vec::new() };
+        cells.extend(vec![
             Cell::new(&row.strategy),
             Cell::new(&row.role),
             r(&bytes(row.payload_bytes, raw)),
@@ -78,8 +83,13 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
                 _ => "n/a".into(),
             }),
             r(&row.throughput_bytes_per_s.map_or("-".into(), |t| format!("{}/s", human_bytes(t)))),
-        ]));
+        ]);
+        table.add_row(TRow::new(cells));
     }
+    format!("{table}\n")
+}
+
+pub fn render(report: &AttributionReport, raw: bool) -> String {
     let mut out = String::new();
     if let Some(lab) = &report.lab {
         out += &format!(
@@ -93,7 +103,7 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
             if lab.runs > 1 { format!(", median of {} runs by throughput", lab.runs) } else { String::new() },
         );
     }
-    out += &format!("{table}\n");
+    out += &table(report, raw);
     if let Some(lab) = &report.lab {
         for s in &lab.skipped {
             out += &format!("skipped {}: {}\n", s.strategy, s.reason);

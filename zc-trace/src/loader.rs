@@ -30,6 +30,10 @@ pub struct Settings {
     pub observed: u32,
     pub syscall_table: SyscallTable,
     pub io_uring: IoUringOffsets,
+    /// Trace the children traced processes fork (needs `Filter::Set`).
+    pub follow_forks: bool,
+    /// Key counters by thread instead of process.
+    pub by_thread: bool,
 }
 
 fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
@@ -57,6 +61,8 @@ pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
         .override_global(globals::OBSERVED, &settings.observed, true)
         .override_global(globals::SYSCALL_TABLE, &settings.syscall_table, true)
         .override_global(globals::IO_URING, &settings.io_uring, true)
+        .override_global(globals::FOLLOW_FORKS, &u32::from(settings.follow_forks), true)
+        .override_global(globals::BY_THREAD, &u32::from(settings.by_thread), true)
         .load(embedded(PROBES)?)
         .context("loading zc-trace's eBPF maps")?;
     if let Filter::Set(tgids) = &settings.filter {

@@ -23,6 +23,8 @@ pub const TRACEPOINTS: &[TracepointProbe] = &[
     TracepointProbe { name: "sched:sched_switch", program: "sched_switch", required: false, measures: "context switches, voluntary and involuntary" },
     TracepointProbe { name: "block:block_rq_issue", program: "block_rq_issue", required: false, measures: "disk DMA bytes by direction" },
     TracepointProbe { name: "net:net_dev_start_xmit", program: "net_dev_start_xmit", required: false, measures: "NIC transmit: linear and paged bytes, frags" },
+    TracepointProbe { name: "sched:sched_process_fork", program: "sched_process_fork", required: false, measures: "children of followed processes (trace -f)" },
+    TracepointProbe { name: "sched:sched_process_exec", program: "sched_process_exec", required: false, measures: "command names after exec" },
     TracepointProbe { name: "io_uring:io_uring_complete", program: "io_uring_complete", required: false, measures: "io_uring read/write/send results: derived copies" },
 ];
 

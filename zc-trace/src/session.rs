@@ -58,6 +58,13 @@ impl Evidence {
     }
 }
 
+/// How a session counts, beyond which processes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub follow_forks: bool,
+    pub by_thread: bool,
+}
+
 pub struct Session {
     ebpf: Ebpf,
     probes: Vec<ProbeStatus>,
@@ -66,6 +73,13 @@ pub struct Session {
 
 impl Session {
     pub fn attach(filter: Filter, tier: Tier) -> anyhow::Result<Self> {
+        Self::attach_with(filter, tier, Options::default())
+    }
+
+    pub fn attach_with(filter: Filter, tier: Tier, options: Options) -> anyhow::Result<Self> {
+        if options.follow_forks && !matches!(filter, Filter::Set(_)) {
+            anyhow::bail!("following forks needs a set filter");
+        }
         let kernel_btf = KernelBtf::load();
         let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| e.to_string()).and_then(|b| {
             b.kernel_offsets().map_err(|e| e.to_string())
@@ -81,6 +95,8 @@ impl Session {
             observed: 0,
             syscall_table: syscall_table::build(),
             io_uring,
+            follow_forks: options.follow_forks,
+            by_thread: options.by_thread,
         };
 
         // Function probes are tried in the loaded object; where one fails, the object is
@@ -162,6 +178,11 @@ impl Session {
             }
         }
         Ok(out)
+    }
+
+    /// Command names the kernel recorded, by counter key (process, or thread with by_thread).
+    pub fn comms(&self) -> anyhow::Result<BTreeMap<u32, String>> {
+        collect::comms(&self.ebpf)
     }
 
     pub fn global_events(&self) -> anyhow::Result<collect::GlobalEvents> {

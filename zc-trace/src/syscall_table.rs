@@ -29,6 +29,7 @@ pub const DATA_SYSCALLS: &[(&str, OpClass, u8, u8, u8)] = &[
     ("recvfrom", OpClass::Recv, 0, NO_ARG, 3),
     ("recvmsg", OpClass::Recv, 0, NO_ARG, 2),
     ("mmap", OpClass::Mmap, 4, NO_ARG, 3),
+    ("munmap", OpClass::Munmap, NO_ARG, NO_ARG, NO_ARG),
     ("io_uring_enter", OpClass::IoUring, 0, NO_ARG, NO_ARG),
 ];
 

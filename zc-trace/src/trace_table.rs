@@ -2,6 +2,11 @@
 //! row's breakdown by the kind of memory at the other end of its copies.
 use crate::{lab, report::AttributionReport};
 
+/// The per-interval table: rows only.
+pub fn render_rows(report: &AttributionReport, raw: bool) -> String {
+    lab::table(report, raw)
+}
+
 pub fn render(report: &AttributionReport, raw: bool) -> String {
     let mut out = format!("zc-trace on Linux {}, traced for {:.3} s\n\n", report.kernel.release, report.duration_s);
     out += &lab::render(report, raw);

@@ -30,7 +30,12 @@ pub fn account(tgid: u32, f: &InFlight, n: u64) {
     let Some(s) = stats(tgid, class) else { return };
     match class {
         OpClass::Read => read(s, f.kind_in(), n),
-        OpClass::Write => write(s, f.kind_out(), n),
+        OpClass::Write => {
+            if f.from_mapping != 0 {
+                s.from_file_mapping += n;
+            }
+            write(s, f.kind_out(), n)
+        }
         OpClass::Send => send(s, f.kind_out(), f.flags, f.gather != 0, n),
         OpClass::Recv => s.payload_in += n,
         OpClass::Sendfile => sendfile(s, f.kind_in(), f.kind_out(), f.gather != 0, n),
@@ -189,7 +194,7 @@ fn copy_file_range(s: &mut Stats, f: &InFlight, n: u64) {
     s.payload_out += n;
     if f.kind_in() != FdKind::File || f.kind_out() != FdKind::File {
         add(&mut s.unclassified, n);
-    } else if f.fs_magic_out == XFS_MAGIC || f.fs_magic_out == BTRFS_MAGIC {
+    } else if f.extra == XFS_MAGIC || f.extra == BTRFS_MAGIC {
         add(&mut s.zero_copy[ZeroCopyKind::FileRange as usize], n);
     } else {
         add(&mut s.kernel[End::PageCache as usize], n);

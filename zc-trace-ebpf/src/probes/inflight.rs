@@ -16,10 +16,12 @@ pub struct InFlight {
     pub kind_out: u8,
     /// The destination socket's route can gather (NETIF_F_SG), read at entry.
     pub gather: u8,
-    pub _pad: u8,
+    /// write(2) from a buffer inside a file-backed mapping.
+    pub from_mapping: u8,
     pub flags: u64,
-    /// File-system magic of the destination, for copy_file_range (reflink or copy).
-    pub fs_magic_out: u64,
+    /// copy_file_range: the destination's file-system magic (reflink or copy);
+    /// mmap: the length mapped.
+    pub extra: u64,
 }
 
 #[map]

@@ -11,12 +11,12 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use zc_trace_common::{
-    DropReason, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc,
+    DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc,
     SyscallKey, SyscallTable,
 };
 
 use super::{
-    derive, drops, net,
+    derive, drops, mappings, net,
     inflight::{INFLIGHT, InFlight},
 };
 use crate::{
@@ -59,18 +59,25 @@ fn arg(regs: u64, index: u8) -> Option<u64> {
 /// `sys_enter(struct pt_regs *regs, long id)`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let Some((tgid, tid)) = traced() else { return 0 };
+    let Some((key, tid)) = traced() else { return 0 };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let nr: u64 = ctx.arg(1);
-    count_syscall(&SyscallKey { tgid, nr: nr as u32 });
+    count_syscall(&SyscallKey { tgid: key, nr: nr as u32 });
     let desc = describe(nr);
     let class = OpClass::from_u32(desc.class as u32);
-    if let Some(s) = stats(tgid, class) {
+    if let Some(s) = stats(key, class) {
         s.syscalls += 1;
     }
     if class == OpClass::None || class == OpClass::Other {
         return 0;
     }
     let regs: u64 = ctx.arg(0);
+    if class == OpClass::Munmap {
+        if let (Some(addr), Some(len)) = (arg(regs, 0), arg(regs, 1)) {
+            mappings::forget(tgid, addr, len);
+        }
+        return 0;
+    }
     // The kind of the fd in argument `index`; sockets are also remembered as ours, so that
     // the packets they transmit can be charged to this process (net.rs). Returns the kind and,
     // for sockets, whether their route can gather.
@@ -81,15 +88,17 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
             return (kind as u8, false);
         }
         let sk = kmem::fd_sock(fd).unwrap_or(0);
-        net::remember_owner(sk, tgid);
+        net::remember_owner(sk, key);
         (kind as u8, kmem::sock_can_gather(sk, &kmem::offsets()))
     };
     let flags = if desc.flags_arg == NO_ARG { 0 } else { arg(regs, desc.flags_arg).unwrap_or(0) };
-    let fs_magic_out = if class == OpClass::CopyFileRange && desc.fd_out != NO_ARG {
-        arg(regs, desc.fd_out).and_then(kmem::fs_magic).unwrap_or(0)
-    } else {
-        0
+    let extra = match class {
+        OpClass::CopyFileRange if desc.fd_out != NO_ARG => arg(regs, desc.fd_out).and_then(kmem::fs_magic).unwrap_or(0),
+        OpClass::Mmap => arg(regs, 1).unwrap_or(0),
+        _ => 0,
     };
+    // write(fd, buf, n): is buf inside a file mapping (the mmap + write strategy)?
+    let from_mapping = class == OpClass::Write && arg(regs, 1).is_some_and(|buf| mappings::contains(tgid, buf));
     let (kind_out, gather) = kind_of(desc.fd_out);
     let (kind_in, _) = kind_of(desc.fd_in);
     let record = InFlight {
@@ -97,9 +106,9 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         kind_in,
         kind_out,
         gather: gather as u8,
-        _pad: 0,
+        from_mapping: from_mapping as u8,
         flags,
-        fs_magic_out,
+        extra,
     };
     if INFLIGHT.insert(&tid, &record, 0).is_err() {
         drops::record(DropReason::InflightMapFull);
@@ -115,10 +124,20 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let Some(record) = (unsafe { INFLIGHT.get(&tid) }).copied() else { return 0 };
     let _ = INFLIGHT.remove(&tid);
     let ret: i64 = ctx.arg(1);
-    if ret > 0 {
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        derive::account(tgid, &record, ret as u64);
+    if ret <= 0 {
+        return 0;
     }
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if OpClass::from_u32(record.class) == OpClass::Mmap {
+        // A mapping of a regular file: remember where it is (ret is the address).
+        if record.kind_in() == FdKind::File {
+            mappings::record(tgid, ret as u64, record.extra);
+        }
+        return 0;
+    }
+    let key = if crate::filter::by_thread() { id as u32 } else { tgid };
+    derive::account(key, &record, ret as u64);
     0
 }
 

@@ -1,16 +1,21 @@
-//! `zc-trace trace`: attribute a live process's copies, zero-copy moves, DMA and switches
-//! (an existing PID, or a command started held until every probe is attached).
-use std::time::Instant;
+//! `zc-trace trace`: attribute live processes' copies, zero-copy moves, DMA and switches
+//! (existing PIDs, or a command started held until every probe is attached), optionally
+//! following their children, per process or per thread, per interval and in total.
+use std::{collections::BTreeMap, time::Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use zc_trace_common::{OpClass, Stats};
 
 use crate::{
     attribute::{self, Input, Role},
-    cli::TraceArgs,
+    cli::{By, TraceArgs},
+    collect::{self, GlobalEvents},
     exit::Fatal,
     kernel::{self, KernelInfo},
     loader::Filter,
     output, privileges,
     report::AttributionReport,
-    session::Session,
+    session::{Evidence, Options, Session},
     target::{Ended, Target},
     trace_table,
 };
@@ -19,70 +24,163 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     if let Some(path) = &args.output.json {
         output::check_writable(path)?;
     }
-    if args.pid.is_none() && args.command.is_empty() {
-        return Err(Fatal::usage("nothing to trace: give -p PID or a command after `--`").into());
+    if args.pids.is_empty() && args.command.is_empty() {
+        return Err(Fatal::usage("nothing to trace: give -p PID[,PID...] or a command after `--`").into());
     }
     privileges::require_tracing()?;
+    kernel::require_host_pid_namespace()?;
     // Fork before anything else: while single-threaded, and before our private mount
     // namespace exists (the command keeps the system's).
-    let mut target = match args.pid {
-        Some(pid) => Target::existing(pid)?,
-        None => Target::spawn_held(&args.command)?,
+    let mut targets: Vec<Target> = if args.pids.is_empty() {
+        vec![Target::spawn_held(&args.command)?]
+    } else {
+        args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?
     };
     kernel::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(trace(args, &mut target))
+    super::runtime()?.block_on(trace(args, &mut targets))
 }
 
-async fn trace(args: TraceArgs, target: &mut Target) -> anyhow::Result<i32> {
-    let session = Session::attach(Filter::Tgid(target.pid), args.probe_tier)?;
-    target.release()?;
-    eprintln!("zc-trace: attached; tracing PID {} ({}). Ctrl-C to stop.", target.pid, target.comm);
-    let started = Instant::now();
-    let ended = super::wait_for_end(target, args.duration).await?;
-    let duration_s = started.elapsed().as_secs_f64();
-
-    let stats = session.stats()?;
-    let syscalls = session.syscalls()?;
-    let report_probes = session.probes().to_vec();
-    let drops = session.drops()?;
-    let system = session.global_events()?;
-    let evidence = session.evidence().clone();
-    drop(session); // detach before printing
-
-    let empty = Default::default();
-    let by_class = stats.get(&target.pid).unwrap_or(&empty);
-    let empty_counts = Default::default();
-    let row = attribute::row(
-        Input {
-            strategy: attribute::infer_strategy(by_class),
-            role: Role::Process,
-            pid: target.pid,
-            comm: target.comm.clone(),
-            path: None,
-            by_class,
-            syscalls: syscalls.get(&target.pid).unwrap_or(&empty_counts),
-            elapsed_s: None,
-            msg_zerocopy: None,
-        },
-        &evidence,
-        &system,
-    );
-    let report = AttributionReport {
-        kernel: KernelInfo::read(),
-        tier: args.probe_tier,
-        probes: report_probes,
-        rows: vec![row],
-        drops,
-        duration_s,
-        system,
-        lab: None,
+async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
+    let pids: Vec<u32> = targets.iter().map(|t| t.pid).collect();
+    let filter = match pids.as_slice() {
+        [pid] if !args.follow => Filter::Tgid(*pid),
+        _ => Filter::Set(pids.clone()),
     };
+    let options = Options { follow_forks: args.follow, by_thread: args.by == By::Thread };
+    let session = Session::attach_with(filter, args.probe_tier, options)?;
+    for t in targets.iter_mut() {
+        t.release()?;
+    }
+    let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
+    eprintln!(
+        "zc-trace: attached; tracing {}{}. Ctrl-C to stop.",
+        names.join(", "),
+        if args.follow { " and their children" } else { "" }
+    );
+    let started = Instant::now();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut ticker = args.interval.map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
+    let mut previous = Snapshot::default();
+    let all_ended = async {
+        let mut status = None;
+        for t in targets.iter() {
+            let ended = t.ended().await?;
+            if let Ended::Child(code) = ended {
+                status = Some(code);
+            }
+        }
+        anyhow::Ok(status)
+    };
+    tokio::pin!(all_ended);
+    let exit_status = loop {
+        tokio::select! {
+            status = &mut all_ended => break status?,
+            () = &mut deadline => break None,
+            _ = sigint.recv() => break None,
+            _ = sigterm.recv() => break None,
+            _ = async { ticker.as_mut().unwrap().tick().await }, if ticker.is_some() => {
+                let now = Snapshot::take(&session)?;
+                let delta = now.minus(&previous);
+                let report = build_report(&args, &session, &delta, started.elapsed().as_secs_f64(), targets)?;
+                println!("--- interval ending at {:.1} s", started.elapsed().as_secs_f64());
+                print!("{}", trace_table::render_rows(&report, args.raw));
+                previous = now;
+            }
+        }
+    };
+    let total = Snapshot::take(&session)?;
+    let report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets)?;
+    drop(session); // detach before printing
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
         None => print!("{}", trace_table::render(&report, args.raw)),
     }
-    Ok(match ended {
-        Some(Ended::Child(code)) => code,
-        _ => 0,
+    Ok(exit_status.unwrap_or(0))
+}
+
+/// Cumulative counters at one moment.
+#[derive(Default, Clone)]
+struct Snapshot {
+    stats: BTreeMap<u32, BTreeMap<OpClass, Stats>>,
+    syscalls: BTreeMap<u32, BTreeMap<u32, u64>>,
+}
+
+impl Snapshot {
+    fn take(session: &Session) -> anyhow::Result<Self> {
+        Ok(Self { stats: session.stats()?, syscalls: session.syscalls()? })
+    }
+
+    /// What happened since `earlier`.
+    fn minus(&self, earlier: &Snapshot) -> Snapshot {
+        let mut out = self.clone();
+        for (key, classes) in out.stats.iter_mut() {
+            for (class, s) in classes.iter_mut() {
+                if let Some(before) = earlier.stats.get(key).and_then(|c| c.get(class)) {
+                    collect::sub_stats(s, before);
+                }
+            }
+        }
+        for (key, counts) in out.syscalls.iter_mut() {
+            for (nr, calls) in counts.iter_mut() {
+                *calls -= earlier.syscalls.get(key).and_then(|c| c.get(nr)).copied().unwrap_or(0);
+            }
+            counts.retain(|_, c| *c > 0);
+        }
+        out
+    }
+}
+
+fn build_report(
+    args: &TraceArgs,
+    session: &Session,
+    snap: &Snapshot,
+    duration_s: f64,
+    targets: &[Target],
+) -> anyhow::Result<AttributionReport> {
+    let comms = session.comms()?;
+    let system: GlobalEvents = session.global_events()?;
+    let evidence: &Evidence = session.evidence();
+    let empty_counts = BTreeMap::new();
+    let role = if args.by == By::Thread { Role::Thread } else { Role::Process };
+    let rows = snap
+        .stats
+        .iter()
+        .map(|(&key, by_class)| {
+            let comm = comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));
+            attribute::row(
+                Input {
+                    strategy: attribute::infer_strategy(by_class),
+                    role,
+                    pid: key,
+                    comm: comm.unwrap_or_else(|| "?".into()),
+                    path: None,
+                    by_class,
+                    syscalls: snap.syscalls.get(&key).unwrap_or(&empty_counts),
+                    elapsed_s: None,
+                    msg_zerocopy: None,
+                },
+                evidence,
+                &system,
+            )
+        })
+        .collect();
+    Ok(AttributionReport {
+        kernel: KernelInfo::read(),
+        tier: args.probe_tier,
+        probes: session.probes().to_vec(),
+        rows,
+        drops: session.drops()?,
+        duration_s,
+        system,
+        lab: None,
     })
 }
+

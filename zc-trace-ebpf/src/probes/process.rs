@@ -1,0 +1,70 @@
+//! Process lifecycle: with `FOLLOW_FORKS`, children of traced processes are traced from
+//! their first instruction (`sched_process_fork` fires in the parent before the child runs);
+//! command names are recorded at fork and exec so that rows of processes that have exited
+//! still have a name.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    macros::{map, raw_tracepoint},
+    maps::HashMap,
+    programs::RawTracePointContext,
+};
+use zc_trace_common::{Comm, DropReason, TRACED_MAX_ENTRIES};
+
+use super::drops;
+use crate::{
+    filter::{TRACED, follow_forks, is_traced_tgid, traced},
+    kmem,
+};
+
+/// Counter key -> command name.
+#[map]
+static COMMS: HashMap<u32, Comm> = HashMap::with_max_entries(TRACED_MAX_ENTRIES * 4, 0);
+
+#[inline(always)]
+fn remember_comm(key: u32) {
+    if let Ok(comm) = bpf_get_current_comm() {
+        let _ = COMMS.insert(&key, &comm, 0);
+    }
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !follow_forks() || !is_traced_tgid(parent_tgid) {
+        return 0;
+    }
+    let child: u64 = ctx.arg(1);
+    let Some(child_tgid) = kmem::read::<u32>(child, kmem::offsets().task_tgid) else { return 0 };
+    if child_tgid == parent_tgid {
+        return 0; // a new thread: already traced with its group
+    }
+    if TRACED.insert(&child_tgid, &1, 0).is_err() {
+        drops::record(DropReason::TracedMapFull);
+        return 0;
+    }
+    // The child starts with the parent's name; exec will update it.
+    if let Ok(comm) = bpf_get_current_comm() {
+        let _ = COMMS.insert(&child_tgid, &comm, 0);
+    }
+    0
+}
+
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
+/// fires in the task after exec, with its new name.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+    if let Some((key, _)) = traced() {
+        remember_comm(key);
+    }
+    0
+}
+
+/// Called when a process's counters are first created, so every row has a name.
+#[inline(always)]
+pub fn first_seen(key: u32) {
+    if unsafe { COMMS.get(&key) }.is_none() {
+        remember_comm(key);
+    }
+}
