@@ -13,38 +13,38 @@ use aya_ebpf::{
 };
 
 #[tracepoint]
-pub fn can_tracepoint(_ctx: TracePointContext) -> u32 {
+pub fn zc_can_tracepoint(_ctx: TracePointContext) -> u32 {
     0
 }
 
 #[raw_tracepoint]
-pub fn can_raw_tracepoint(_ctx: RawTracePointContext) -> i32 {
+pub fn zc_can_raw_tracepoint(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
 // The attach target is chosen at load time by user space; the names here are placeholders.
 #[btf_tracepoint(function = "sys_enter")]
-pub fn can_tp_btf(_ctx: BtfTracePointContext) -> i32 {
+pub fn zc_can_tp_btf(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
 #[fentry(function = "vfs_read")]
-pub fn can_fentry(_ctx: FEntryContext) -> u32 {
+pub fn zc_can_fentry(_ctx: FEntryContext) -> u32 {
     0
 }
 
 #[fexit(function = "vfs_read")]
-pub fn can_fexit(_ctx: FExitContext) -> u32 {
+pub fn zc_can_fexit(_ctx: FExitContext) -> u32 {
     0
 }
 
 #[kprobe]
-pub fn can_kprobe(_ctx: ProbeContext) -> u32 {
+pub fn zc_can_kprobe(_ctx: ProbeContext) -> u32 {
     0
 }
 
 #[kretprobe]
-pub fn can_kretprobe(_ctx: RetProbeContext) -> u32 {
+pub fn zc_can_kretprobe(_ctx: RetProbeContext) -> u32 {
     0
 }
 

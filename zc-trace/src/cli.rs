@@ -53,6 +53,13 @@ pub struct LabArgs {
     /// Where the bytes go: tcp (a receiver process on 127.0.0.1), unix, pipe, file, null.
     #[arg(long, default_value = "tcp")]
     pub sink: crate::workloads::sinks::SinkKind,
+    /// TCP port on 127.0.0.1 for the tcp sink's receiver; 0 lets the kernel pick a free one.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Capacity of the in-kernel per-process counters (entries of (process, syscall class));
+    /// what does not fit is counted and reported as drops.
+    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub map_entries: u32,
     /// Evict the source file from the page cache before each run, so disk DMA shows.
     #[arg(long)]
     pub cold: bool,
@@ -114,6 +121,10 @@ pub struct TraceArgs {
     /// One row per process (default) or per thread.
     #[arg(long, value_enum, default_value_t = By::Process)]
     pub by: By,
+    /// Capacity of the in-kernel per-process counters (entries of (process, syscall class));
+    /// what does not fit is counted and reported as drops.
+    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub map_entries: u32,
     /// Attach kind for function probes: auto picks the best the kernel allows.
     #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
     pub probe_tier: crate::session::Tier,

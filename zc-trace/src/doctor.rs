@@ -121,7 +121,7 @@ fn is_btf_function(btf: &btf_rs::Btf, name: &str) -> bool {
 }
 
 fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
-    let prog: &mut TracePoint = program(ebpf, "can_tracepoint")?;
+    let prog: &mut TracePoint = program(ebpf, "zc_can_tracepoint")?;
     prog.load().map_err(|e| explain(&e, "tracepoint"))?;
     let result = prog.attach("raw_syscalls", "sys_enter").map_err(|e| explain(&e, "tracepoint"));
     let _ = prog.unload();
@@ -129,7 +129,7 @@ fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
 }
 
 fn try_raw_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
-    let prog: &mut RawTracePoint = program(ebpf, "can_raw_tracepoint")?;
+    let prog: &mut RawTracePoint = program(ebpf, "zc_can_raw_tracepoint")?;
     prog.load().map_err(|e| explain(&e, "raw_tracepoint"))?;
     let result = prog.attach("sys_enter").map_err(|e| explain(&e, "raw_tracepoint"));
     let _ = prog.unload();
@@ -137,7 +137,7 @@ fn try_raw_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
 }
 
 fn try_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
-    let prog: &mut BtfTracePoint = program(ebpf, "can_tp_btf")?;
+    let prog: &mut BtfTracePoint = program(ebpf, "zc_can_tp_btf")?;
     prog.load("sys_enter", btf).map_err(|e| explain(&e, "tp_btf"))?;
     let result = prog.attach().map_err(|e| explain(&e, "tp_btf"));
     let _ = prog.unload();
@@ -151,12 +151,12 @@ pub fn try_function(ebpf: &mut Ebpf, btf: Option<&Btf>, kind: &str, function: &s
         "fentry" | "fexit" => {
             let btf = btf.ok_or_else(no_btf)?;
             let result = if kind == "fentry" {
-                let prog: &mut FEntry = program(ebpf, "can_fentry")?;
+                let prog: &mut FEntry = program(ebpf, "zc_can_fentry")?;
                 let r = prog.load(function, btf).and_then(|()| prog.attach().map(drop));
                 let _ = prog.unload();
                 r
             } else {
-                let prog: &mut FExit = program(ebpf, "can_fexit")?;
+                let prog: &mut FExit = program(ebpf, "zc_can_fexit")?;
                 let r = prog.load(function, btf).and_then(|()| prog.attach().map(drop));
                 let _ = prog.unload();
                 r
@@ -167,7 +167,7 @@ pub fn try_function(ebpf: &mut Ebpf, btf: Option<&Btf>, kind: &str, function: &s
             if !kprobes_built() {
                 return Err("kprobes not built into this kernel (no kprobe PMU, no kprobe_events)".into());
             }
-            let name = if kind == "kprobe" { "can_kprobe" } else { "can_kretprobe" };
+            let name = if kind == "kprobe" { "zc_can_kprobe" } else { "zc_can_kretprobe" };
             let prog: &mut KProbe = program(ebpf, name)?;
             prog.load().map_err(|e| explain(&e, kind))?;
             let result = prog.attach(function, 0).map_err(|e| explain(&e, kind));

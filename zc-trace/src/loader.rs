@@ -34,6 +34,8 @@ pub struct Settings {
     pub follow_forks: bool,
     /// Key counters by thread instead of process.
     pub by_thread: bool,
+    /// Capacity of `STATS`.
+    pub stats_entries: u32,
 }
 
 fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
@@ -63,6 +65,7 @@ pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
         .override_global(globals::IO_URING, &settings.io_uring, true)
         .override_global(globals::FOLLOW_FORKS, &u32::from(settings.follow_forks), true)
         .override_global(globals::BY_THREAD, &u32::from(settings.by_thread), true)
+        .map_max_entries(maps::STATS, settings.stats_entries)
         .load(embedded(PROBES)?)
         .context("loading zc-trace's eBPF maps")?;
     if let Filter::Set(tgids) = &settings.filter {

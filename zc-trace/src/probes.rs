@@ -15,22 +15,22 @@ pub struct TracepointProbe {
 }
 
 pub const TRACEPOINTS: &[TracepointProbe] = &[
-    TracepointProbe { name: "raw_syscalls:sys_enter", program: "sys_enter", required: true, measures: "syscalls (mode switches), data-syscall arguments and fd kinds" },
-    TracepointProbe { name: "raw_syscalls:sys_exit", program: "sys_exit", required: true, measures: "data-syscall results: derived copies and payload" },
-    TracepointProbe { name: "skb:skb_copy_datagram_iovec", program: "skb_copy_datagram_iovec", required: false, measures: "socket -> user copies" },
-    TracepointProbe { name: "exceptions:page_fault_user", program: "page_fault_user", required: false, measures: "user-mode page faults (mode switches)" },
-    TracepointProbe { name: "exceptions:page_fault_kernel", program: "page_fault_kernel", required: false, measures: "kernel-mode faults on user memory" },
-    TracepointProbe { name: "sched:sched_switch", program: "sched_switch", required: false, measures: "context switches, voluntary and involuntary" },
-    TracepointProbe { name: "block:block_rq_issue", program: "block_rq_issue", required: false, measures: "disk DMA bytes by direction" },
-    TracepointProbe { name: "net:net_dev_start_xmit", program: "net_dev_start_xmit", required: false, measures: "NIC transmit: linear and paged bytes, frags" },
-    TracepointProbe { name: "sched:sched_process_fork", program: "sched_process_fork", required: false, measures: "children of followed processes (trace -f)" },
-    TracepointProbe { name: "sched:sched_process_exec", program: "sched_process_exec", required: false, measures: "command names after exec" },
-    TracepointProbe { name: "io_uring:io_uring_complete", program: "io_uring_complete", required: false, measures: "io_uring read/write/send results: derived copies" },
+    TracepointProbe { name: "raw_syscalls:sys_enter", program: "zc_sys_enter", required: true, measures: "syscalls (mode switches), data-syscall arguments and fd kinds" },
+    TracepointProbe { name: "raw_syscalls:sys_exit", program: "zc_sys_exit", required: true, measures: "data-syscall results: derived copies and payload" },
+    TracepointProbe { name: "skb:skb_copy_datagram_iovec", program: "zc_skb_copy_datagram_iovec", required: false, measures: "socket -> user copies" },
+    TracepointProbe { name: "exceptions:page_fault_user", program: "zc_page_fault_user", required: false, measures: "user-mode page faults (mode switches)" },
+    TracepointProbe { name: "exceptions:page_fault_kernel", program: "zc_page_fault_kernel", required: false, measures: "kernel-mode faults on user memory" },
+    TracepointProbe { name: "sched:sched_switch", program: "zc_sched_switch", required: false, measures: "context switches, voluntary and involuntary" },
+    TracepointProbe { name: "block:block_rq_issue", program: "zc_block_rq_issue", required: false, measures: "disk DMA bytes by direction" },
+    TracepointProbe { name: "net:net_dev_start_xmit", program: "zc_net_dev_start_xmit", required: false, measures: "NIC transmit: linear and paged bytes, frags" },
+    TracepointProbe { name: "sched:sched_process_fork", program: "zc_sched_process_fork", required: false, measures: "children of followed processes (trace -f)" },
+    TracepointProbe { name: "sched:sched_process_exec", program: "zc_sched_process_exec", required: false, measures: "command names after exec" },
+    TracepointProbe { name: "io_uring:io_uring_complete", program: "zc_io_uring_complete", required: false, measures: "io_uring read/write/send results: derived copies" },
 ];
 
 /// `dma:*` map events; names differ between kernels, each that exists is attached.
 pub const DMA_TRACEPOINTS: &[&str] = &["dma_map_phys", "dma_map_page", "dma_map_sg", "dma_map_resource"];
-pub const DMA_PROGRAM: &str = "dma_map";
+pub const DMA_PROGRAM: &str = "zc_dma_map";
 
 /// A copy site observed at a kernel function, when the kernel allows function probes.
 pub struct FunctionProbe {
@@ -47,23 +47,23 @@ pub struct FunctionProbe {
 pub const FUNCTIONS: &[FunctionProbe] = &[
     FunctionProbe {
         function: "filemap_read",
-        fexit: "fexit_filemap_read",
-        kretprobe: Some("kretprobe_filemap_read"),
+        fexit: "zc_fexit_filemap_read",
+        kretprobe: Some("zc_kretprobe_filemap_read"),
         observed: observed::FILE_READ,
         derived: "derived:read(2)",
         measures: "page cache -> user copies",
     },
     FunctionProbe {
         function: "generic_perform_write",
-        fexit: "fexit_generic_perform_write",
-        kretprobe: Some("kretprobe_generic_perform_write"),
+        fexit: "zc_fexit_generic_perform_write",
+        kretprobe: Some("zc_kretprobe_generic_perform_write"),
         observed: observed::FILE_WRITE,
         derived: "derived:write(2)",
         measures: "user -> page cache copies",
     },
     FunctionProbe {
         function: "tcp_sendmsg_locked",
-        fexit: "fexit_tcp_sendmsg_locked",
+        fexit: "zc_fexit_tcp_sendmsg_locked",
         // The flags live in the entry argument `msg`: a return probe alone cannot tell a copy
         // from a splice.
         kretprobe: None,

@@ -63,6 +63,8 @@ impl Evidence {
 pub struct Options {
     pub follow_forks: bool,
     pub by_thread: bool,
+    /// Capacity of the per-(process, class) counters; default `STATS_MAX_ENTRIES`.
+    pub stats_entries: Option<u32>,
 }
 
 pub struct Session {
@@ -97,6 +99,7 @@ impl Session {
             io_uring,
             follow_forks: options.follow_forks,
             by_thread: options.by_thread,
+            stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
         };
 
         // Function probes are tried in the loaded object; where one fails, the object is

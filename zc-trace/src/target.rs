@@ -172,6 +172,22 @@ impl Target {
         Ok(())
     }
 
+    /// Kills and reaps a process we forked (never one we were pointed at).
+    pub fn kill(self) {
+        if self.spawned.is_some() {
+            // SAFETY: signalling our own child, identified by its pidfd (no PID reuse race).
+            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), libc::SIGKILL, 0, 0) };
+            reap(self.pid);
+        }
+    }
+
+    /// True when the process has already exited (its pidfd is readable).
+    pub fn has_ended(&self) -> bool {
+        let mut pfd = libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: polling our own pidfd without waiting.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+
     pub fn is_spawned(&self) -> bool {
         self.spawned.is_some()
     }

@@ -25,7 +25,7 @@ const REQ_OP_READ: u32 = 0;
 const REQ_OP_WRITE: u32 = 1;
 
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
-pub fn block_rq_issue(ctx: RawTracePointContext) -> i32 {
+pub fn zc_block_rq_issue(ctx: RawTracePointContext) -> i32 {
     let rq: u64 = ctx.arg(0);
     let off = kmem::offsets();
     let Some(bytes) = kmem::read::<u32>(rq, off.request_data_len) else { return 0 };

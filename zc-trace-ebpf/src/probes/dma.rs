@@ -11,7 +11,7 @@ use super::{block::bump_global, inflight::class_of};
 use crate::{filter::traced, stats::{add, stats}};
 
 #[raw_tracepoint]
-pub fn dma_map(_ctx: RawTracePointContext) -> i32 {
+pub fn zc_dma_map(_ctx: RawTracePointContext) -> i32 {
     bump_global(GlobalEvent::DmaMapsSystem, 1);
     let Some((tgid, tid)) = traced() else { return 0 };
     if let Some(s) = stats(tgid, class_of(tid)) {

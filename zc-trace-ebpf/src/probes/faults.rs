@@ -11,7 +11,7 @@ use crate::{filter::traced, stats::stats};
 const USER_ADDRESS_LIMIT: u64 = 0x0000_8000_0000_0000;
 
 #[raw_tracepoint(tracepoint = "page_fault_user")]
-pub fn page_fault_user(_ctx: RawTracePointContext) -> i32 {
+pub fn zc_page_fault_user(_ctx: RawTracePointContext) -> i32 {
     let Some((tgid, tid)) = traced() else { return 0 };
     if let Some(s) = stats(tgid, class_of(tid)) {
         s.user_faults += 1;
@@ -21,7 +21,7 @@ pub fn page_fault_user(_ctx: RawTracePointContext) -> i32 {
 
 /// `page_fault_kernel(unsigned long address, struct pt_regs *regs, unsigned long error_code)`.
 #[raw_tracepoint(tracepoint = "page_fault_kernel")]
-pub fn page_fault_kernel(ctx: RawTracePointContext) -> i32 {
+pub fn zc_page_fault_kernel(ctx: RawTracePointContext) -> i32 {
     let Some((tgid, tid)) = traced() else { return 0 };
     let address: u64 = ctx.arg(0);
     if address >= USER_ADDRESS_LIMIT {

@@ -41,7 +41,7 @@ fn file_write(ret: i64) {
 }
 
 #[fexit(function = "filemap_read")]
-pub fn fexit_filemap_read(ctx: FExitContext) -> i32 {
+pub fn zc_fexit_filemap_read(ctx: FExitContext) -> i32 {
     let already_read: i64 = ctx.arg(2);
     let ret: i64 = ctx.arg(3);
     file_read(ret, already_read);
@@ -49,7 +49,7 @@ pub fn fexit_filemap_read(ctx: FExitContext) -> i32 {
 }
 
 #[kretprobe]
-pub fn kretprobe_filemap_read(ctx: RetProbeContext) -> u32 {
+pub fn zc_kretprobe_filemap_read(ctx: RetProbeContext) -> u32 {
     // No entry arguments here: already_read is almost always 0 (it is non-zero only after a
     // partial O_DIRECT read fell back to buffered I/O).
     let ret: i64 = ctx.ret();
@@ -58,14 +58,14 @@ pub fn kretprobe_filemap_read(ctx: RetProbeContext) -> u32 {
 }
 
 #[fexit(function = "generic_perform_write")]
-pub fn fexit_generic_perform_write(ctx: FExitContext) -> i32 {
+pub fn zc_fexit_generic_perform_write(ctx: FExitContext) -> i32 {
     let ret: i64 = ctx.arg(2);
     file_write(ret);
     0
 }
 
 #[kretprobe]
-pub fn kretprobe_generic_perform_write(ctx: RetProbeContext) -> u32 {
+pub fn zc_kretprobe_generic_perform_write(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
     file_write(ret);
     0
@@ -75,7 +75,7 @@ const MSG_ZEROCOPY: u32 = 0x400_0000;
 const MSG_SPLICE_PAGES: u32 = 0x800_0000;
 
 #[fexit(function = "tcp_sendmsg_locked")]
-pub fn fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
+pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     let Some((tgid, tid)) = traced() else { return 0 };
     let sk: u64 = ctx.arg(0);
     let msg: u64 = ctx.arg(1);

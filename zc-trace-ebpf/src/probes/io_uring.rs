@@ -26,7 +26,7 @@ const IORING_OP_SEND: u8 = 26;
 const IORING_OP_RECV: u8 = 27;
 
 #[raw_tracepoint(tracepoint = "io_uring_complete")]
-pub fn io_uring_complete(ctx: RawTracePointContext) -> i32 {
+pub fn zc_io_uring_complete(ctx: RawTracePointContext) -> i32 {
     let Some((tgid, _)) = traced() else { return 0 };
     let off = unsafe { core::ptr::read_volatile(&IO_URING) };
     if off.valid == 0 {

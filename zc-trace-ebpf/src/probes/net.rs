@@ -30,7 +30,7 @@ pub fn remember_owner(sk: u64, tgid: u32) {
 }
 
 #[raw_tracepoint(tracepoint = "net_dev_start_xmit")]
-pub fn net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
+pub fn zc_net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
     bump_global(GlobalEvent::NetTxPacketsSystem, 1);
     let skb: u64 = ctx.arg(0);
     let off = kmem::offsets();

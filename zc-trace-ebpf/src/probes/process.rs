@@ -30,7 +30,7 @@ fn remember_comm(key: u32) {
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+pub fn zc_sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !follow_forks() || !is_traced_tgid(parent_tgid) {
         return 0;
@@ -54,7 +54,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
 /// fires in the task after exec, with its new name.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+pub fn zc_sched_process_exec(_ctx: RawTracePointContext) -> i32 {
     if let Some((key, _)) = traced() {
         remember_comm(key);
     }

@@ -8,7 +8,7 @@ use super::inflight::class_of;
 use crate::{filter::traced, stats::stats};
 
 #[raw_tracepoint(tracepoint = "sched_switch")]
-pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+pub fn zc_sched_switch(ctx: RawTracePointContext) -> i32 {
     let Some((tgid, tid)) = traced() else { return 0 };
     // tid 0 is the idle task: never a traced process.
     if tid == 0 {

@@ -9,7 +9,7 @@ use super::inflight::class_of;
 use crate::{filter::traced, stats::{add, stats}};
 
 #[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
-pub fn skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
+pub fn zc_skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
     let Some((tgid, tid)) = traced() else { return 0 };
     let len: i64 = ctx.arg(1);
     if len <= 0 {

@@ -58,7 +58,7 @@ fn arg(regs: u64, index: u8) -> Option<u64> {
 
 /// `sys_enter(struct pt_regs *regs, long id)`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let Some((key, tid)) = traced() else { return 0 };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let nr: u64 = ctx.arg(1);
@@ -118,7 +118,7 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
 
 /// `sys_exit(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     // Only data syscalls of traced tasks have a record: no filter check needed here.
     let Some(record) = (unsafe { INFLIGHT.get(&tid) }).copied() else { return 0 };

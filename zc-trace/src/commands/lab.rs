@@ -4,22 +4,21 @@
 use std::{path::Path, time::Instant};
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
 
-use tokio::signal::unix::Signal;
+use super::Signals;
 
 use crate::{
     attribute::{self, Input, Role},
     cli::LabArgs,
     collect::GlobalEvents,
-    exit::{ExitKind, Fatal},
+    exit::Fatal,
     export,
     kernel::{self, KernelInfo},
     lab,
     loader::Filter,
     model, output, privileges,
     report::{AttributionReport, Drops, LabSettings, ProbeStatus, Skipped},
-    session::Session,
+    session::{Options, Session},
     target::{Ended, Target},
     workloads::{
         self, Outcome, Strategy, ZerocopyCompletions,
@@ -41,6 +40,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     if args.chunk > 1 << 30 {
         return Err(Fatal::usage("--chunk is larger than 1GiB: choose e.g. 64KiB").into());
     }
+    if args.port != 0 && args.sink != SinkKind::Tcp {
+        return Err(Fatal::usage("--port applies to the tcp sink only").into());
+    }
+    workloads::sinks::check_port(args.port).map_err(|e| {
+        Fatal::usage(format!("cannot listen on 127.0.0.1:{}: {e}; choose another --port, or 0 for a free one", args.port))
+    })?;
     privileges::require_tracing()?;
     kernel::prepare_pseudo_filesystems();
     super::runtime()?.block_on(lab(args))
@@ -54,21 +59,22 @@ struct Run {
     system: GlobalEvents,
 }
 
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
 
 async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
+    // Catch SIGINT/SIGTERM before anything is created, so that an interruption at any point
+    // still removes the temp directory (a pending signal is seen by the first wait below).
+    let mut signals = Signals::catch()?;
     let dir = TempDir::create()?;
     let src = dir.path().join("source");
     write_random_file(&src, args.size).map_err(|e| {
-        Fatal::new(ExitKind::Failure, format!("cannot create the {}-byte source file in {}: {e}", args.size, dir.path().display()))
+        Fatal::usage(format!(
+            "cannot create the {} source file in {}: {e}; choose a smaller --size or point TMPDIR elsewhere",
+            lab::human_bytes(args.size as f64),
+            std::env::temp_dir().display()
+        ))
     })?;
-
-    let mut signals = Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? };
     let progress = Progress::new(strategies.len() as u64 * u64::from(args.runs));
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
@@ -156,7 +162,7 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
     if args.cold {
         drop_page_cache(src)?;
     }
-    let mut sink = Sink::prepare(args.sink, dir).context("preparing the sink")?;
+    let mut sink = Sink::prepare(args.sink, dir, args.port).context("preparing the sink")?;
     let chunk = args.chunk as usize;
     let recv_result = SharedResult::new()?;
     let send_result = SharedResult::new()?;
@@ -180,7 +186,8 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
 
     let mut pids = vec![sender.pid];
     pids.extend(receiver.as_ref().map(|r| r.pid));
-    let session = Session::attach(Filter::Set(pids), args.probe_tier)?;
+    let options = Options { stats_entries: Some(args.map_entries), ..Default::default() };
+    let session = Session::attach_with(Filter::Set(pids), args.probe_tier, options)?;
     if let Some(r) = receiver.as_mut() {
         r.release()?;
     }
@@ -199,8 +206,8 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
                 anyhow::bail!("the {strategy} receiver failed: {}", recv_result.error());
             }
         }
-        _ = signals.int.recv() => return Ok(None),
-        _ = signals.term.recv() => return Ok(None),
+        _ = signals.int.recv() => return Ok(stop(sender, receiver)),
+        _ = signals.term.recv() => return Ok(stop(sender, receiver)),
     }
     let stats = session.stats()?;
     let syscalls = session.syscalls()?;
@@ -242,6 +249,15 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
         })
         .collect();
     Ok(Some(Run { rows, ..run }))
+}
+
+/// Interrupted: our own workload processes do not outlive the lab.
+fn stop(sender: Target, receiver: Option<Target>) -> Option<Run> {
+    sender.kill();
+    if let Some(r) = receiver {
+        r.kill();
+    }
+    None
 }
 
 /// A progress bar on stderr while workloads run; nothing when stderr is not a terminal.

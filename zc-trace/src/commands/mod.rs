@@ -18,11 +18,26 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
+/// SIGINT and SIGTERM, caught from the moment this is created (before attaching, so that a
+/// signal arriving just after cannot kill zc-trace before it prints its summary).
+pub(crate) struct Signals {
+    pub int: tokio::signal::unix::Signal,
+    pub term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn catch() -> anyhow::Result<Self> {
+        Ok(Self { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+    }
+}
+
 /// Waits until the target ends, the duration elapses, or SIGINT/SIGTERM arrives. Returns how
 /// the target ended, if it did.
-pub(crate) async fn wait_for_end(target: &Target, duration: Option<Duration>) -> anyhow::Result<Option<Ended>> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+pub(crate) async fn wait_for_end(
+    target: &Target,
+    duration: Option<Duration>,
+    signals: &mut Signals,
+) -> anyhow::Result<Option<Ended>> {
     let sleep = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -32,7 +47,7 @@ pub(crate) async fn wait_for_end(target: &Target, duration: Option<Duration>) ->
     Ok(tokio::select! {
         ended = target.ended() => Some(ended?),
         () = sleep => None,
-        _ = sigint.recv() => None,
-        _ = sigterm.recv() => None,
+        _ = signals.int.recv() => None,
+        _ = signals.term.recv() => None,
     })
 }

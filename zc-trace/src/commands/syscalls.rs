@@ -30,12 +30,13 @@ pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
 }
 
 async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
+    let mut signals = super::Signals::catch()?;
     let session = Session::attach(Filter::Tgid(target.pid), Tier::Auto)?;
 
     target.release()?;
     eprintln!("zc-trace: attached; tracing PID {} ({}). Ctrl-C to stop.", target.pid, target.comm);
     let started = Instant::now();
-    let ended = super::wait_for_end(target, args.duration).await?;
+    let ended = super::wait_for_end(target, args.duration, &mut signals).await?;
     let duration_s = started.elapsed().as_secs_f64();
 
     let counts = session.syscalls_of(target.pid)?;

@@ -46,10 +46,21 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         [pid] if !args.follow => Filter::Tgid(*pid),
         _ => Filter::Set(pids.clone()),
     };
-    let options = Options { follow_forks: args.follow, by_thread: args.by == By::Thread };
+    let options = Options {
+        follow_forks: args.follow,
+        by_thread: args.by == By::Thread,
+        stats_entries: Some(args.map_entries),
+    };
+    // Signal handlers first: a Ctrl-C that arrives the instant we are attached must still
+    // produce the summary, not kill us with the default action.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let session = Session::attach_with(filter, args.probe_tier, options)?;
     for t in targets.iter_mut() {
         t.release()?;
+    }
+    for t in targets.iter().filter(|t| t.has_ended()) {
+        eprintln!("zc-trace: PID {} ({}) ended before the probes were attached: nothing of it was traced", t.pid, t.comm);
     }
     let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
     eprintln!(
@@ -58,8 +69,6 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         if args.follow { " and their children" } else { "" }
     );
     let started = Instant::now();
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = async {
         match args.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -150,8 +159,14 @@ fn build_report(
     let evidence: &Evidence = session.evidence();
     let empty_counts = BTreeMap::new();
     let role = if args.by == By::Thread { Role::Thread } else { Role::Process };
-    let rows = snap
-        .stats
+    // Every target has a row, even one that did nothing while traced (that is a measurement).
+    let mut keyed: BTreeMap<u32, BTreeMap<OpClass, Stats>> = snap.stats.clone();
+    if args.by == By::Process {
+        for t in targets {
+            keyed.entry(t.pid).or_default();
+        }
+    }
+    let rows = keyed
         .iter()
         .map(|(&key, by_class)| {
             let comm = comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));

@@ -68,11 +68,12 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn prepare(kind: SinkKind, dir: &Path) -> io::Result<Self> {
+    /// `port` 0 lets the kernel pick a free one (tcp only).
+    pub fn prepare(kind: SinkKind, dir: &Path, port: u16) -> io::Result<Self> {
         let mut sink = Sink { kind, receiver_end: None, sender_end: None, port: 0, path: None };
         match kind {
             SinkKind::Tcp => {
-                let (fd, port) = tcp_listener()?;
+                let (fd, port) = tcp_listener(port)?;
                 sink.receiver_end = Some(fd);
                 sink.port = port;
             }
@@ -158,13 +159,13 @@ fn sockaddr_loopback(port: u16) -> libc::sockaddr_in {
     }
 }
 
-/// A listening socket on 127.0.0.1 with a port the kernel picks: never in use, never
-/// reachable from outside this machine.
-fn tcp_listener() -> io::Result<(Fd, u16)> {
+/// A listening socket on 127.0.0.1 (never reachable from outside this machine), on `port`
+/// or, for 0, on one the kernel picks.
+fn tcp_listener(port: u16) -> io::Result<(Fd, u16)> {
     // SAFETY: plain socket calls on a fresh fd and a local sockaddr.
     unsafe {
         let fd = Fd(check(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) as isize)? as RawFd);
-        let addr = sockaddr_loopback(0);
+        let addr = sockaddr_loopback(port);
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         check(libc::bind(fd.0, (&addr as *const libc::sockaddr_in).cast(), len) as isize)?;
         check(libc::listen(fd.0, 1) as isize)?;
@@ -196,7 +197,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zc-sinks-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for kind in [SinkKind::Tcp, SinkKind::Unix, SinkKind::Pipe] {
-            let mut sink = Sink::prepare(kind, &dir).unwrap();
+            let mut sink = Sink::prepare(kind, &dir, 0).unwrap();
             let mut receiver = Sink {
                 kind,
                 receiver_end: sink.receiver_end.take(),
@@ -212,4 +213,12 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Fails when `port` cannot be listened on (in use, privileged), checked before anything runs.
+pub fn check_port(port: u16) -> io::Result<()> {
+    if port == 0 {
+        return Ok(());
+    }
+    tcp_listener(port).map(drop)
 }
