@@ -407,6 +407,8 @@ pub mod globals {
     pub const FILTER_TGID: &str = "FILTER_TGID";
     /// `u32`: 1 = count the thread groups listed in the `TRACED` map instead.
     pub const FILTER_MAP: &str = "FILTER_MAP";
+    /// `u32`: in system-wide mode, a thread group not to count (zc-trace's own).
+    pub const EXCLUDE_TGID: &str = "EXCLUDE_TGID";
     /// `u32`: 1 = add the children that traced processes fork to `TRACED`.
     pub const FOLLOW_FORKS: &str = "FOLLOW_FORKS";
     /// `u32`: 1 = key every counter by thread id instead of thread group id.

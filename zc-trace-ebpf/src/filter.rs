@@ -12,6 +12,10 @@ static FILTER_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static FILTER_MAP: u32 = 0;
 
+/// System-wide mode: this thread group (zc-trace itself) is not counted.
+#[unsafe(no_mangle)]
+static EXCLUDE_TGID: u32 = 0;
+
 /// Non-zero: children forked by traced processes are traced too (`FILTER_MAP` mode).
 #[unsafe(no_mangle)]
 static FOLLOW_FORKS: u32 = 0;
@@ -49,7 +53,7 @@ pub fn is_traced_tgid(tgid: u32) -> bool {
     if setting(&FILTER_MAP) != 0 {
         return unsafe { TRACED.get(&tgid) }.is_some();
     }
-    true
+    tgid != setting(&EXCLUDE_TGID) && tgid != 0
 }
 
 /// (counter key, tid) of the current task if it is one we trace. The key is the thread

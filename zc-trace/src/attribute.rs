@@ -271,7 +271,7 @@ fn copy_cell(
         let (mut b, mut c, mut derived_from) = (0, 0, Vec::new());
         for (class, stats) in by_class {
             let t = tallies(stats)[end as usize];
-            if t.calls > 0 {
+            if t.calls > 0 || t.bytes > 0 {
                 b += t.bytes;
                 c += t.calls;
                 derived_from.push(derived_label(*class));
@@ -285,7 +285,7 @@ fn copy_cell(
         if !sources.contains(&label) && (c > 0 || label != "derived") {
             sources.push(label.clone());
         }
-        if c > 0 {
+        if c > 0 || b > 0 {
             by_end.insert(end.name(), Part { bytes: b, calls: c, evidence: label });
         }
         bytes += b;

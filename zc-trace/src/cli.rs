@@ -31,6 +31,10 @@ pub enum Command {
     #[command(after_help = "EXAMPLES:\n    zc-trace trace -p 1234 -d 10s\n    zc-trace trace -- cp big.iso /tmp/\n    \
                             zc-trace trace --json --probe-tier tracepoint -- python3 server.py")]
     Trace(TraceArgs),
+    /// Serve OpenMetrics (Prometheus) counters at http://LISTEN/metrics, for a node agent.
+    #[command(after_help = "EXAMPLES:\n    zc-trace serve -a\n    zc-trace serve -a --listen 0.0.0.0:9435 --max-series 100\n    \
+                            zc-trace serve -p 1234,5678 --listen 127.0.0.1:9435")]
+    Serve(ServeArgs),
     /// Print the classic zero-copy model, step by step.
     Model,
     /// Run the built-in workloads, one per strategy, trace each, and compare them.
@@ -104,11 +108,41 @@ pub struct SyscallsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9435")]
+    pub listen: std::net::SocketAddr,
+    /// Every process on the machine.
+    #[arg(short = 'a', long = "all", conflicts_with = "pids")]
+    pub all: bool,
+    /// These processes only (comma-separated PIDs).
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid, value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// At most this many (command, strategy) label pairs; later ones are summed as
+    /// comm="other", strategy="other".
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_series: u32,
+    /// Attach kind for function probes: auto picks the best the kernel allows.
+    #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
+    pub probe_tier: crate::session::Tier,
+    /// Capacity of the in-kernel per-process counters; exited processes are folded and
+    /// removed every few seconds, so this bounds the live ones.
+    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub map_entries: u32,
+}
+
+#[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Trace these existing processes, all their threads (PIDs as seen on this host,
     /// comma-separated).
-    #[arg(short = 'p', long = "pid", value_parser = parse_pid, value_delimiter = ',', conflicts_with = "command")]
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid, value_delimiter = ',', conflicts_with_all = ["command", "all"])]
     pub pids: Vec<u32>,
+    /// Trace every process on the machine (rows by process; see --top).
+    #[arg(short = 'a', long = "all", conflicts_with = "command")]
+    pub all: bool,
+    /// With -a: show the N processes that moved most bytes (the rest in one "other" row).
+    #[arg(short = 'T', long = "top", default_value_t = 20)]
+    pub top: usize,
     /// Also trace the children they fork from now on.
     #[arg(short = 'f', long)]
     pub follow: bool,

@@ -21,6 +21,7 @@ pub mod export;
 pub mod kernel;
 pub mod lab;
 pub mod loader;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod privileges;

@@ -59,6 +59,7 @@ pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
         .override_global(globals::FILTER_TGID, &filter_tgid, true)
         .override_global(globals::FILTER_MAP, &filter_map, true)
+        .override_global(globals::EXCLUDE_TGID, &std::process::id(), true)
         .override_global(globals::OFFSETS, &settings.offsets, true)
         .override_global(globals::OBSERVED, &settings.observed, true)
         .override_global(globals::SYSCALL_TABLE, &settings.syscall_table, true)

@@ -22,6 +22,7 @@ fn main() {
         Command::Syscalls(args) => commands::syscalls::run(args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Trace(args) => commands::trace::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Model => {
             print!("{}", zc_trace::model::render_model());
             Ok(0)

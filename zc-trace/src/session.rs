@@ -188,6 +188,24 @@ impl Session {
         collect::comms(&self.ebpf)
     }
 
+    /// Deletes a process's counters from the kernel maps (once they have been folded
+    /// elsewhere): keeps long-running system-wide sessions from filling the maps.
+    pub fn forget(&mut self, key: u32, nrs: impl IntoIterator<Item = u32>) -> anyhow::Result<()> {
+        {
+            let mut stats: aya::maps::PerCpuHashMap<_, StatsKey, Stats> =
+                aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::STATS).context("STATS map missing")?)?;
+            for class in OpClass::ALL {
+                let _ = stats.remove(&StatsKey { tgid: key, class: class as u32 });
+            }
+        }
+        let mut counts: aya::maps::PerCpuHashMap<_, zc_trace_common::SyscallKey, u64> =
+            aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?)?;
+        for nr in nrs {
+            let _ = counts.remove(&zc_trace_common::SyscallKey { tgid: key, nr });
+        }
+        Ok(())
+    }
+
     pub fn global_events(&self) -> anyhow::Result<collect::GlobalEvents> {
         collect::global_events(&self.ebpf)
     }

@@ -2,6 +2,7 @@
 //! and returns the process exit code.
 pub mod doctor;
 pub mod lab;
+pub mod serve;
 pub mod syscalls;
 pub mod trace;
 

@@ -24,14 +24,16 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     if let Some(path) = &args.output.json {
         output::check_writable(path)?;
     }
-    if args.pids.is_empty() && args.command.is_empty() {
-        return Err(Fatal::usage("nothing to trace: give -p PID[,PID...] or a command after `--`").into());
+    if args.pids.is_empty() && args.command.is_empty() && !args.all {
+        return Err(Fatal::usage("nothing to trace: give -p PID[,PID...], -a, or a command after `--`").into());
     }
     privileges::require_tracing()?;
     kernel::require_host_pid_namespace()?;
     // Fork before anything else: while single-threaded, and before our private mount
     // namespace exists (the command keeps the system's).
-    let mut targets: Vec<Target> = if args.pids.is_empty() {
+    let mut targets: Vec<Target> = if args.all {
+        Vec::new()
+    } else if args.pids.is_empty() {
         vec![Target::spawn_held(&args.command)?]
     } else {
         args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?
@@ -43,11 +45,12 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
 async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     let pids: Vec<u32> = targets.iter().map(|t| t.pid).collect();
     let filter = match pids.as_slice() {
+        _ if args.all => Filter::All,
         [pid] if !args.follow => Filter::Tgid(*pid),
         _ => Filter::Set(pids.clone()),
     };
     let options = Options {
-        follow_forks: args.follow,
+        follow_forks: args.follow && !args.all,
         by_thread: args.by == By::Thread,
         stats_entries: Some(args.map_entries),
     };
@@ -65,7 +68,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
     eprintln!(
         "zc-trace: attached; tracing {}{}. Ctrl-C to stop.",
-        names.join(", "),
+        if args.all { "every process".to_string() } else { names.join(", ") },
         if args.follow { " and their children" } else { "" }
     );
     let started = Instant::now();
@@ -79,6 +82,9 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     let mut ticker = args.interval.map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
     let mut previous = Snapshot::default();
     let all_ended = async {
+        if targets.is_empty() {
+            std::future::pending::<()>().await; // -a: until -d or a signal
+        }
         let mut status = None;
         for t in targets.iter() {
             let ended = t.ended().await?;
@@ -187,6 +193,7 @@ fn build_report(
             )
         })
         .collect();
+    let rows = if args.all { top_rows(rows, args.top) } else { rows };
     Ok(AttributionReport {
         kernel: KernelInfo::read(),
         tier: args.probe_tier,
@@ -199,3 +206,14 @@ fn build_report(
     })
 }
 
+
+/// The `top` rows that moved most bytes (payload plus copies), most first; the others are
+/// counted in the JSON but summed up in one line of the table.
+fn top_rows(mut rows: Vec<attribute::Row>, top: usize) -> Vec<attribute::Row> {
+    let weight = |r: &attribute::Row| {
+        r.payload_bytes + r.cpu_copy.to_user.bytes + r.cpu_copy.from_user.bytes + r.cpu_copy.kernel.bytes
+    };
+    rows.sort_by(|a, b| weight(b).cmp(&weight(a)).then(b.syscalls.cmp(&a.syscalls)));
+    rows.truncate(top.max(1));
+    rows
+}

@@ -1,0 +1,250 @@
+//! OpenMetrics for `zc-trace serve`: per-process counters from the kernel are folded, as
+//! deltas, into cumulative series keyed by (command name, strategy), so that counters stay
+//! monotonic while processes come and go (their kernel entries are deleted once folded).
+//!
+//! Cardinality is bounded: the first `max_series` (comm, strategy) pairs seen get series of
+//! their own, in order of arrival; later ones are summed into comm="other",
+//! strategy="other". A pair that has a series keeps it (a counter must not vanish).
+use std::collections::BTreeMap;
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use zc_trace_common::{OpClass, Stats};
+
+use crate::{
+    attribute::{self, Input, Role, Row},
+    collect::{self, GlobalEvents},
+    report::{Drops, ProbeState, ProbeStatus},
+    session::Evidence,
+};
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Totals {
+    /// (direction, end, evidence) -> (bytes, calls)
+    pub cpu_copy: BTreeMap<(String, String, String), (u64, u64)>,
+    /// (kind, evidence) -> bytes
+    pub zero_copy: BTreeMap<(String, String), u64>,
+    /// kind -> bytes
+    pub dma: BTreeMap<String, u64>,
+    pub syscalls: u64,
+    pub mode_switches: u64,
+    pub faults_user: u64,
+    pub faults_kernel: u64,
+    pub ctx_voluntary: u64,
+    pub ctx_involuntary: u64,
+    pub payload: u64,
+}
+
+impl Totals {
+    fn add_row(&mut self, r: &Row) {
+        for (dir, cell) in [("to_user", &r.cpu_copy.to_user), ("from_user", &r.cpu_copy.from_user), ("kernel", &r.cpu_copy.kernel)] {
+            for (end, part) in &cell.by_end {
+                let e = self.cpu_copy.entry((dir.into(), end.to_string(), part.evidence.clone())).or_default();
+                e.0 += part.bytes;
+                e.1 += part.calls;
+            }
+        }
+        for (kind, part) in &r.zero_copy.by_kind {
+            *self.zero_copy.entry((kind.to_string(), part.evidence.clone())).or_default() += part.bytes;
+        }
+        for (kind, v) in [
+            ("disk_read", r.dma.disk_read_bytes),
+            ("disk_write", r.dma.disk_write_bytes),
+            ("net_tx_linear", r.dma.net_tx_linear_bytes),
+            ("net_tx_paged", r.dma.net_tx_paged_bytes),
+            ("direct_io_read", Some(r.dma.direct_io_read_bytes)),
+            ("direct_io_write", Some(r.dma.direct_io_write_bytes)),
+        ] {
+            if let Some(v) = v {
+                *self.dma.entry(kind.into()).or_default() += v;
+            }
+        }
+        self.syscalls += r.syscalls;
+        self.mode_switches += r.mode_switches;
+        if let Some(d) = &r.page_fault_detail {
+            self.faults_user += d.get("user").copied().unwrap_or(0);
+            self.faults_kernel += d.get("kernel").copied().unwrap_or(0);
+        }
+        if let Some(c) = r.context_switches {
+            self.ctx_voluntary += c.voluntary;
+            self.ctx_involuntary += c.involuntary;
+        }
+        self.payload += r.payload_bytes;
+    }
+}
+
+/// What was last folded for one process.
+#[derive(Default)]
+struct Seen {
+    stats: BTreeMap<OpClass, Stats>,
+    syscalls: BTreeMap<u32, u64>,
+}
+
+pub struct Accumulator {
+    max_series: usize,
+    pub series: BTreeMap<(String, String), Totals>,
+    seen: BTreeMap<u32, Seen>,
+}
+
+pub const OTHER: &str = "other";
+
+impl Accumulator {
+    pub fn new(max_series: usize) -> Self {
+        Self { max_series, series: BTreeMap::new(), seen: BTreeMap::new() }
+    }
+
+    /// The series a (comm, strategy) pair is counted in.
+    fn series_for(&mut self, comm: &str, strategy: &str) -> &mut Totals {
+        let key = (comm.to_string(), strategy.to_string());
+        let own = self.series.keys().filter(|(c, s)| !(c == OTHER && s == OTHER)).count();
+        if !self.series.contains_key(&key) && own >= self.max_series {
+            return self.series.entry((OTHER.into(), OTHER.into())).or_default();
+        }
+        self.series.entry(key).or_default()
+    }
+
+    /// Folds what each process did since the last fold into its series.
+    pub fn fold(
+        &mut self,
+        stats: &BTreeMap<u32, BTreeMap<OpClass, Stats>>,
+        syscalls: &BTreeMap<u32, BTreeMap<u32, u64>>,
+        comms: &BTreeMap<u32, String>,
+        evidence: &Evidence,
+        global: &GlobalEvents,
+    ) {
+        let empty = BTreeMap::new();
+        for (&pid, by_class) in stats {
+            let seen = self.seen.entry(pid).or_default();
+            let mut delta = by_class.clone();
+            for (class, s) in delta.iter_mut() {
+                if let Some(before) = seen.stats.get(class) {
+                    collect::sub_stats(s, before);
+                }
+            }
+            let now_calls = syscalls.get(&pid).unwrap_or(&empty);
+            let delta_calls: BTreeMap<u32, u64> = now_calls
+                .iter()
+                .map(|(&nr, &c)| (nr, c - seen.syscalls.get(&nr).copied().unwrap_or(0).min(c)))
+                .filter(|&(_, c)| c > 0)
+                .collect();
+            seen.stats = by_class.clone();
+            seen.syscalls = now_calls.clone();
+            let strategy = attribute::infer_strategy(by_class);
+            let comm = comms.get(&pid).cloned().unwrap_or_else(|| "?".into());
+            let row = attribute::row(
+                Input {
+                    strategy: strategy.clone(),
+                    role: Role::Process,
+                    pid,
+                    comm: comm.clone(),
+                    path: None,
+                    by_class: &delta,
+                    syscalls: &delta_calls,
+                    elapsed_s: None,
+                    msg_zerocopy: None,
+                },
+                evidence,
+                global,
+            );
+            self.series_for(&comm, &strategy).add_row(&row);
+        }
+    }
+
+    /// Forgets a process whose kernel entries were deleted (after its last fold).
+    pub fn forget(&mut self, pid: u32) {
+        self.seen.remove(&pid);
+    }
+
+    /// The OpenMetrics text of every series, the drops and the probes.
+    pub fn encode(&self, probes: &[ProbeStatus], drops: &Drops) -> String {
+        let mut registry = Registry::with_prefix("zc");
+        let family = |registry: &mut Registry, name: &str, help: &str| {
+            let f = Family::<Labels, Counter>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let cpu_bytes = family(&mut registry, "cpu_copy_bytes", "Bytes copied by the CPU, by direction and the kind of memory at the other end");
+        let cpu_calls = family(&mut registry, "cpu_copy_calls", "Copy operations (syscalls or receive copies) that moved those bytes");
+        let zero = family(&mut registry, "zero_copy_bytes", "Bytes moved by reference instead of copied, by mechanism");
+        let dma = family(&mut registry, "dma_bytes", "Bytes moved by DMA (disk requests, NIC transmit, O_DIRECT)");
+        let syscalls = family(&mut registry, "syscalls", "System calls");
+        let switches = family(&mut registry, "mode_switches", "User/kernel mode switches (2 per syscall, 2 per user-mode fault)");
+        let faults = family(&mut registry, "page_faults", "Page faults on user memory, by mode");
+        let ctx = family(&mut registry, "context_switches", "Context switches, voluntary or involuntary");
+        let payload = family(&mut registry, "payload_bytes", "Bytes delivered or received by data syscalls");
+        let drop_family = family(&mut registry, "drops", "Events the kernel side could not count, by reason");
+        let probe_gauge = Family::<Labels, Gauge>::default();
+        registry.register("probe_attached", "1 if the probe is attached (label attach = its kind), 0 if unavailable", probe_gauge.clone());
+
+        let l = |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        for ((comm, strategy), t) in &self.series {
+            let base = [("comm", comm.as_str()), ("strategy", strategy.as_str())];
+            for ((dir, end, evidence), (bytes, calls)) in &t.cpu_copy {
+                let labels = l(&[base[0], base[1], ("direction", dir), ("end", end), ("evidence", evidence)]);
+                cpu_bytes.get_or_create(&labels).inc_by(*bytes);
+                cpu_calls.get_or_create(&labels).inc_by(*calls);
+            }
+            for ((kind, evidence), bytes) in &t.zero_copy {
+                zero.get_or_create(&l(&[base[0], base[1], ("kind", kind), ("evidence", evidence)])).inc_by(*bytes);
+            }
+            for (kind, bytes) in &t.dma {
+                dma.get_or_create(&l(&[base[0], base[1], ("kind", kind)])).inc_by(*bytes);
+            }
+            syscalls.get_or_create(&l(&base)).inc_by(t.syscalls);
+            switches.get_or_create(&l(&base)).inc_by(t.mode_switches);
+            faults.get_or_create(&l(&[base[0], base[1], ("mode", "user")])).inc_by(t.faults_user);
+            faults.get_or_create(&l(&[base[0], base[1], ("mode", "kernel")])).inc_by(t.faults_kernel);
+            ctx.get_or_create(&l(&[base[0], base[1], ("kind", "voluntary")])).inc_by(t.ctx_voluntary);
+            ctx.get_or_create(&l(&[base[0], base[1], ("kind", "involuntary")])).inc_by(t.ctx_involuntary);
+            payload.get_or_create(&l(&base)).inc_by(t.payload);
+        }
+        for (reason, n) in &drops.by_reason {
+            drop_family.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
+        }
+        for p in probes {
+            let attached = i64::from(p.status == ProbeState::Attached);
+            probe_gauge.get_or_create(&l(&[("probe", &p.name), ("attach", &p.attach)])).set(attached);
+        }
+        let mut out = String::new();
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zc_trace_common::{End, Tally};
+
+    fn stats_with_read(bytes: u64, calls: u64) -> BTreeMap<OpClass, Stats> {
+        let mut s = Stats { syscalls: calls, payload_in: bytes, ..Default::default() };
+        s.to_user[End::PageCache as usize] = Tally { bytes, calls };
+        [(OpClass::Read, s)].into_iter().collect()
+    }
+
+    #[test]
+    fn folding_twice_adds_only_the_delta_and_series_are_bounded() {
+        let mut acc = Accumulator::new(1);
+        let ev = Evidence::default();
+        let g = GlobalEvents::default();
+        let comms: BTreeMap<u32, String> = [(1, "cat".to_string()), (2, "dd".to_string())].into_iter().collect();
+        let snap1: BTreeMap<_, _> = [(1, stats_with_read(100, 1))].into_iter().collect();
+        acc.fold(&snap1, &BTreeMap::new(), &comms, &ev, &g);
+        let snap2: BTreeMap<_, _> = [(1, stats_with_read(150, 2)), (2, stats_with_read(7, 1))].into_iter().collect();
+        acc.fold(&snap2, &BTreeMap::new(), &comms, &ev, &g);
+        let cat = &acc.series[&("cat".to_string(), "receive".to_string())];
+        assert_eq!(cat.cpu_copy[&("to_user".into(), "page_cache".into(), "derived:read(2)".into())], (150, 2));
+        // One series allowed: dd goes to other/other.
+        let other = &acc.series[&(OTHER.to_string(), OTHER.to_string())];
+        assert_eq!(other.payload, 7);
+        let text = acc.encode(&[ProbeStatus::attached("raw_syscalls:sys_enter", "raw_tracepoint")], &Drops::new(Default::default()));
+        assert!(text.contains("zc_cpu_copy_bytes_total{comm=\"cat\",strategy=\"receive\",direction=\"to_user\",end=\"page_cache\",evidence=\"derived:read(2)\"} 150"), "{text}");
+        assert!(text.contains("zc_probe_attached{probe=\"raw_syscalls:sys_enter\",attach=\"raw_tracepoint\"} 1"));
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}
