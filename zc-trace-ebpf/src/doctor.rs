@@ -57,3 +57,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// The floor for benchmarks: attached to the same tracepoints as the counting programs, it
+/// does nothing, so it measures what the kernel's tracing path alone costs.
+#[raw_tracepoint]
+pub fn zc_floor(_ctx: RawTracePointContext) -> i32 {
+    0
+}

@@ -37,6 +37,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the classic zero-copy model, step by step.
     Model,
+    /// Run one built-in workload in this process (for benchmarks and other tracers).
+    #[command(hide = true)]
+    Workload(WorkloadArgs),
     /// Run the built-in workloads, one per strategy, trace each, and compare them.
     #[command(after_help = "EXAMPLES:\n    zc-trace lab\n    zc-trace lab --size 8MiB --chunk 4KiB\n    \
                             zc-trace lab --strategies read-write,sendfile --sink null --json lab.json")]
@@ -108,6 +111,26 @@ pub struct SyscallsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WorkloadArgs {
+    #[arg(long)]
+    pub strategy: crate::workloads::Strategy,
+    /// The file to move (read-write, sendfile, ... read it).
+    #[arg(long)]
+    pub src: std::path::PathBuf,
+    /// `null` (/dev/null) or `tcp:PORT` (a receiver on 127.0.0.1).
+    #[arg(long, default_value = "null")]
+    pub sink: String,
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    pub chunk: u64,
+    /// How many times to move the whole file.
+    #[arg(long, default_value_t = 1)]
+    pub passes: u32,
+    /// Where to write `elapsed_ns=N bytes=N` (the copy loops only, without start-up).
+    #[arg(long)]
+    pub result: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9435")]
@@ -165,6 +188,10 @@ pub struct TraceArgs {
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,
+    /// Benchmarks only: attach do-nothing programs to the same tracepoints instead, to
+    /// measure what the kernel's tracing path alone costs.
+    #[arg(long, hide = true)]
+    pub floor: bool,
     #[command(flatten)]
     pub output: OutputArgs,
     /// The command to start and trace from its first instruction (after `--`).

@@ -23,6 +23,7 @@ fn main() {
         Command::Lab(args) => commands::lab::run(args),
         Command::Trace(args) => commands::trace::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Workload(args) => commands::workload::run(args),
         Command::Model => {
             print!("{}", zc_trace::model::render_model());
             Ok(0)

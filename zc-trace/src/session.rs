@@ -343,3 +343,19 @@ fn copy_primitive_status() -> Vec<ProbeStatus> {
         })
         .collect()
 }
+
+/// The benchmark floor: one do-nothing program attached to every tracepoint the counting
+/// programs use (those this kernel has). Detached when dropped.
+pub fn attach_floor() -> anyhow::Result<Ebpf> {
+    let mut ebpf = loader::load_doctor()?;
+    let prog: &mut RawTracePoint = ebpf.program_mut("zc_floor").context("zc_floor missing")?.try_into()?;
+    prog.load()?;
+    let events = probes::TRACEPOINTS
+        .iter()
+        .map(|tp| tp.name.split_once(':').map_or(tp.name, |(_, e)| e))
+        .chain(probes::DMA_TRACEPOINTS.iter().copied());
+    for event in events {
+        let _ = prog.attach(event); // a tracepoint this kernel lacks is not in the floor either
+    }
+    Ok(ebpf)
+}

@@ -5,6 +5,7 @@ pub mod lab;
 pub mod serve;
 pub mod syscalls;
 pub mod trace;
+pub mod workload;
 
 use std::time::Duration;
 

@@ -58,6 +58,9 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     // produce the summary, not kill us with the default action.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    if args.floor {
+        return floor(targets, &mut sigint, &mut sigterm).await;
+    }
     let session = Session::attach_with(filter, args.probe_tier, options)?;
     for t in targets.iter_mut() {
         t.release()?;
@@ -216,4 +219,32 @@ fn top_rows(mut rows: Vec<attribute::Row>, top: usize) -> Vec<attribute::Row> {
     rows.sort_by(|a, b| weight(b).cmp(&weight(a)).then(b.syscalls.cmp(&a.syscalls)));
     rows.truncate(top.max(1));
     rows
+}
+
+/// `--floor`: the same tracepoints with do-nothing programs, until the targets end.
+async fn floor(
+    targets: &mut [Target],
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<i32> {
+    let _floor = crate::session::attach_floor()?;
+    for t in targets.iter_mut() {
+        t.release()?;
+    }
+    eprintln!("zc-trace: attached (floor: do-nothing programs)");
+    let mut status = 0;
+    tokio::select! {
+        s = async {
+            let mut status = 0;
+            for t in targets.iter() {
+                if let Ended::Child(code) = t.ended().await? {
+                    status = code;
+                }
+            }
+            anyhow::Ok(status)
+        } => status = s?,
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    Ok(status)
 }

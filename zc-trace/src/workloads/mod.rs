@@ -141,6 +141,11 @@ impl Drop for Fd {
     }
 }
 
+/// Opens a path with raw flags (O_CLOEXEC added).
+pub fn open_path(path: &Path, flags: i32) -> io::Result<Fd> {
+    open(path, flags)
+}
+
 pub(crate) fn open(path: &Path, flags: i32) -> io::Result<Fd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: valid C string.

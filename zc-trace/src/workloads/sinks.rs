@@ -176,6 +176,11 @@ fn tcp_listener(port: u16) -> io::Result<(Fd, u16)> {
     }
 }
 
+/// A TCP connection to 127.0.0.1:`port`.
+pub fn connect_loopback(port: u16) -> io::Result<Fd> {
+    tcp_connect(port)
+}
+
 fn tcp_connect(port: u16) -> io::Result<Fd> {
     // SAFETY: plain socket calls on a fresh fd and a local sockaddr.
     unsafe {

@@ -1,0 +1,34 @@
+//! `zc-trace workload` (hidden): one built-in workload in this process, timed around its copy
+//! loops only, so that benchmarks compare tracers on the same code without start-up noise.
+use std::{io::Write as _, time::Instant};
+
+use anyhow::Context as _;
+
+use crate::{cli::WorkloadArgs, exit::Fatal, workloads};
+
+pub fn run(args: WorkloadArgs) -> anyhow::Result<i32> {
+    let mut total_ns = 0u128;
+    let mut bytes = 0u64;
+    for _ in 0..args.passes {
+        let dst = open_sink(&args.sink)?;
+        let started = Instant::now();
+        let outcome = workloads::run(args.strategy, &args.src, dst.0, args.chunk as usize)
+            .with_context(|| format!("running {}", args.strategy))?;
+        total_ns += started.elapsed().as_nanos();
+        bytes += outcome.bytes;
+    }
+    let mut f = std::fs::File::create(&args.result).with_context(|| format!("writing {}", args.result.display()))?;
+    writeln!(f, "elapsed_ns={total_ns} bytes={bytes}")?;
+    Ok(0)
+}
+
+fn open_sink(sink: &str) -> anyhow::Result<workloads::Fd> {
+    if sink == "null" {
+        return Ok(workloads::open_path(std::path::Path::new("/dev/null"), libc::O_WRONLY)?);
+    }
+    let port: u16 = sink
+        .strip_prefix("tcp:")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| Fatal::usage(format!("unknown sink `{sink}`: null or tcp:PORT")))?;
+    Ok(workloads::sinks::connect_loopback(port)?)
+}
