@@ -299,16 +299,50 @@ impl Progress {
 }
 
 /// Evicts the file's pages from the page cache (and only this file's: the rest of the
-/// system's cache is left alone), so the next read goes to the disk.
+/// system's cache is left alone), so the next read goes to the disk. Pages under writeback
+/// or briefly held elsewhere survive a DONTNEED, so residency is checked with mincore(2)
+/// and the eviction retried.
 fn drop_page_cache(path: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::open(path)?;
-    file.sync_all()?;
-    // SAFETY: a valid fd; advice on the whole file.
-    let rc = unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc != 0 {
-        return Err(std::io::Error::from_raw_os_error(rc)).context("posix_fadvise(DONTNEED)");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    for _ in 0..20 {
+        file.sync_all()?;
+        // SAFETY: a valid fd; advice on the whole file.
+        let rc = unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc)).context("posix_fadvise(DONTNEED)");
+        }
+        if resident_pages(&file)? == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    eprintln!("zc-trace: warning: part of {} stayed in the page cache; disk figures cover the rest", path.display());
     Ok(())
+}
+
+/// How many of the file's pages are in the page cache (mincore on a mapping of it).
+fn resident_pages(file: &std::fs::File) -> anyhow::Result<usize> {
+    let len = file.metadata()?.len() as usize;
+    if len == 0 {
+        return Ok(0);
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    // SAFETY: a read-only shared mapping of the whole file, unmapped below; mincore fills one
+    // byte per page.
+    unsafe {
+        let addr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        if addr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mmap for mincore");
+        }
+        let mut vec = vec![0u8; len.div_ceil(4096)];
+        let rc = libc::mincore(addr, len, vec.as_mut_ptr());
+        libc::munmap(addr, len);
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).context("mincore");
+        }
+        Ok(vec.iter().filter(|&&b| b & 1 != 0).count())
+    }
 }
 
 /// A private directory under $TMPDIR, removed with everything in it on drop (also when the
