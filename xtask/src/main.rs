@@ -1,6 +1,8 @@
 //! Developer and CI entry points. `cargo xtask <command>`; every command that needs the eBPF
 //! toolchain installs it first (see `setup`), so a fresh machine needs nothing but stable Rust.
+mod bench;
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,6 +37,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build, then measure tracing overhead (zc-trace, its floor, bpftrace, perf trace,
+    /// strace) and zc-trace's start-up, memory and a soak; writes BENCHMARKS.md.
+    Bench {
+        /// Length of the soak (memory over time under `trace -i 1s`); 0 skips it.
+        #[arg(long, default_value_t = 600)]
+        soak_seconds: u64,
+    },
+    /// Set up, build a static zc-trace, boot Debian kernels in QEMU and run checks in them.
+    VmTest(vm::VmTestArgs),
 }
 
 fn main() {
@@ -65,6 +76,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("zc-trace lab failed ({status})");
             }
             Ok(())
+        }
+        Cmd::VmTest(args) => vm::run(&root, &args),
+        Cmd::Bench { soak_seconds } => {
+            setup::ensure()?;
+            let bin = build(&root, true)?;
+            bench::run(&root, &bin, soak_seconds)
         }
     }
 }
