@@ -91,6 +91,13 @@ pub struct VmTestArgs {
     zc_trace: Option<PathBuf>,
 }
 
+impl VmTestArgs {
+    /// What `cargo xtask test` runs: every kernel, default timeout, a fresh static build.
+    pub fn all_kernels() -> Self {
+        VmTestArgs { kernel: KernelChoice::All, keep: false, timeout: 15, zc_trace: None }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum KernelChoice {
     #[value(name = "6.1")]
@@ -230,7 +237,7 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
 
     let dirs = Dirs::new(root);
     let timeout = Duration::from_secs(args.timeout * 60);
-    let mut runs = Vec::new();
+    let mut runs: Vec<KernelRun> = Vec::new();
     for package in &packages {
         say(&format!("{}: {} {} from {}", package.release(), package.name, package.version, package.suite));
         // One kernel failing to download or boot must not hide the other kernel's results.
@@ -242,6 +249,30 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
         runs.push(run);
     }
     print_summary(&runs);
+
+    // What the runs mean: tiers agree, the fentry tier observes; then the README's table.
+    for run in runs.iter_mut().filter(|r| r.problems.is_empty()) {
+        let dir = dirs.results.join(&run.release);
+        for problem in crate::vm_checks::verify(&dir) {
+            run.problems.push(format!("check: {problem}"));
+        }
+    }
+    if runs.iter().all(|r| r.problems.is_empty() && r.results.iter().all(CheckResult::passed)) && series.len() == 2 {
+        let mut kernels = Vec::new();
+        if let Ok(out) = Command::new(&zc_trace).args(["doctor", "--json"]).output()
+            && let Ok(v) = serde_json::from_slice(&out.stdout)
+        {
+            kernels.push((format!("host {}", kernel_release()), v));
+        }
+        for run in &runs {
+            let path = dirs.results.join(&run.release).join("doctor.json");
+            if let Ok(v) = fs::read_to_string(&path).map(|t| serde_json::from_str(&t).unwrap_or_default()) {
+                kernels.push((run.release.clone(), v));
+            }
+        }
+        crate::vm_checks::update_readme(&root.join("README.md"), &crate::vm_checks::compat_table(&kernels))?;
+        say("README.md compatibility table updated");
+    }
 
     let failures: Vec<String> = runs
         .iter()
@@ -1099,4 +1130,8 @@ mod tests {
         assert_eq!(elf_has_interp(&header), Some(false));
         assert_eq!(elf_has_interp(b"#!/bin/sh"), None);
     }
+}
+
+fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -272,6 +272,12 @@ pub struct Stats {
     pub into_pipe: u64,
     /// Bytes write(2) took from a file-backed mapping (the mmap + write strategy).
     pub from_file_mapping: u64,
+    /// Page-cache copies derived although a function probe watches that path: the file's
+    /// read/write did not go through the probed function (tmpfs reads bypass
+    /// `filemap_read`, for one). Part of `to_user`/`from_user` page_cache, labelled apart.
+    pub to_user_pc_derived: u64,
+    pub from_user_pc_derived: u64,
+    pub page_refs_derived: u64,
 }
 
 /// Why an event could not be counted. Index into the per-CPU `DROPS` array.
@@ -314,6 +320,10 @@ pub const SYSCALL_COUNTS_MAX_ENTRIES: u32 = 16_384;
 pub const STATS_MAX_ENTRIES: u32 = 8_192;
 pub const INFLIGHT_MAX_ENTRIES: u32 = 16_384;
 pub const TRACED_MAX_ENTRIES: u32 = 4_096;
+/// Threads whose bytes a function probe counted during the current syscall or io_uring
+/// operation, not yet matched against the operation's result (LRU).
+pub const PENDING_MAX_ENTRIES: u32 = 16_384;
+
 /// Sockets of traced processes, for charging transmitted packets to their owner (LRU).
 pub const SOCK_OWNER_MAX_ENTRIES: u32 = 8_192;
 /// Processes whose recent file mappings are remembered (LRU), and how many per process.
@@ -395,8 +405,18 @@ pub mod observed {
     pub const FILE_READ: u32 = 1 << 0;
     /// user -> page cache, by `generic_perform_write`.
     pub const FILE_WRITE: u32 = 1 << 1;
-    /// user -> socket and spliced pages, by `tcp_sendmsg_locked`.
+    /// user -> socket copies (write/send to TCP), by `tcp_sendmsg_locked`.
     pub const TCP_SEND: u32 = 1 << 2;
+    /// pages spliced into TCP (sendfile/splice): `tcp_sendmsg_locked` with MSG_SPLICE_PAGES
+    /// (6.5+) or `do_tcp_sendpages` (before), whichever this kernel uses.
+    pub const TCP_SPLICE: u32 = 1 << 3;
+    /// page-cache pages referenced into a pipe, by `filemap_splice_read` /
+    /// `generic_file_splice_read`.
+    pub const SPLICE_READ: u32 = 1 << 4;
+    /// pipe -> file copies, by `iter_file_splice_write`.
+    pub const SPLICE_WRITE_FILE: u32 = 1 << 5;
+    /// pipe <-> user copies, by `pipe_read` / `pipe_write`.
+    pub const PIPE: u32 = 1 << 6;
 }
 
 /// Names of the read-only globals that user space sets before load. Keeping them here makes a

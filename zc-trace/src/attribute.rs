@@ -172,7 +172,24 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
         from_user: copy_cell(input.by_class, |s| &s.from_user, |end| from_user_source(end, evidence)),
         kernel: copy_cell(input.by_class, |s| &s.kernel, |end| kernel_source(end, evidence)),
     };
+    // Where a function probe watches a path but some bytes did not pass through it (a
+    // tmpfs read never calls filemap_read), those bytes were derived: say so.
+    for (cell, derived, label) in [
+        (&mut cpu_copy.to_user, total.to_user_pc_derived, "derived:read(2)"),
+        (&mut cpu_copy.from_user, total.from_user_pc_derived, "derived:write(2)"),
+    ] {
+        if derived > 0
+            && let Some(part) = cell.by_end.get_mut("page_cache")
+        {
+            part.evidence = format!("{} + {label} for {derived} bytes it did not see (e.g. tmpfs)", part.evidence);
+        }
+    }
     let mut zero_copy = zero_copy(&total, evidence);
+    if total.page_refs_derived > 0
+        && let Some(part) = zero_copy.by_kind.get_mut("page_refs")
+    {
+        part.evidence = format!("{} + derived:splice(2) for {} bytes it did not see (e.g. tmpfs)", part.evidence, total.page_refs_derived);
+    }
     if let Some(zc) = input.msg_zerocopy {
         apply_zerocopy_completions(&mut cpu_copy, &mut zero_copy, zc);
     }
@@ -318,10 +335,15 @@ fn apply_zerocopy_completions(cpu: &mut CpuCopy, zc: &mut ZeroCopy, done: Zeroco
 
 /// What observes (or derives) copies into user memory from each kind of source.
 fn function_or_derived(ev: &Evidence, function: &str) -> Source {
-    match ev.functions.get(function) {
-        Some(probe) => Source::Observed(probe.clone()),
-        None => Source::Derived,
-    }
+    first_function(ev, &[function])
+}
+
+/// The first of these functions that is probed on this run, or derived.
+fn first_function(ev: &Evidence, functions: &[&str]) -> Source {
+    functions
+        .iter()
+        .find_map(|f| ev.functions.get(f))
+        .map_or(Source::Derived, |probe| Source::Observed(probe.clone()))
 }
 
 fn to_user_source(end: End, ev: &Evidence) -> Option<Source> {
@@ -329,7 +351,8 @@ fn to_user_source(end: End, ev: &Evidence) -> Option<Source> {
         End::PageCache => function_or_derived(ev, "filemap_read"),
         End::Socket if ev.tracepoint(SKB_COPY) => Source::Observed(format!("raw_tracepoint:{SKB_COPY}")),
         End::Socket | End::Memory => return None,
-        End::Pipe | End::Other => Source::Derived,
+        End::Pipe => function_or_derived(ev, "pipe_read"),
+        End::Other => Source::Derived,
     })
 }
 
@@ -340,27 +363,31 @@ fn from_user_source(end: End, ev: &Evidence) -> Option<Source> {
             Some(f) => Source::Observed(format!("{f} (TCP) + derived (other sockets)")),
             None => Source::Derived,
         },
-        End::Pipe | End::Other => Source::Derived,
+        End::Pipe => function_or_derived(ev, "pipe_write"),
+        End::Other => Source::Derived,
         End::Memory => return None,
     })
 }
 
 fn kernel_source(end: End, ev: &Evidence) -> Option<Source> {
     Some(match end {
-        End::PageCache => Source::Derived,
-        End::Socket => function_or_derived(ev, "tcp_sendmsg_locked"),
+        End::PageCache => function_or_derived(ev, "iter_file_splice_write"),
+        End::Socket => first_function(ev, &["tcp_sendmsg_locked", "do_tcp_sendpages"]),
         _ => return None,
     })
 }
 
 fn zero_copy_source(kind: ZeroCopyKind, ev: &Evidence) -> String {
     match kind {
-        ZeroCopyKind::SplicePages => ev.function_or(
-            "tcp_sendmsg_locked",
-            "derived:sendfile(2)/splice(2) to a socket whose route has NETIF_F_SG",
-        ),
+        ZeroCopyKind::SplicePages => match ["tcp_sendmsg_locked", "do_tcp_sendpages"].iter().find_map(|f| ev.functions.get(f)) {
+            Some(probe) => format!("{probe} (TCP) + derived (other sockets)"),
+            None => "derived:sendfile(2)/splice(2) to a socket whose route has NETIF_F_SG".into(),
+        },
         ZeroCopyKind::MsgZerocopy => ev.function_or("tcp_sendmsg_locked", "derived:send(2) with MSG_ZEROCOPY"),
-        ZeroCopyKind::PageRefs => "derived:splice(2)/sendfile(2)/tee(2) into a pipe".into(),
+        ZeroCopyKind::PageRefs => match ["filemap_splice_read", "generic_file_splice_read"].iter().find_map(|f| ev.functions.get(f)) {
+            Some(probe) => format!("{probe} (from files) + derived (tee, sockets)"),
+            None => "derived:splice(2)/sendfile(2)/tee(2) into a pipe".into(),
+        },
         ZeroCopyKind::Vmsplice => "derived:vmsplice(2)".into(),
         ZeroCopyKind::FileRange => "derived:copy_file_range(2) on a reflink-capable file system".into(),
     }

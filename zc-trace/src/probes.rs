@@ -71,6 +71,55 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         derived: "derived:write(2)/send(2)/sendfile(2)",
         measures: "user -> socket copies vs MSG_SPLICE_PAGES / MSG_ZEROCOPY",
     },
+    FunctionProbe {
+        function: "do_tcp_sendpages",
+        fexit: "zc_fexit_do_tcp_sendpages",
+        // Needs the socket (an entry argument) to tell a reference from a copy.
+        kretprobe: None,
+        observed: observed::TCP_SPLICE,
+        derived: "derived:sendfile(2)/splice(2)",
+        measures: "pages into TCP by reference (sendpage, before Linux 6.5)",
+    },
+    FunctionProbe {
+        function: "filemap_splice_read",
+        fexit: "zc_fexit_filemap_splice_read",
+        kretprobe: Some("zc_kretprobe_filemap_splice_read"),
+        observed: observed::SPLICE_READ,
+        derived: "derived:splice(2)",
+        measures: "page-cache pages referenced into a pipe (6.5+)",
+    },
+    FunctionProbe {
+        function: "generic_file_splice_read",
+        fexit: "zc_fexit_generic_file_splice_read",
+        kretprobe: Some("zc_kretprobe_generic_file_splice_read"),
+        observed: observed::SPLICE_READ,
+        derived: "derived:splice(2)",
+        measures: "page-cache pages referenced into a pipe (before 6.5)",
+    },
+    FunctionProbe {
+        function: "iter_file_splice_write",
+        fexit: "zc_fexit_iter_file_splice_write",
+        kretprobe: Some("zc_kretprobe_iter_file_splice_write"),
+        observed: observed::SPLICE_WRITE_FILE,
+        derived: "derived:sendfile(2)/splice(2)/copy_file_range(2)",
+        measures: "pipe -> file copies (splice, sendfile and copy_file_range into a file)",
+    },
+    FunctionProbe {
+        function: "pipe_read",
+        fexit: "zc_fexit_pipe_read",
+        kretprobe: Some("zc_kretprobe_pipe_read"),
+        observed: observed::PIPE,
+        derived: "derived:read(2)",
+        measures: "pipe -> user copies",
+    },
+    FunctionProbe {
+        function: "pipe_write",
+        fexit: "zc_fexit_pipe_write",
+        kretprobe: Some("zc_kretprobe_pipe_write"),
+        observed: observed::PIPE,
+        derived: "derived:write(2)",
+        measures: "user -> pipe copies",
+    },
 ];
 
 /// Where the copy happens; tried on every kernel so that the report can say whether they are

@@ -105,11 +105,26 @@ impl Session {
         // Function probes are tried in the loaded object; where one fails, the object is
         // loaded again without its `observed` bit so that the syscall-exit derivation counts
         // that path instead. Two passes at most in practice (host: all refused, then none).
-        let mut viable: Vec<&FunctionProbe> =
-            probes::FUNCTIONS.iter().filter(|f| !candidates(f, tier).is_empty()).collect();
         let mut failures: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        // A function this kernel does not have (renamed, inlined) is not tried at all.
+        let in_kernel = |f: &&FunctionProbe| match kernel_btf.as_ref() {
+            Ok(b) => b.has_function(f.function),
+            Err(_) => true,
+        };
+        for f in probes::FUNCTIONS.iter().filter(|f| !in_kernel(f)) {
+            failures.insert(f.function, vec!["not in this kernel's BTF (renamed, inlined or absent)".into()]);
+        }
+        let mut viable: Vec<&FunctionProbe> =
+            probes::FUNCTIONS.iter().filter(|f| !candidates(f, tier).is_empty() && in_kernel(f)).collect();
+        // Pages spliced into TCP go through tcp_sendmsg_locked (MSG_SPLICE_PAGES) since 6.5,
+        // through do_tcp_sendpages before: probing the former covers splices only where the
+        // latter does not exist.
+        let sendpage_kernel = kernel_btf.as_ref().is_ok_and(|b| b.has_function("do_tcp_sendpages"));
         for _pass in 0..3 {
             settings.observed = viable.iter().fold(0, |bits, f| bits | f.observed);
+            if settings.observed & zc_trace_common::observed::TCP_SEND != 0 && !sendpage_kernel {
+                settings.observed |= zc_trace_common::observed::TCP_SPLICE;
+            }
             let mut ebpf = loader::load_probes(&settings)?;
             let mut probes = Vec::new();
             let mut evidence = Evidence { fd_classification_error: fd_error.clone(), ..Default::default() };

@@ -8,7 +8,9 @@
 
 use zc_trace_common::{End, FdKind, OpClass, Stats, ZeroCopyKind, observed};
 
-use super::inflight::InFlight;
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+
+use super::inflight::{InFlight, PendingKind, take_pending};
 use crate::stats::{add, stats};
 
 #[unsafe(no_mangle)]
@@ -23,6 +25,16 @@ fn is_observed(bit: u32) -> bool {
 const MSG_ZEROCOPY: u64 = 0x400_0000;
 const XFS_MAGIC: u64 = 0x5846_5342;
 const BTRFS_MAGIC: u64 = 0x9123_683E;
+
+/// The bytes of `n` that no function probe counted on this thread (all of them when the
+/// path is not probed).
+#[inline(always)]
+fn unobserved(bit: u32, kind: PendingKind, n: u64) -> u64 {
+    if !is_observed(bit) {
+        return n;
+    }
+    take_pending(bpf_get_current_pid_tgid() as u32, kind, n)
+}
 
 #[inline(always)]
 pub fn account(tgid: u32, f: &InFlight, n: u64) {
@@ -55,11 +67,19 @@ pub fn account(tgid: u32, f: &InFlight, n: u64) {
 pub fn read(s: &mut Stats, from: FdKind, n: u64) {
     s.payload_in += n;
     match from {
-        FdKind::File if !is_observed(observed::FILE_READ) => add(&mut s.to_user[End::PageCache as usize], n),
-        FdKind::File => {}
+        FdKind::File => {
+            let rest = unobserved(observed::FILE_READ, PendingKind::Read, n);
+            if rest > 0 {
+                add(&mut s.to_user[End::PageCache as usize], rest);
+                if is_observed(observed::FILE_READ) {
+                    s.to_user_pc_derived += rest;
+                }
+            }
+        }
         // O_DIRECT: the device DMAs into the user buffer; the CPU copies nothing.
         FdKind::FileDirect => add(&mut s.direct_read, n),
-        FdKind::Pipe => add(&mut s.to_user[End::Pipe as usize], n),
+        FdKind::Pipe if !is_observed(observed::PIPE) => add(&mut s.to_user[End::Pipe as usize], n),
+        FdKind::Pipe => {}
         // Observed by skb:skb_copy_datagram_iovec (socket_copy.rs).
         FdKind::Tcp | FdKind::Udp | FdKind::Unix | FdKind::OtherSocket => {}
         // /dev/zero, ttys, ...: the driver fills the user buffer.
@@ -77,10 +97,18 @@ pub fn write(s: &mut Stats, to: FdKind, n: u64) {
         s.payload_out += n;
     }
     match to {
-        FdKind::File if !is_observed(observed::FILE_WRITE) => add(&mut s.from_user[End::PageCache as usize], n),
-        FdKind::File => {}
+        FdKind::File => {
+            let rest = unobserved(observed::FILE_WRITE, PendingKind::Write, n);
+            if rest > 0 {
+                add(&mut s.from_user[End::PageCache as usize], rest);
+                if is_observed(observed::FILE_WRITE) {
+                    s.from_user_pc_derived += rest;
+                }
+            }
+        }
         FdKind::FileDirect => add(&mut s.direct_write, n),
-        FdKind::Pipe => add(&mut s.from_user[End::Pipe as usize], n),
+        FdKind::Pipe if !is_observed(observed::PIPE) => add(&mut s.from_user[End::Pipe as usize], n),
+        FdKind::Pipe => {}
         FdKind::Tcp if is_observed(observed::TCP_SEND) => {}
         FdKind::Tcp | FdKind::Udp | FdKind::Unix | FdKind::OtherSocket => {
             add(&mut s.from_user[End::Socket as usize], n)
@@ -98,9 +126,12 @@ pub fn write(s: &mut Stats, to: FdKind, n: u64) {
 #[inline(always)]
 pub fn send(s: &mut Stats, to: FdKind, flags: u64, gather: bool, n: u64) {
     s.payload_out += n;
+    if to == FdKind::Tcp && is_observed(observed::TCP_SEND) {
+        return; // tcp_sendmsg_locked counted it, copy or zero-copy
+    }
     if flags & MSG_ZEROCOPY != 0 && (gather || to != FdKind::Tcp) {
         add(&mut s.zero_copy[ZeroCopyKind::MsgZerocopy as usize], n);
-    } else if !(to == FdKind::Tcp && is_observed(observed::TCP_SEND)) {
+    } else {
         add(&mut s.from_user[End::Socket as usize], n);
     }
 }
@@ -115,7 +146,7 @@ fn sendfile(s: &mut Stats, from: FdKind, to: FdKind, gather: bool, n: u64) {
         return;
     }
     match to {
-        FdKind::Tcp if is_observed(observed::TCP_SEND) => s.payload_out += n,
+        FdKind::Tcp if is_observed(observed::TCP_SPLICE) => s.payload_out += n,
         FdKind::Tcp | FdKind::Udp | FdKind::Unix | FdKind::OtherSocket => {
             s.payload_out += n;
             to_socket(s, to, gather, n);
@@ -124,11 +155,15 @@ fn sendfile(s: &mut Stats, from: FdKind, to: FdKind, gather: bool, n: u64) {
         // page cache.
         FdKind::File => {
             s.payload_out += n;
-            add(&mut s.kernel[End::PageCache as usize], n);
+            if !is_observed(observed::SPLICE_WRITE_FILE) {
+                add(&mut s.kernel[End::PageCache as usize], n);
+            }
         }
         FdKind::Pipe => {
             s.into_pipe += n;
-            add(&mut s.zero_copy[ZeroCopyKind::PageRefs as usize], n);
+            if !is_observed(observed::SPLICE_READ) {
+                add(&mut s.zero_copy[ZeroCopyKind::PageRefs as usize], n);
+            }
         }
         // splice_write_null discards the pages.
         FdKind::DevNull => s.payload_out += n,
@@ -158,7 +193,13 @@ fn splice(s: &mut Stats, from: FdKind, to: FdKind, gather: bool, n: u64) {
     if to == FdKind::Pipe {
         s.into_pipe += n;
         // filemap_splice_read / skb_splice_bits / pipe-to-pipe: buffers move by reference.
-        add(&mut s.zero_copy[ZeroCopyKind::PageRefs as usize], n);
+        let rest = if from == FdKind::File { unobserved(observed::SPLICE_READ, PendingKind::SpliceRead, n) } else { n };
+        if rest > 0 {
+            add(&mut s.zero_copy[ZeroCopyKind::PageRefs as usize], rest);
+            if from == FdKind::File && is_observed(observed::SPLICE_READ) {
+                s.page_refs_derived += rest;
+            }
+        }
         return;
     }
     s.payload_out += n;
@@ -167,8 +208,9 @@ fn splice(s: &mut Stats, from: FdKind, to: FdKind, gather: bool, n: u64) {
         return;
     }
     match to {
-        FdKind::Tcp if is_observed(observed::TCP_SEND) => {}
+        FdKind::Tcp if is_observed(observed::TCP_SPLICE) => {}
         FdKind::Tcp | FdKind::Udp | FdKind::Unix | FdKind::OtherSocket => to_socket(s, to, gather, n),
+        FdKind::File if is_observed(observed::SPLICE_WRITE_FILE) => {}
         FdKind::File => add(&mut s.kernel[End::PageCache as usize], n),
         FdKind::DevNull => {}
         _ => add(&mut s.unclassified, n),

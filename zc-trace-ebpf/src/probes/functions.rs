@@ -9,6 +9,12 @@
 //! - `tcp_sendmsg_locked(sk, msg, size)`: `msg->msg_flags` says whether the bytes were copied
 //!   from user memory, spliced by reference (`MSG_SPLICE_PAGES`, 6.5+), or pinned
 //!   (`MSG_ZEROCOPY`).
+//! - `do_tcp_sendpages(sk, page, offset, size, flags)` (before 6.5): pages into TCP by
+//!   reference when the route can gather.
+//! - `filemap_splice_read` (6.5+) / `generic_file_splice_read` (before): page-cache pages
+//!   referenced into a pipe.
+//! - `iter_file_splice_write(pipe, out, ppos, len, flags)`: pipe pages copied into a file.
+//! - `pipe_read(iocb, to)` / `pipe_write(iocb, from)`: pipe <-> user copies.
 
 use aya_ebpf::{
     macros::{fexit, kretprobe},
@@ -16,7 +22,7 @@ use aya_ebpf::{
 };
 use zc_trace_common::{End, ZeroCopyKind};
 
-use super::inflight::class_of;
+use super::inflight::{PendingKind, add_pending, class_of};
 use crate::{filter::traced, kmem, stats::{add, stats}};
 
 #[inline(always)]
@@ -27,6 +33,7 @@ fn file_read(ret: i64, already_read: i64) {
         && let Some(s) = stats(tgid, class_of(tid))
     {
         add(&mut s.to_user[End::PageCache as usize], copied as u64);
+        add_pending(tid, PendingKind::Read, copied as u64);
     }
 }
 
@@ -37,6 +44,7 @@ fn file_write(ret: i64) {
         && let Some(s) = stats(tgid, class_of(tid))
     {
         add(&mut s.from_user[End::PageCache as usize], ret as u64);
+        add_pending(tid, PendingKind::Write, ret as u64);
     }
 }
 
@@ -96,5 +104,111 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
         (false, true, true) => add(&mut s.zero_copy[ZeroCopyKind::MsgZerocopy as usize], n),
         _ => add(&mut s.from_user[End::Socket as usize], n),
     }
+    0
+}
+
+#[inline(always)]
+fn tally(ret: i64, f: impl FnOnce(&mut zc_trace_common::Stats, u64)) {
+    let Some((key, tid)) = traced() else { return };
+    if ret > 0
+        && let Some(s) = stats(key, class_of(tid))
+    {
+        f(s, ret as u64);
+    }
+}
+
+#[fexit(function = "do_tcp_sendpages")]
+pub fn zc_fexit_do_tcp_sendpages(ctx: FExitContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let ret: i64 = ctx.arg(5);
+    let gather = kmem::sock_can_gather(sk, &kmem::offsets());
+    tally(ret, |s, n| {
+        if gather {
+            add(&mut s.zero_copy[ZeroCopyKind::SplicePages as usize], n);
+        } else {
+            add(&mut s.kernel[End::Socket as usize], n);
+        }
+    });
+    0
+}
+
+#[inline(always)]
+fn page_refs(s: &mut zc_trace_common::Stats, n: u64) {
+    add(&mut s.zero_copy[ZeroCopyKind::PageRefs as usize], n);
+    add_pending(aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32, PendingKind::SpliceRead, n);
+}
+
+#[fexit(function = "filemap_splice_read")]
+pub fn zc_fexit_filemap_splice_read(ctx: FExitContext) -> i32 {
+    tally(ctx.arg(5), page_refs);
+    0
+}
+
+#[kretprobe]
+pub fn zc_kretprobe_filemap_splice_read(ctx: RetProbeContext) -> u32 {
+    tally(ctx.ret(), page_refs);
+    0
+}
+
+#[fexit(function = "generic_file_splice_read")]
+pub fn zc_fexit_generic_file_splice_read(ctx: FExitContext) -> i32 {
+    tally(ctx.arg(5), page_refs);
+    0
+}
+
+#[kretprobe]
+pub fn zc_kretprobe_generic_file_splice_read(ctx: RetProbeContext) -> u32 {
+    tally(ctx.ret(), page_refs);
+    0
+}
+
+#[inline(always)]
+fn into_file(s: &mut zc_trace_common::Stats, n: u64) {
+    add(&mut s.kernel[End::PageCache as usize], n);
+}
+
+#[fexit(function = "iter_file_splice_write")]
+pub fn zc_fexit_iter_file_splice_write(ctx: FExitContext) -> i32 {
+    tally(ctx.arg(5), into_file);
+    0
+}
+
+#[kretprobe]
+pub fn zc_kretprobe_iter_file_splice_write(ctx: RetProbeContext) -> u32 {
+    tally(ctx.ret(), into_file);
+    0
+}
+
+#[inline(always)]
+fn pipe_to_user(s: &mut zc_trace_common::Stats, n: u64) {
+    add(&mut s.to_user[End::Pipe as usize], n);
+}
+
+#[inline(always)]
+fn user_to_pipe(s: &mut zc_trace_common::Stats, n: u64) {
+    add(&mut s.from_user[End::Pipe as usize], n);
+}
+
+#[fexit(function = "pipe_read")]
+pub fn zc_fexit_pipe_read(ctx: FExitContext) -> i32 {
+    tally(ctx.arg(2), pipe_to_user);
+    0
+}
+
+#[kretprobe]
+pub fn zc_kretprobe_pipe_read(ctx: RetProbeContext) -> u32 {
+    tally(ctx.ret(), pipe_to_user);
+    0
+}
+
+#[fexit(function = "pipe_write")]
+pub fn zc_fexit_pipe_write(ctx: FExitContext) -> i32 {
+    tally(ctx.arg(2), user_to_pipe);
+    0
+}
+
+#[kretprobe]
+pub fn zc_kretprobe_pipe_write(ctx: RetProbeContext) -> u32 {
+    tally(ctx.ret(), user_to_pipe);
     0
 }

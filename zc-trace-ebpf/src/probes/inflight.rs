@@ -44,3 +44,60 @@ impl InFlight {
         FdKind::from_u8(self.kind_out)
     }
 }
+
+/// Bytes a function probe counted on this thread since the last syscall exit (or io_uring
+/// completion) consumed them. The syscall-semantics derivation subtracts them, so a path
+/// a probe watches is counted once, and what the probe did not see (a file system whose
+/// read_iter bypasses filemap_read) is still derived.
+#[repr(C)]
+#[derive(Copy, Clone, Default)]
+pub struct Pending {
+    pub read: u64,
+    pub write: u64,
+    pub splice_read: u64,
+}
+
+#[map]
+pub static PENDING: aya_ebpf::maps::LruHashMap<u32, Pending> =
+    aya_ebpf::maps::LruHashMap::with_max_entries(zc_trace_common::PENDING_MAX_ENTRIES, 0);
+
+#[derive(Copy, Clone)]
+pub enum PendingKind {
+    Read,
+    Write,
+    SpliceRead,
+}
+
+/// Called by function probes: remember what they counted on this thread.
+#[inline(always)]
+pub fn add_pending(tid: u32, kind: PendingKind, n: u64) {
+    let mut p = unsafe { PENDING.get(&tid) }.copied().unwrap_or_default();
+    match kind {
+        PendingKind::Read => p.read += n,
+        PendingKind::Write => p.write += n,
+        PendingKind::SpliceRead => p.splice_read += n,
+    }
+    let _ = PENDING.insert(&tid, &p, 0);
+}
+
+/// Called by the derivation: takes up to `n` observed bytes of `kind` and returns how many of
+/// the `n` were not observed.
+#[inline(always)]
+pub fn take_pending(tid: u32, kind: PendingKind, n: u64) -> u64 {
+    let Some(p) = PENDING.get_ptr_mut(&tid) else { return n };
+    let p = unsafe { &mut *p };
+    let slot = match kind {
+        PendingKind::Read => &mut p.read,
+        PendingKind::Write => &mut p.write,
+        PendingKind::SpliceRead => &mut p.splice_read,
+    };
+    let seen = (*slot).min(n);
+    *slot -= seen;
+    n - seen
+}
+
+/// At syscall exit: whatever the probes counted has been matched or belongs to no syscall.
+#[inline(always)]
+pub fn clear_pending(tid: u32) {
+    let _ = PENDING.remove(&tid);
+}

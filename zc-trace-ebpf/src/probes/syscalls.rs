@@ -123,6 +123,8 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
     // Only data syscalls of traced tasks have a record: no filter check needed here.
     let Some(record) = (unsafe { INFLIGHT.get(&tid) }).copied() else { return 0 };
     let _ = INFLIGHT.remove(&tid);
+    // Whatever the function probes counted in this syscall is matched below or not at all.
+    let _guard = ClearPending(tid);
     let ret: i64 = ctx.arg(1);
     if ret <= 0 {
         return 0;
@@ -155,5 +157,14 @@ fn count_syscall(key: &SyscallKey) {
     match SYSCALL_COUNTS.get_ptr_mut(key) {
         Some(count) => unsafe { *count += 1 },
         None => drops::record(DropReason::SyscallMapFull),
+    }
+}
+
+/// Clears the thread's pending observed bytes when the syscall exit is done with them.
+struct ClearPending(u32);
+
+impl Drop for ClearPending {
+    fn drop(&mut self) {
+        super::inflight::clear_pending(self.0);
     }
 }

@@ -1,0 +1,204 @@
+//! What `vm-test` asserts on each guest's results (saved by vm.rs as JSON): that the kernel
+//! allows the function-probe tiers, that the tiers agree, and that the fentry tier observes
+//! the copy sites instead of deriving them. Also renders the README's compatibility table.
+use std::{collections::BTreeMap, fs, path::Path};
+
+use serde_json::Value;
+
+const TIERS: [&str; 4] = ["auto", "fentry", "kprobe", "tracepoint"];
+/// Syscalls whose counts a deterministic sender makes exactly the same in every run.
+const DATA_SYSCALLS: [&str; 9] =
+    ["read", "write", "sendfile", "splice", "vmsplice", "mmap", "copy_file_range", "sendto", "io_uring_enter"];
+
+fn load(dir: &Path, name: &str) -> Result<Value, String> {
+    let path = dir.join(format!("{name}.json"));
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn rows(report: &Value) -> BTreeMap<(String, String), &Value> {
+    report["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| ((r["strategy"].as_str().unwrap_or("").to_string(), r["role"].as_str().unwrap_or("").to_string()), r))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn within_1pct(a: u64, b: u64) -> bool {
+    let (a, b) = (a as f64, b as f64);
+    (a - b).abs() <= 0.01 * a.max(b) + 1.0
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// Every problem found in one guest's results; empty means the kernel passed.
+pub fn verify(dir: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    match load(dir, "doctor") {
+        Ok(doctor) => {
+            for kind in ["fentry", "fexit", "kprobe", "kretprobe"] {
+                if doctor["attach_kinds"][kind]["works"] != true {
+                    problems.push(format!("doctor: {kind} does not work: {}", doctor["attach_kinds"][kind]["detail"]));
+                }
+            }
+        }
+        Err(e) => problems.push(e),
+    }
+    let reports: Vec<(&str, Value)> = TIERS
+        .iter()
+        .filter_map(|t| match load(dir, &format!("lab-{t}")) {
+            Ok(v) => Some((*t, v)),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        })
+        .collect();
+    let Some((_, base)) = reports.first() else { return problems };
+    let base_rows = rows(base);
+    for (tier, report) in &reports[1..] {
+        let other = rows(report);
+        for (key, a) in &base_rows {
+            let Some(b) = other.get(key) else {
+                problems.push(format!("{tier}: no {} {} row", key.0, key.1));
+                continue;
+            };
+            let what = format!("{} {} (auto vs {tier})", key.0, key.1);
+            if key.1 == "sender" {
+                for s in DATA_SYSCALLS {
+                    let (x, y) = (n(&a["syscall_counts"][s]), n(&b["syscall_counts"][s]));
+                    if x != y {
+                        problems.push(format!("{what}: {s} calls {x} vs {y}"));
+                    }
+                }
+            }
+            if n(&a["payload_bytes"]) != n(&b["payload_bytes"]) {
+                problems.push(format!("{what}: payload {} vs {}", a["payload_bytes"], b["payload_bytes"]));
+            }
+            for dir in ["to_user", "from_user", "kernel"] {
+                let (x, y) = (n(&a["cpu_copy"][dir]["bytes"]), n(&b["cpu_copy"][dir]["bytes"]));
+                if !within_1pct(x, y) {
+                    problems.push(format!("{what}: {dir} copy bytes {x} vs {y}"));
+                }
+            }
+            let (x, y) = (n(&a["zero_copy"]["bytes"]), n(&b["zero_copy"]["bytes"]));
+            if !within_1pct(x, y) {
+                problems.push(format!("{what}: zero-copy bytes {x} vs {y}"));
+            }
+        }
+    }
+    if let Some((_, fentry)) = reports.iter().find(|(t, _)| *t == "fentry") {
+        problems.extend(observed_in_fentry_tier(fentry));
+    }
+    problems
+}
+
+/// In the fentry tier, the copy sites KERNEL-NOTES lists as traceable must be observed
+/// (`fexit:...`), not derived.
+fn observed_in_fentry_tier(report: &Value) -> Vec<String> {
+    let rows = rows(report);
+    let mut problems = Vec::new();
+    let mut expect = |strategy: &str, path: &[&str], wanted: &str| {
+        let Some(row) = rows.get(&(strategy.to_string(), "sender".to_string())) else {
+            problems.push(format!("fentry: no {strategy} sender row"));
+            return;
+        };
+        let mut v = *row;
+        for p in path {
+            v = &v[*p];
+        }
+        let evidence = v["evidence"].as_str().unwrap_or("(none)");
+        if !evidence.contains(wanted) {
+            problems.push(format!("fentry: {strategy} {}: evidence `{evidence}`, expected {wanted}", path.join(".")));
+        }
+    };
+    expect("read-write", &["cpu_copy", "to_user", "by_end", "page_cache"], "fexit:filemap_read");
+    expect("read-write", &["cpu_copy", "from_user", "by_end", "socket"], "fexit:tcp_sendmsg_locked");
+    expect("mmap-write", &["cpu_copy", "from_user", "by_end", "socket"], "fexit:tcp_sendmsg_locked");
+    expect("sendfile", &["zero_copy", "by_kind", "splice_pages"], "fexit:");
+    expect("splice", &["zero_copy", "by_kind", "splice_pages"], "fexit:");
+    expect("splice", &["zero_copy", "by_kind", "page_refs"], "fexit:");
+    problems
+}
+
+/// The README's compatibility table: for each kernel (column), each attach kind and copy
+/// site (row), whether it works, from `doctor --json`.
+pub fn compat_table(kernels: &[(String, Value)]) -> String {
+    let mut md = String::from("| probe | attach kind |");
+    for (k, _) in kernels {
+        md += &format!(" {k} |");
+    }
+    md += "\n|---|---|";
+    md += &"---|".repeat(kernels.len());
+    md.push('\n');
+    let cell = |v: &Value| if v["works"] == true { "yes" } else { "no" };
+    let kinds = ["tracepoint", "raw_tracepoint", "tp_btf", "fentry", "fexit", "kprobe", "kretprobe"];
+    for kind in kinds {
+        md += &format!("| (any) | {kind} |");
+        for (_, d) in kernels {
+            md += &format!(" {} |", cell(&d["attach_kinds"][kind]));
+        }
+        md.push('\n');
+    }
+    let sites: Vec<String> = kernels
+        .first()
+        .and_then(|(_, d)| d["copy_sites"].as_array())
+        .map(|a| a.iter().filter_map(|s| s["function"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    for site in sites {
+        for kind in ["fentry", "fexit", "kprobe", "kretprobe"] {
+            md += &format!("| `{site}` | {kind} |");
+            for (_, d) in kernels {
+                let s = d["copy_sites"].as_array().and_then(|a| a.iter().find(|s| s["function"] == site.as_str()));
+                let text = match s {
+                    Some(s) if s["attach"][kind]["works"] == true => "yes",
+                    Some(s) if s["in_btf"] == false => "no (not in BTF)",
+                    Some(_) => "no",
+                    None => "-",
+                };
+                md += &format!(" {text} |");
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
+
+/// Replaces the text between the README's compatibility markers.
+pub fn update_readme(readme: &Path, table: &str) -> anyhow::Result<()> {
+    const BEGIN: &str = "<!-- compat:begin (generated by cargo xtask vm-test) -->";
+    const END: &str = "<!-- compat:end -->";
+    let text = fs::read_to_string(readme)?;
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        anyhow::bail!("README.md has no compatibility markers");
+    };
+    let new = format!("{}{BEGIN}\n{table}{}", &text[..b], &text[e..]);
+    fs::write(readme, new)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn within_one_percent() {
+        assert!(within_1pct(100, 100));
+        assert!(within_1pct(1000, 1009));
+        assert!(!within_1pct(1000, 1100));
+    }
+
+    #[test]
+    fn compat_table_has_a_column_per_kernel() {
+        let d = json!({"attach_kinds": {"fentry": {"works": true}}, "copy_sites": [{"function": "filemap_read", "in_btf": true, "attach": {"fentry": {"works": false}}}]});
+        let t = compat_table(&[("6.1".into(), d.clone()), ("6.12".into(), d)]);
+        assert!(t.contains("| (any) | fentry | yes | yes |"));
+        assert!(t.contains("| `filemap_read` | fentry | no | no |"));
+    }
+}
