@@ -1,11 +1,6 @@
 //! Attribution on the host kernel (tracepoints only), exact where the workload is exact.
 mod common;
 
-use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    process::{Command, Stdio},
-};
-
 use common::*;
 use serde_json::Value;
 
@@ -162,18 +157,10 @@ fn short_lived_reused_fds_are_classified_right() {
         return;
     }
     let dir = TempDir::new("fdkinds");
-    let mut workload = Command::new(env!("CARGO_BIN_EXE_zc-fd-kinds"))
-        .args(["1000", dir.0.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(workload.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    assert_eq!(ready, "ready\n");
+    let mut workload = spawn_waiting(env!("CARGO_BIN_EXE_zc-fd-kinds"), &["1000", dir.0.to_str().unwrap()], &[]);
     let pid = workload.id().to_string();
     let (tracer, _) = start_attached(&["trace", "--json", "-p", &pid, "-d", "60s"]);
-    workload.stdin.take().unwrap().write_all(b"go").unwrap();
+    go(&mut workload);
     assert!(workload.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

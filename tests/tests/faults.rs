@@ -2,7 +2,6 @@
 mod common;
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -45,15 +44,7 @@ fn processes_named(prefix: &str) -> Vec<String> {
 /// A workload that stays alive until its stdin is closed: `zc-exact-io` waiting in poll.
 fn idle_workload(dir: &TempDir) -> Child {
     let file = dir.file("idle", 4096);
-    let mut w = Command::new(exact_io())
-        .args([file.to_str().unwrap(), "4096", "--wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(w.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    w
+    spawn_waiting(exact_io(), &[file.to_str().unwrap(), "4096", "--wait"], &[])
 }
 
 #[test]
@@ -207,14 +198,7 @@ fn disk_full_while_creating_the_source() {
 fn traced_exact_run(dir: &Path, name: &str) -> (Child, Child) {
     let file = dir.join(name);
     std::fs::write(&file, vec![1u8; 1 << 20]).unwrap();
-    let mut w = Command::new(exact_io())
-        .args([file.to_str().unwrap(), "4096", "--wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(w.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    let w = spawn_waiting(exact_io(), &[file.to_str().unwrap(), "4096", "--wait"], &[]);
     let (tracer, _) = start_attached(&["trace", "--json", "-p", &w.id().to_string(), "-d", "60s"]);
     (w, tracer)
 }
@@ -229,7 +213,7 @@ fn two_instances_at_once_both_exact() {
     let runs = [traced_exact_run(&dir.0, "a"), traced_exact_run(&dir.0, "b")];
     let mut reports = Vec::new();
     for (mut w, tracer) in runs {
-        w.stdin.take().unwrap().write_all(b"go").unwrap();
+        go(&mut w);
         assert!(w.wait().unwrap().success());
         let out = tracer.wait_with_output().unwrap();
         assert!(out.status.success());
@@ -255,17 +239,13 @@ fn many_short_lived_threads_and_fds_stay_exact() {
     let (threads, iterations) = (256u64, 40u64);
     // MALLOC_ARENA_MAX: otherwise glibc's malloc, the first time threads contend for an arena,
     // reads /sys/devices/system/cpu/online (one more open and read, depending on timing).
-    let mut w = Command::new(env!("CARGO_BIN_EXE_zc-many-threads"))
-        .args([&threads.to_string(), &iterations.to_string(), file.to_str().unwrap()])
-        .env("MALLOC_ARENA_MAX", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(w.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    let mut w = spawn_waiting(
+        env!("CARGO_BIN_EXE_zc-many-threads"),
+        &[&threads.to_string(), &iterations.to_string(), file.to_str().unwrap()],
+        &[("MALLOC_ARENA_MAX", "1")],
+    );
     let (tracer, _) = start_attached(&["trace", "--json", "-p", &w.id().to_string(), "-d", "120s"]);
-    w.stdin.take().unwrap().write_all(b"go").unwrap();
+    go(&mut w);
     assert!(w.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
     let report: Value = json(&out);

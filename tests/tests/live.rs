@@ -1,11 +1,6 @@
 //! `zc-trace trace` on real programs nobody here wrote, and its live-tracing options.
 mod common;
 
-use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    process::{Command, Stdio},
-};
-
 use common::*;
 use serde_json::Value;
 
@@ -140,23 +135,12 @@ fn several_pids_each_exact() {
     }
     let dir = TempDir::new("multi");
     let file = dir.file("src", 1 << 20);
-    let mut workloads: Vec<_> = (0..2)
-        .map(|_| {
-            let mut c = Command::new(exact_io())
-                .args([file.to_str().unwrap(), "4096", "--wait"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut ready = String::new();
-            BufReader::new(c.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-            c
-        })
-        .collect();
+    let mut workloads: Vec<_> =
+        (0..2).map(|_| spawn_waiting(exact_io(), &[file.to_str().unwrap(), "4096", "--wait"], &[])).collect();
     let pids = workloads.iter().map(|w| w.id().to_string()).collect::<Vec<_>>().join(",");
     let (tracer, _) = start_attached(&["trace", "--json", "-p", &pids, "-d", "60s"]);
     for w in workloads.iter_mut() {
-        w.stdin.take().unwrap().write_all(b"go").unwrap();
+        go(w);
     }
     for w in workloads.iter_mut() {
         assert!(w.wait().unwrap().success());

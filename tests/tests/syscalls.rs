@@ -1,8 +1,6 @@
 //! `zc-trace syscalls` against workloads whose system calls are known exactly.
 mod common;
 
-use std::{io::{BufRead as _, BufReader, Write as _}, process::{Command, Stdio}};
-
 use common::*;
 
 const MIB: usize = 1 << 20;
@@ -16,21 +14,13 @@ fn pid_mode_counts_reads_and_writes_exactly() {
     }
     let dir = TempDir::new("pid");
     let file = dir.file("src", MIB);
-    let mut workload = Command::new(exact_io())
-        .args([file.to_str().unwrap(), &CHUNK.to_string(), "--wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the workload has done its set-up and is blocked in poll(2): nothing it does
-    // from now on is anything but the exact I/O loop and its exit.
-    let mut ready = String::new();
-    BufReader::new(workload.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    assert_eq!(ready, "ready\n");
+    // Once ready, the workload is blocked in poll(2): nothing it does from then on is
+    // anything but the exact I/O loop and its exit.
+    let mut workload = spawn_waiting(exact_io(), &[file.to_str().unwrap(), &CHUNK.to_string(), "--wait"], &[]);
 
     let pid = workload.id().to_string();
     let (tracer, _) = start_attached(&["syscalls", "--json", "-p", &pid, "-d", "60s"]);
-    workload.stdin.take().unwrap().write_all(b"go").unwrap();
+    go(&mut workload);
     assert!(workload.wait().unwrap().success());
     let out = tracer.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -68,6 +68,29 @@ impl Drop for TempDir {
     }
 }
 
+/// Starts a test workload that prints `ready` and then waits in poll(2) on stdin without
+/// reading it (zc-exact-io --wait, zc-fd-kinds, zc-many-threads), and returns once it is
+/// ready: everything it does from then on is the workload proper. Release it with [`go`].
+pub fn spawn_waiting(program: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the workload");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    assert_eq!(ready, "ready\n");
+    child
+}
+
+/// Lets a workload started by [`spawn_waiting`] run.
+pub fn go(child: &mut Child) {
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"go").unwrap();
+}
+
 /// Runs zc-trace to completion.
 pub fn run(args: &[&str]) -> Output {
     Command::new(zc_trace()).args(args).output().expect("running zc-trace")

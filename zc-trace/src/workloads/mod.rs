@@ -168,6 +168,35 @@ pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Maps `src` one page-aligned `chunk` at a time (read-only, shared: the page cache itself)
+/// and hands each mapping to `f`; the mapping is gone when `f` returns. Returns the file size.
+pub(crate) fn for_each_mapped_chunk(
+    src: RawFd,
+    chunk: usize,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let size = file_size(src)?;
+    // Mappings must start on a page boundary.
+    let chunk = chunk.div_ceil(4096) * 4096;
+    let mut offset = 0u64;
+    while offset < size {
+        let len = chunk.min((size - offset) as usize);
+        // SAFETY: a fresh read-only shared mapping of a range inside the file.
+        let addr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, src, offset as libc::off_t)
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the mapping is `len` readable bytes until the munmap just below.
+        let result = f(unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), len) });
+        unsafe { libc::munmap(addr, len) };
+        result?;
+        offset += len as u64;
+    }
+    Ok(size)
+}
+
 pub(crate) fn file_size(fd: RawFd) -> io::Result<u64> {
     // SAFETY: stat is plain data filled by fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

@@ -4,7 +4,7 @@
 //! or a device that cannot gather). The pages here are a mapping of the source file.
 use std::{io, os::fd::RawFd};
 
-use super::{ZerocopyCompletions, check, file_size};
+use super::{ZerocopyCompletions, check, for_each_mapped_chunk};
 
 const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
 const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
@@ -16,25 +16,14 @@ pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<(u64, ZerocopyCom
         libc::setsockopt(dst, libc::SOL_SOCKET, libc::SO_ZEROCOPY, (&one as *const libc::c_int).cast(), 4)
     } as isize)
     .map_err(|e| io::Error::new(e.kind(), format!("SO_ZEROCOPY: {e} (the sink must be a TCP or UDP socket)")))?;
-    let size = file_size(src)?;
-    let chunk = chunk.div_ceil(4096) * 4096;
     let mut sends = 0u64;
     let mut done = ZerocopyCompletions::default();
-    let mut offset = 0u64;
-    while offset < size {
-        let len = chunk.min((size - offset) as usize);
-        // SAFETY: a fresh read-only shared mapping of a range inside the file.
-        let addr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, src, offset as libc::off_t)
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+    let size = for_each_mapped_chunk(src, chunk, |bytes| {
         let mut sent = 0;
-        while sent < len {
+        while sent < bytes.len() {
             // SAFETY: the mapping is live; the kernel keeps its own references to the pages.
             let n = check(unsafe {
-                libc::send(dst, addr.cast::<u8>().add(sent).cast(), len - sent, libc::MSG_ZEROCOPY)
+                libc::send(dst, bytes[sent..].as_ptr().cast(), bytes.len() - sent, libc::MSG_ZEROCOPY)
             });
             match n {
                 Ok(n) => {
@@ -43,16 +32,11 @@ pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<(u64, ZerocopyCom
                 }
                 // ENOBUFS: too many pending notifications; drain some and retry.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => drain(dst, &mut done, true)?,
-                Err(e) => {
-                    unsafe { libc::munmap(addr, len) };
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
-        unsafe { libc::munmap(addr, len) };
-        offset += len as u64;
-        drain(dst, &mut done, false)?;
-    }
+        drain(dst, &mut done, false)
+    })?;
     // Every send gets a notification (possibly merged into ranges); wait for all of them.
     while done.completed < sends {
         drain(dst, &mut done, true)?;

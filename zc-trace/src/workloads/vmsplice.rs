@@ -3,33 +3,16 @@
 //! pass through a user buffer: the user-space side of zero-copy.
 use std::{io, os::fd::RawFd};
 
-use super::{Fd, check, file_size};
+use super::{Fd, check, for_each_mapped_chunk};
 
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
-    let size = file_size(src)?;
-    let chunk = chunk.div_ceil(4096) * 4096;
     let mut fds = [0; 2];
     // SAFETY: fds is a valid 2-element array.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as isize)?;
     let (rd, wr) = (Fd(fds[0]), Fd(fds[1]));
     // Room for a whole chunk, so one vmsplice and one splice move a chunk each.
-    unsafe { libc::fcntl(wr.0, libc::F_SETPIPE_SZ, chunk as libc::c_int) };
-    let mut offset = 0u64;
-    while offset < size {
-        let len = chunk.min((size - offset) as usize);
-        // SAFETY: a fresh read-only shared mapping of a range inside the file.
-        let addr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, src, offset as libc::off_t)
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let result = move_chunk(addr.cast(), len, rd.0, wr.0, dst);
-        unsafe { libc::munmap(addr, len) };
-        result?;
-        offset += len as u64;
-    }
-    Ok(size)
+    unsafe { libc::fcntl(wr.0, libc::F_SETPIPE_SZ, (chunk.div_ceil(4096) * 4096) as libc::c_int) };
+    for_each_mapped_chunk(src, chunk, |bytes| move_chunk(bytes.as_ptr(), bytes.len(), rd.0, wr.0, dst))
 }
 
 fn move_chunk(addr: *const u8, len: usize, rd: RawFd, wr: RawFd, dst: RawFd) -> io::Result<()> {
