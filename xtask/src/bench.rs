@@ -120,8 +120,10 @@ pub fn run(root: &Path, zc_trace: &Path, soak_seconds: u64) -> anyhow::Result<()
         }
     }
     let startup = startup_and_rss(zc_trace)?;
+    let throughput = strategy_throughput(zc_trace, &dir, &src)?;
     let soak = soak(zc_trace, &src, soak_seconds)?;
     let mut md = render(&passes, &results, &baselines, &reports, &startup)?;
+    md += &throughput;
     md += &soak;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
     eprintln!("bench: wrote BENCHMARKS.md");
@@ -495,4 +497,81 @@ fn soak(zc_trace: &Path, src: &Path, seconds: u64) -> anyhow::Result<String> {
         status
     )?;
     Ok(md)
+}
+
+/// Untraced throughput of every lab strategy (`zc-trace workload`, median of RUNS) to a
+/// loopback TCP receiver (copy-file-range to a file), beside the machine's memcpy bandwidth:
+/// the physical reference a CPU copy is bounded by.
+fn strategy_throughput(zc_trace: &Path, dir: &Path, src: &Path) -> anyhow::Result<String> {
+    const STRATEGIES: [&str; 9] = [
+        "read-write", "mmap-write", "sendfile", "splice", "vmsplice", "msg-zerocopy", "io-uring", "direct-io",
+        "copy-file-range",
+    ];
+    let mut md = String::from("## Strategy throughput (untraced)\n\n");
+    let memcpy = memcpy_bandwidth();
+    writeln!(
+        md,
+        "memcpy bandwidth on this machine: {:.1} GiB/s (median of {RUNS} copies of a 256 MiB buffer, single thread). \
+         Each strategy moves the {} MiB page-cached file in 64 KiB chunks, {RUNS} runs; to a loopback TCP receiver \
+         (copy-file-range: to a file beside the source).\n",
+        memcpy / (1u64 << 30) as f64,
+        SOURCE_SIZE >> 20
+    )?;
+    writeln!(md, "| strategy | median GiB/s | min | max | fraction of memcpy |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|")?;
+    for strategy in STRATEGIES {
+        let mut speeds = Vec::new();
+        for _ in 0..RUNS {
+            let result = dir.join("tp.txt");
+            let receiver = (strategy != "copy-file-range").then(Receiver::start).transpose()?;
+            // copy_file_range needs a regular file as destination.
+            let sink = match &receiver {
+                Some(r) => format!("tcp:{}", r.port),
+                None => format!("file:{}", dir.join("copy.bin").display()),
+            };
+            let mut cmd = Command::new(zc_trace);
+            cmd.args(["workload", "--strategy", strategy, "--chunk", "64KiB", "--sink", &sink, "--src"])
+                .arg(src)
+                .arg("--result")
+                .arg(&result);
+            let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            drop(receiver);
+            if !status.success() {
+                bail!("zc-trace workload --strategy {strategy} failed ({status})");
+            }
+            let text = std::fs::read_to_string(&result)?;
+            let field = |k: &str| -> f64 {
+                text.split_whitespace().find_map(|kv| kv.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            };
+            speeds.push(field("bytes=") / (field("elapsed_ns=") / 1e9));
+        }
+        let gib = (1u64 << 30) as f64;
+        writeln!(
+            md,
+            "| {strategy} | {:.2} | {:.2} | {:.2} | {:.0}% |",
+            median(&speeds) / gib,
+            min(&speeds) / gib,
+            max(&speeds) / gib,
+            100.0 * median(&speeds) / memcpy
+        )?;
+    }
+    let _ = std::fs::remove_file(dir.join("copy.bin"));
+    md.push('\n');
+    Ok(md)
+}
+
+/// Bytes per second of a single-threaded memcpy of a 256 MiB buffer (median of RUNS).
+fn memcpy_bandwidth() -> f64 {
+    let len = 256usize << 20;
+    let src = vec![0x5au8; len];
+    let mut dst = vec![0u8; len];
+    dst.copy_from_slice(&src); // fault the pages in first
+    let mut speeds = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&dst);
+        speeds.push(len as f64 / started.elapsed().as_secs_f64());
+    }
+    median(&speeds)
 }

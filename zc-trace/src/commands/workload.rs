@@ -26,9 +26,12 @@ fn open_sink(sink: &str) -> anyhow::Result<workloads::Fd> {
     if sink == "null" {
         return Ok(workloads::open_path(std::path::Path::new("/dev/null"), libc::O_WRONLY)?);
     }
+    if let Some(path) = sink.strip_prefix("file:") {
+        return Ok(workloads::open_path(std::path::Path::new(path), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?);
+    }
     let port: u16 = sink
         .strip_prefix("tcp:")
         .and_then(|p| p.parse().ok())
-        .ok_or_else(|| Fatal::usage(format!("unknown sink `{sink}`: null or tcp:PORT")))?;
+        .ok_or_else(|| Fatal::usage(format!("unknown sink `{sink}`: null, file:PATH or tcp:PORT")))?;
     Ok(workloads::sinks::connect_loopback(port)?)
 }
