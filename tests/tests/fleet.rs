@@ -134,3 +134,44 @@ fn prometheus_scrapes_the_workloads_bytes() {
     let syscalls = query(prom_port, "sum(zc_syscalls_total{comm=\"dd\",strategy=\"read-write\"})").unwrap();
     assert!(syscalls >= (2 * size / 65536) as f64, "{syscalls}");
 }
+
+/// System-wide mode sees a process it was never told about, with its figures, and not
+/// zc-trace itself.
+#[test]
+fn system_wide_trace_sees_every_process_but_itself() {
+    if !privileged("system_wide_trace_sees_every_process_but_itself") {
+        return;
+    }
+    let dir = TempDir::new("allmode");
+    let size: u64 = 8 << 20;
+    let src = dir.file("src", size as usize);
+    let (tracer, _) = start_attached(&["trace", "-a", "--json", "-T", "1000", "-d", "4s"]);
+    let status = Command::new("dd")
+        .args([format!("if={}", src.display()), format!("of={}", dir.0.join("dst").display()), "bs=64k".into(), "status=none".into()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tracer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let rows = report["rows"].as_array().unwrap();
+    let dd = rows.iter().find(|r| r["comm"] == "dd").expect("a dd row");
+    assert_eq!(dd["cpu_copy"]["from_user"]["by_end"]["page_cache"]["bytes"].as_u64(), Some(size));
+    assert!(rows.iter().all(|r| r["comm"] != "zc-trace"), "zc-trace does not count itself");
+}
+
+#[test]
+fn serve_refuses_an_address_in_use() {
+    if !privileged("serve_refuses_an_address_in_use") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["serve", "-a", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot listen") && stderr.contains("--listen"), "{stderr}");
+    let out = run(&["serve"]);
+    assert_eq!(out.status.code(), Some(2), "neither -a nor -p");
+}

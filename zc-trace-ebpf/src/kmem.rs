@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 use zc_trace_common::{FdKind, KernelOffsets};
 
 #[unsafe(no_mangle)]
-static OFFSETS: KernelOffsets = KernelOffsets {
+pub static OFFSETS: KernelOffsets = KernelOffsets {
     valid: 0,
     task_files: 0,
     files_fdt: 0,
@@ -36,6 +36,20 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     regs_args: [0; 6],
 };
 
+/// One offset, read from the global at run time. Volatile: the compiler must not fold the
+/// zero initializer in (user space writes the real values before load), and reading one
+/// field is much cheaper than copying the whole struct onto the 512-byte stack.
+macro_rules! off {
+    ($field:ident) => {
+        unsafe { core::ptr::read_volatile(&$crate::kmem::OFFSETS.$field) }
+    };
+    ($field:ident[$i:expr]) => {
+        unsafe { core::ptr::read_volatile(&$crate::kmem::OFFSETS.$field[$i]) }
+    };
+}
+pub(crate) use off;
+
+/// All offsets at once, for probes off the hot path.
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
@@ -68,56 +82,49 @@ const DEV_NULL: u32 = (1 << 20) | 3;
 /// The `struct file *` behind `fd` in the current task's fd table, read at this moment: an
 /// fd closed and reused a microsecond later is classified as what it is now.
 #[inline(always)]
-pub fn current_file(fd: u64, off: &KernelOffsets) -> Option<u64> {
+pub fn current_file(fd: u64) -> Option<u64> {
     let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task, off.task_files)?;
-    let fdt: u64 = read(files, off.files_fdt)?;
-    let max_fds: u32 = read(fdt, off.fdtable_max_fds)?;
+    let files: u64 = read(task, off!(task_files))?;
+    let fdt: u64 = read(files, off!(files_fdt))?;
+    let max_fds: u32 = read(fdt, off!(fdtable_max_fds))?;
     if fd >= max_fds as u64 {
         return None;
     }
-    let fd_array: u64 = read(fdt, off.fdtable_fd)?;
+    let fd_array: u64 = read(fdt, off!(fdtable_fd))?;
     let file: u64 = read(fd_array, (fd * 8) as u32)?;
     (file != 0).then_some(file)
 }
 
 #[inline(always)]
 pub fn fd_kind(fd: u64) -> FdKind {
-    let off = offsets();
-    if off.valid == 0 || fd > i32::MAX as u64 {
+    if off!(valid) == 0 || fd > i32::MAX as u64 {
         return FdKind::Unknown;
     }
-    classify(fd, &off).unwrap_or(FdKind::Unknown)
-}
-
-#[inline(always)]
-fn classify(fd: u64, off: &KernelOffsets) -> Option<FdKind> {
-    classify_file(current_file(fd, off)?, off)
+    current_file(fd).and_then(classify_file).unwrap_or(FdKind::Unknown)
 }
 
 /// The kind of an open file, from its `struct file *`.
 #[inline(always)]
 pub fn file_kind(file: u64) -> FdKind {
-    let off = offsets();
-    if off.valid == 0 {
+    if off!(valid) == 0 {
         return FdKind::Unknown;
     }
-    classify_file(file, &off).unwrap_or(FdKind::Unknown)
+    classify_file(file).unwrap_or(FdKind::Unknown)
 }
 
 #[inline(always)]
-fn classify_file(file: u64, off: &KernelOffsets) -> Option<FdKind> {
-    let inode: u64 = read(file, off.file_f_inode)?;
-    let mode: u16 = read(inode, off.inode_i_mode)?;
+fn classify_file(file: u64) -> Option<FdKind> {
+    let inode: u64 = read(file, off!(file_f_inode))?;
+    let mode: u16 = read(inode, off!(inode_i_mode))?;
     Some(match mode & S_IFMT {
         S_IFREG => {
-            let flags: u32 = read(file, off.file_f_flags)?;
+            let flags: u32 = read(file, off!(file_f_flags))?;
             if flags & O_DIRECT != 0 { FdKind::FileDirect } else { FdKind::File }
         }
         S_IFIFO => FdKind::Pipe,
-        S_IFSOCK => socket_kind(file, off)?,
+        S_IFSOCK => socket_kind(file)?,
         S_IFCHR => {
-            let rdev: u32 = read(inode, off.inode_i_rdev)?;
+            let rdev: u32 = read(inode, off!(inode_i_rdev))?;
             if rdev == DEV_NULL { FdKind::DevNull } else { FdKind::CharDevice }
         }
         _ => FdKind::Other,
@@ -125,12 +132,12 @@ fn classify_file(file: u64, off: &KernelOffsets) -> Option<FdKind> {
 }
 
 #[inline(always)]
-fn socket_kind(file: u64, off: &KernelOffsets) -> Option<FdKind> {
+fn socket_kind(file: u64) -> Option<FdKind> {
     // For socket files, file->private_data is the `struct socket`.
-    let socket: u64 = read(file, off.file_private_data)?;
-    let sk: u64 = read(socket, off.socket_sk)?;
-    let family: u16 = read(sk, off.sock_family)?;
-    let protocol: u16 = read(sk, off.sock_protocol)?;
+    let socket: u64 = read(file, off!(file_private_data))?;
+    let sk: u64 = read(socket, off!(socket_sk))?;
+    let family: u16 = read(sk, off!(sock_family))?;
+    let protocol: u16 = read(sk, off!(sock_protocol))?;
     Some(match family {
         AF_UNIX => FdKind::Unix,
         AF_INET | AF_INET6 if protocol == IPPROTO_TCP => FdKind::Tcp,
@@ -142,11 +149,10 @@ fn socket_kind(file: u64, off: &KernelOffsets) -> Option<FdKind> {
 /// The magic number of the file system holding `fd` (e.g. 0xEF53 for ext4).
 #[inline(always)]
 pub fn fs_magic(fd: u64) -> Option<u64> {
-    let off = offsets();
-    let file = current_file(fd, &off)?;
-    let inode: u64 = read(file, off.file_f_inode)?;
-    let sb: u64 = read(inode, off.inode_i_sb)?;
-    read(sb, off.super_block_s_magic)
+    let file = current_file(fd)?;
+    let inode: u64 = read(file, off!(file_f_inode))?;
+    let sb: u64 = read(inode, off!(inode_i_sb))?;
+    read(sb, off!(super_block_s_magic))
 }
 
 /// NETIF_F_SG: bit 0 of netdev_features_t.
@@ -156,21 +162,19 @@ const NETIF_F_SG: u64 = 1;
 /// TCP takes spliced pages by reference only then (`tcp_sendmsg_locked`), and copies them
 /// into the socket buffer otherwise.
 #[inline(always)]
-pub fn sock_can_gather(sk: u64, off: &KernelOffsets) -> bool {
-    read::<u64>(sk, off.sock_route_caps).is_some_and(|caps| caps & NETIF_F_SG != 0)
+pub fn sock_can_gather(sk: u64) -> bool {
+    read::<u64>(sk, off!(sock_route_caps)).is_some_and(|caps| caps & NETIF_F_SG != 0)
 }
 
 /// The `struct sock *` behind socket `fd` of the current task.
 #[inline(always)]
 pub fn fd_sock(fd: u64) -> Option<u64> {
-    let off = offsets();
-    file_sock(current_file(fd, &off)?)
+    file_sock(current_file(fd)?)
 }
 
 /// The `struct sock *` of a socket file.
 #[inline(always)]
 pub fn file_sock(file: u64) -> Option<u64> {
-    let off = offsets();
-    let socket: u64 = read(file, off.file_private_data)?;
-    read(socket, off.socket_sk)
+    let socket: u64 = read(file, off!(file_private_data))?;
+    read(socket, off!(socket_sk))
 }

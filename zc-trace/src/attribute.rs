@@ -61,6 +61,73 @@ pub struct Dma {
     pub direct_io_read_bytes: u64,
     pub direct_io_write_bytes: u64,
     pub evidence: String,
+    /// Bytes of the DMA-API mappings made in this process's context, by direction
+    /// (`dma:*` size and `dir`; `dma_map_sg` lists summed). `None` when not observable: no
+    /// `dma:*` tracepoint, none fired system-wide, or their arguments unknown.
+    pub dma_map_bytes_to_device: Option<u64>,
+    pub dma_map_bytes_from_device: Option<u64>,
+    pub dma_map_bytes_bidirectional: Option<u64>,
+    /// Scatter-gather segments of those mappings (1 per single-buffer mapping).
+    pub dma_map_segments: Option<u64>,
+    /// How the DMA-API figures are attributed: `process context` for the fields above;
+    /// `system_by_device` covers every mapping while the row's process was traced.
+    pub dma_attribution: Option<String>,
+    /// Every device's DMA-API mappings during the trace (the lab's time window, system-wide,
+    /// whoever's context they were made in), by device; `None` when not collected or not
+    /// observable.
+    pub system_by_device: Option<BTreeMap<String, DeviceDma>>,
+}
+
+/// One device's DMA-API mappings during a trace, system-wide.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceDma {
+    /// The bound driver (`e1000`, `nvme`) and the device's name (`0000:00:06.0`).
+    pub driver: String,
+    pub device: String,
+    pub to_device_bytes: u64,
+    pub to_device_maps: u64,
+    pub from_device_bytes: u64,
+    pub from_device_maps: u64,
+    pub bidirectional_bytes: u64,
+    pub segments: u64,
+    /// The part of all directions' bytes mapped in a traced process's context.
+    pub traced_context_bytes: u64,
+    /// `dma_map_sg` lists too long to walk whole: their bytes are undercounted.
+    pub sg_truncated: u64,
+    /// Mappings that were whole scatterlists (`dma_map_sg`); the rest were single buffers
+    /// (`dma_map_page`/`dma_map_phys`).
+    pub sg_lists: u64,
+}
+
+impl DeviceDma {
+    /// The report's key for a device: `driver device`, e.g. `e1000 0000:00:06.0`.
+    pub fn key(&self) -> String {
+        if self.driver.is_empty() { self.device.clone() } else { format!("{} {}", self.driver, self.device) }
+    }
+}
+
+impl From<&zc_trace_common::DmaDevice> for DeviceDma {
+    fn from(d: &zc_trace_common::DmaDevice) -> Self {
+        let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+        DeviceDma {
+            driver: text(&d.driver),
+            device: text(&d.name),
+            to_device_bytes: d.to_device.bytes,
+            to_device_maps: d.to_device.calls,
+            from_device_bytes: d.from_device.bytes,
+            from_device_maps: d.from_device.calls,
+            bidirectional_bytes: d.bidirectional.bytes,
+            segments: d.segments,
+            traced_context_bytes: d.traced_bytes,
+            sg_truncated: d.sg_truncated,
+            sg_lists: d.sg_lists,
+        }
+    }
+}
+
+/// The devices' window figures, keyed for the report.
+pub fn devices_by_key(devices: &[zc_trace_common::DmaDevice]) -> BTreeMap<String, DeviceDma> {
+    devices.iter().map(DeviceDma::from).map(|d| (d.key(), d)).collect()
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -157,8 +224,16 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
     for s in input.by_class.values() {
         crate::collect::add_stats(&mut total, s);
     }
-    let syscalls = total.syscalls;
+    // Syscalls are counted once, per number, at sys_enter; per-class figures follow from the
+    // architecture's table.
+    let syscalls: u64 = input.syscalls.values().sum();
     let syscall_mode_switches = syscall_mode_switches(input.syscalls);
+    let mut class_syscalls: BTreeMap<OpClass, u64> = BTreeMap::new();
+    let table = syscall_table();
+    for (&nr, &calls) in input.syscalls {
+        let class = table.entries.get(nr as usize).map_or(OpClass::Other, |d| OpClass::from_u32(u32::from(d.class)));
+        *class_syscalls.entry(class).or_default() += calls;
+    }
     let has = |tp: &str| evidence.tracepoint(tp);
     let faults_user = has(PAGE_FAULT_USER).then_some(total.user_faults);
     let faults_kernel = has(PAGE_FAULT_KERNEL).then_some(total.kernel_faults);
@@ -229,12 +304,14 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
         copies_per_payload_byte: (payload_bytes > 0).then(|| copied as f64 / payload_bytes as f64),
         cpu_copy,
         zero_copy,
-        by_class: input
-            .by_class
+        by_class: OpClass::ALL
             .iter()
-            .filter(|(_, s)| s.syscalls > 0 || s.payload_out > 0 || s.payload_in > 0)
-            .map(|(c, s)| {
-                (c.name(), ClassSummary { syscalls: s.syscalls, payload_out: s.payload_out, payload_in: s.payload_in })
+            .filter_map(|c| {
+                let s = input.by_class.get(c).copied().unwrap_or_default();
+                let calls = class_syscalls.get(c).copied().unwrap_or(0);
+                (calls > 0 || s.payload_out > 0 || s.payload_in > 0).then(|| {
+                    (c.name(), ClassSummary { syscalls: calls, payload_out: s.payload_out, payload_in: s.payload_in })
+                })
             })
             .collect(),
         syscall_counts: input
@@ -438,6 +515,13 @@ fn dma(total: &Stats, ev: &Evidence, global: &GlobalEvents) -> Dma {
         notes.push(format!("DMA API: {} in the process's context", ev.dma.join(", ")));
         Some(total.dma_maps.calls)
     };
+    // Bytes and direction need the tracepoints' arguments, found in BTF.
+    let dma_bytes = dma_api_maps.is_some() && ev.dma_layout_error.is_none();
+    if dma_api_maps.is_some()
+        && let Some(e) = &ev.dma_layout_error
+    {
+        notes.push(format!("DMA API bytes: not read ({e})"));
+    }
     Dma {
         disk_read_bytes: block.then_some(total.disk_read.bytes),
         disk_write_bytes: block.then_some(total.disk_write.bytes),
@@ -449,7 +533,22 @@ fn dma(total: &Stats, ev: &Evidence, global: &GlobalEvents) -> Dma {
         direct_io_read_bytes: total.direct_read.bytes,
         direct_io_write_bytes: total.direct_write.bytes,
         evidence: notes.join("; "),
+        dma_map_bytes_to_device: dma_bytes.then_some(total.dma_to_device.bytes),
+        dma_map_bytes_from_device: dma_bytes.then_some(total.dma_from_device.bytes),
+        dma_map_bytes_bidirectional: dma_bytes.then_some(total.dma_bidirectional.bytes),
+        dma_map_segments: dma_bytes.then_some(total.dma_segments),
+        dma_attribution: dma_bytes.then(|| {
+            "process context: mappings made while this process ran (its syscalls, faults, or softirqs              that interrupted it); system_by_device: every mapping of each device while it was traced"
+                .to_string()
+        }),
+        system_by_device: None,
     }
+}
+
+/// The architecture's syscall table, built once.
+fn syscall_table() -> &'static zc_trace_common::SyscallTable {
+    static TABLE: std::sync::OnceLock<zc_trace_common::SyscallTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(crate::syscall_table::build)
 }
 
 /// Sum of `report::mode_switches` over a process's syscall counts.

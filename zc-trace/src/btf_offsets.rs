@@ -3,8 +3,8 @@
 //! on every kernel that ships BTF, whatever its configuration or version; nothing here comes
 //! from one kernel's headers.
 use anyhow::{Context as _, anyhow, bail};
-use btf_rs::{Btf, Type};
-use zc_trace_common::{IoUringOffsets, KernelOffsets};
+use btf_rs::{Btf, BtfType as _, Type};
+use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets};
 
 use crate::kernel::BTF_VMLINUX;
 
@@ -13,7 +13,13 @@ pub struct KernelBtf(Btf);
 
 impl KernelBtf {
     pub fn load() -> anyhow::Result<Self> {
-        Ok(Self(Btf::from_file(BTF_VMLINUX).with_context(|| format!("reading {BTF_VMLINUX}"))?))
+        // Mmap backend: types are decoded on lookup. Parsing the whole 6 MiB vmlinux BTF up
+        // front costs ~120 ms and ~40 MiB of RSS for the few dozen members zc-trace needs.
+        // sysfs can mmap vmlinux BTF only since Linux 6.16 (6.12 answers ENODEV): then parse it.
+        let btf = Btf::from_file_with_backend(BTF_VMLINUX, btf_rs::Backend::Mmap)
+            .or_else(|_| Btf::from_file(BTF_VMLINUX))
+            .with_context(|| format!("reading {BTF_VMLINUX}"))?;
+        Ok(Self(btf))
     }
 
     /// Byte offset of `path` (e.g. `["__sk_common", "skc_family"]`) inside `struct name`,
@@ -99,6 +105,91 @@ impl KernelBtf {
         }
     }
 
+    /// The names of a tracepoint's `TP_PROTO` parameters, in order (without the probe's
+    /// leading private-data pointer). The `btf_trace_<name>` typedef has the prototype but
+    /// unnamed parameters; the names are on the probe function the kernel generates per event
+    /// class, `__bpf_trace_<class>`: for a `TRACE_EVENT` the class is the event, for a
+    /// `DEFINE_EVENT` it is one of `classes`. A candidate counts only if its parameter types
+    /// are the typedef's.
+    pub fn tracepoint_params(&self, name: &str, classes: &[&str]) -> Option<Vec<String>> {
+        let typedef = self.0.resolve_types_by_name(&format!("btf_trace_{name}")).ok()?.into_iter().next()?;
+        let ptr = self.0.resolve_chained_type(typedef.as_btf_type()?).ok()?;
+        let Type::FuncProto(proto) = self.0.resolve_chained_type(ptr.as_btf_type()?).ok()? else { return None };
+        let types = |params: &[btf_rs::Parameter]| params.iter().map(|p| p.get_type_id()).collect::<Vec<_>>();
+        let wanted = types(&proto.parameters);
+        std::iter::once(name).chain(classes.iter().copied()).find_map(|class| {
+            let func = self
+                .0
+                .resolve_types_by_name(&format!("__bpf_trace_{class}"))
+                .ok()?
+                .into_iter()
+                .find(|t| matches!(t, Type::Func(_)))?;
+            let Type::FuncProto(p) = self.0.resolve_chained_type(func.as_btf_type()?).ok()? else { return None };
+            (types(&p.parameters) == wanted)
+                .then(|| p.parameters.iter().skip(1).map(|p| self.0.resolve_name(p).unwrap_or_default()).collect())
+        })
+    }
+
+    /// `sizeof(struct name)`.
+    pub fn struct_size(&self, name: &str) -> anyhow::Result<u32> {
+        match self.named_struct(name)? {
+            Type::Struct(s) => Ok(u32::try_from(s.size())?),
+            _ => bail!("{name} is not a struct"),
+        }
+    }
+
+    /// Where the `dma:*` map tracepoints that this kernel has keep the device, size,
+    /// direction and scatterlist, found by parameter name. Fails (saying what is missing)
+    /// when neither a single-buffer nor a scatter-gather event can be read.
+    pub fn dma_layout(&self) -> anyhow::Result<DmaLayout> {
+        let mut layout = DmaLayout::EMPTY;
+        let index = |params: &[String], names: &[&str]| {
+            params.iter().position(|p| names.contains(&p.as_str())).map(|i| i as u32)
+        };
+        // The single-buffer events share one program: their layouts must agree.
+        let single = ["dma_map_phys", "dma_map_page"].into_iter().find_map(|e| self.tracepoint_params(e, DMA_MAP_CLASSES));
+        if let Some(p) = &single {
+            let (dev, size, dir) = (index(p, &["dev"]), index(p, &["size"]), index(p, &["dir", "direction"]));
+            if let (Some(dev), Some(size), Some(dir)) = (dev, size, dir) {
+                (layout.map_dev_arg, layout.map_size_arg, layout.map_dir_arg) = (dev, size, dir);
+            }
+        }
+        if let Some(p) = self.tracepoint_params("dma_map_sg", &[]) {
+            let fields = (
+                index(&p, &["dev"]),
+                index(&p, &["sgl", "sg"]),
+                index(&p, &["nents"]),
+                index(&p, &["dir", "direction"]),
+            );
+            if let (Some(dev), Some(list), Some(nents), Some(dir)) = fields {
+                (layout.sg_dev_arg, layout.sg_list_arg, layout.sg_nents_arg, layout.sg_dir_arg) = (dev, list, nents, dir);
+            }
+        }
+        if layout.map_size_arg == DmaLayout::NO_ARG && layout.sg_list_arg == DmaLayout::NO_ARG {
+            bail!("no dma:* map tracepoint with named dev/size/dir (or sgl/nents/dir) parameters in BTF");
+        }
+        layout.sg_page_link = self.offset("scatterlist", &["page_link"])?;
+        layout.sg_length = self.offset("scatterlist", &["length"])?;
+        layout.sg_stride = self.struct_size("scatterlist")?;
+        layout.device_driver = self.offset("device", &["driver"])?;
+        layout.device_name = self.offset("device", &["kobj", "name"])?;
+        layout.driver_name = self.offset("device_driver", &["name"])?;
+        layout.valid = 1;
+        Ok(layout)
+    }
+
+    /// Whether a single-buffer `dma:*` event passes its arguments where [`Self::dma_layout`]
+    /// found them (`dma_map_resource` may differ from `dma_map_page` on some kernel). An event
+    /// whose parameters BTF does not name (absent on this kernel) is not refused here:
+    /// attaching then says what is wrong.
+    pub fn dma_event_matches(&self, event: &str, layout: &DmaLayout) -> bool {
+        let Some(p) = self.tracepoint_params(event, DMA_MAP_CLASSES) else { return true };
+        let at = |i: u32| p.get(i as usize).map(String::as_str);
+        at(layout.map_dev_arg) == Some("dev")
+            && at(layout.map_size_arg) == Some("size")
+            && matches!(at(layout.map_dir_arg), Some("dir" | "direction"))
+    }
+
     /// What `io_uring_complete` needs; fails on kernels without io_uring.
     pub fn io_uring_offsets(&self) -> anyhow::Result<IoUringOffsets> {
         let res_in_cqe = match self.tracepoint_args("io_uring_complete") {
@@ -152,6 +243,9 @@ impl KernelBtf {
     }
 }
 
+/// The event class the single-buffer `dma:*` events are defined in (include/trace/events/dma.h).
+const DMA_MAP_CLASSES: &[&str] = &["dma_map"];
+
 /// Offsets in `struct pt_regs` of the registers that carry syscall arguments 1..6.
 #[cfg(target_arch = "x86_64")]
 fn syscall_arg_registers(btf: &KernelBtf) -> anyhow::Result<[u32; 6]> {
@@ -194,5 +288,30 @@ mod tests {
             assert_eq!(io.cqe_res, 8, "io_uring_cqe is UAPI: user_data, then res");
         }
         assert!(!btf.has_function("no_such_function_zc"));
+        assert_eq!(btf.tracepoint_params("sched_switch", &[]).map(|p| p.len()), Some(4));
+    }
+
+    /// The host kernel has `dma_map_phys`/`dma_map_sg` (KERNEL-NOTES.md): their parameters
+    /// must be found by name.
+    #[test]
+    fn dma_layout_resolves_where_dma_tracepoints_exist() {
+        if !std::path::Path::new(BTF_VMLINUX).exists() {
+            return;
+        }
+        let btf = KernelBtf::load().unwrap();
+        let Some(params) = btf.tracepoint_params("dma_map_sg", &[]) else {
+            eprintln!("no dma_map_sg on this kernel: nothing to check");
+            return;
+        };
+        eprintln!("dma_map_sg({})", params.join(", "));
+        let layout = btf.dma_layout().unwrap();
+        assert_eq!(layout.valid, 1);
+        assert_eq!(layout.sg_dev_arg, 0, "{params:?}");
+        assert_ne!(layout.sg_nents_arg, DmaLayout::NO_ARG);
+        assert!(layout.sg_stride >= layout.sg_length + 4);
+        if let Some(p) = ["dma_map_phys", "dma_map_page"].iter().find_map(|e| btf.tracepoint_params(e, DMA_MAP_CLASSES)) {
+            eprintln!("single-buffer map: ({})", p.join(", "));
+            assert_eq!(p[layout.map_size_arg as usize], "size");
+        }
     }
 }

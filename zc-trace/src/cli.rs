@@ -63,6 +63,14 @@ pub struct LabArgs {
     /// TCP port on 127.0.0.1 for the tcp sink's receiver; 0 lets the kernel pick a free one.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// The tcp sink's receiver listens on this address and the sender connects to it (with
+    /// --receiver-netns: an address of that namespace, reached through a real NIC).
+    #[arg(long, value_name = "IPV4", default_value = "127.0.0.1")]
+    pub receiver_addr: std::net::Ipv4Addr,
+    /// Make the tcp sink's listening socket in this network namespace (a /proc/PID/ns/net or
+    /// /run/netns/NAME path), so the bytes leave through a NIC instead of loopback.
+    #[arg(long, value_name = "PATH")]
+    pub receiver_netns: Option<std::path::PathBuf>,
     /// Capacity of the in-kernel per-process counters (entries of (process, syscall class));
     /// what does not fit is counted and reported as drops.
     #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -117,7 +125,7 @@ pub struct WorkloadArgs {
     /// The file to move (read-write, sendfile, ... read it).
     #[arg(long)]
     pub src: std::path::PathBuf,
-    /// `null` (/dev/null) or `tcp:PORT` (a receiver on 127.0.0.1).
+    /// `null` (/dev/null), `file:PATH` or `tcp:PORT` (a receiver on 127.0.0.1).
     #[arg(long, default_value = "null")]
     pub sink: String,
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]

@@ -75,7 +75,7 @@ pub struct DoctorReport {
 pub fn run(ebpf: &mut Ebpf) -> DoctorReport {
     let kernel = KernelInfo::read();
     let btf = Btf::from_sys_fs().ok();
-    let btf_names = btf_rs::Btf::from_file(BTF_VMLINUX).ok();
+    let btf_names = crate::btf_offsets::KernelBtf::load().ok();
     let mut attach_kinds = BTreeMap::new();
 
     attach_kinds.insert("tracepoint", Check::from(try_tracepoint(ebpf)));
@@ -92,7 +92,7 @@ pub fn run(ebpf: &mut Ebpf) -> DoctorReport {
     let copy_sites = COPY_SITES
         .iter()
         .map(|&function| {
-            let in_btf = btf_names.as_ref().is_some_and(|b| is_btf_function(b, function));
+            let in_btf = btf_names.as_ref().is_some_and(|b| b.has_function(function));
             let attach = FUNCTION_KINDS
                 .iter()
                 .map(|&kind| {
@@ -115,10 +115,6 @@ fn no_btf() -> String {
     format!("no kernel BTF at {BTF_VMLINUX}")
 }
 
-fn is_btf_function(btf: &btf_rs::Btf, name: &str) -> bool {
-    btf.resolve_types_by_name(name)
-        .is_ok_and(|types| types.iter().any(|t| matches!(t, btf_rs::Type::Func(_))))
-}
 
 fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
     let prog: &mut TracePoint = program(ebpf, "zc_can_tracepoint")?;

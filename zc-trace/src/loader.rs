@@ -1,7 +1,7 @@
 //! The eBPF objects built by `build.rs` and embedded in this binary, and how they are loaded.
 use anyhow::Context as _;
 use aya::{Ebpf, EbpfLoader, maps::HashMap};
-use zc_trace_common::{IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
+use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
 
 use crate::exit::{ExitKind, Fatal};
 
@@ -30,6 +30,8 @@ pub struct Settings {
     pub observed: u32,
     pub syscall_table: SyscallTable,
     pub io_uring: IoUringOffsets,
+    /// Where the `dma:*` tracepoints pass size and direction (`valid` 0: count events only).
+    pub dma_layout: DmaLayout,
     /// Trace the children traced processes fork (needs `Filter::Set`).
     pub follow_forks: bool,
     /// Key counters by thread instead of process.
@@ -64,6 +66,7 @@ pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
         .override_global(globals::OBSERVED, &settings.observed, true)
         .override_global(globals::SYSCALL_TABLE, &settings.syscall_table, true)
         .override_global(globals::IO_URING, &settings.io_uring, true)
+        .override_global(globals::DMA_LAYOUT, &settings.dma_layout, true)
         .override_global(globals::FOLLOW_FORKS, &u32::from(settings.follow_forks), true)
         .override_global(globals::BY_THREAD, &u32::from(settings.by_thread), true)
         .map_max_entries(maps::STATS, settings.stats_entries)

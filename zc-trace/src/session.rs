@@ -9,7 +9,7 @@ use aya::{
     programs::{FExit, KProbe, RawTracePoint},
 };
 use serde::Serialize;
-use zc_trace_common::{KernelOffsets, OpClass, Stats, StatsKey, maps};
+use zc_trace_common::{DmaDevice, DmaLayout, KernelOffsets, OpClass, Stats, StatsKey, maps};
 
 use crate::{
     btf_offsets::KernelBtf,
@@ -44,6 +44,9 @@ pub struct Evidence {
     pub tracepoints: Vec<&'static str>,
     /// `dma:*` tracepoints that attached.
     pub dma: Vec<String>,
+    /// Why DMA mappings are counted without bytes and direction, when they are (the
+    /// tracepoints' parameters or `struct scatterlist` not found in BTF).
+    pub dma_layout_error: Option<String>,
     /// Why fd classification is off, when it is (no BTF, an unknown struct layout).
     pub fd_classification_error: Option<String>,
 }
@@ -83,13 +86,26 @@ impl Session {
             anyhow::bail!("following forks needs a set filter");
         }
         let kernel_btf = KernelBtf::load();
-        let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| e.to_string()).and_then(|b| {
-            b.kernel_offsets().map_err(|e| e.to_string())
+        let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
+            b.kernel_offsets().map_err(|e| format!("{e:#}"))
         }) {
             Ok(o) => (o, None),
             Err(e) => (KernelOffsets::default(), Some(e)),
         };
         let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
+        let (dma_layout, dma_layout_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
+            b.dma_layout().map_err(|e| format!("{e:#}"))
+        }) {
+            Ok(l) => (l, None),
+            Err(e) => (DmaLayout::EMPTY, Some(e)),
+        };
+        // dma_map_resource shares dma_map_page's program: attach it only if its arguments sit
+        // where that program reads them.
+        let dma_event_ok = |event: &str| match (&kernel_btf, event) {
+            (_, "dma_map_sg") => true,
+            (Ok(b), _) if dma_layout.valid == 1 => b.dma_event_matches(event, &dma_layout),
+            _ => true,
+        };
         let btf = Btf::from_sys_fs().ok();
         let mut settings = Settings {
             filter,
@@ -97,6 +113,7 @@ impl Session {
             observed: 0,
             syscall_table: syscall_table::build(),
             io_uring,
+            dma_layout,
             follow_forks: options.follow_forks,
             by_thread: options.by_thread,
             stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
@@ -114,8 +131,18 @@ impl Session {
         for f in probes::FUNCTIONS.iter().filter(|f| !in_kernel(f)) {
             failures.insert(f.function, vec!["not in this kernel's BTF (renamed, inlined or absent)".into()]);
         }
+        // Which function-probe kinds this kernel allows at all, asked once with a do-nothing
+        // program: a kernel that refuses fexit (lockdown) or has no kprobes then needs one
+        // load of the counting object, not one more per refused kind.
+        let mut doctor_obj = loader::load_doctor().ok();
+        let refused = refused_kinds(doctor_obj.as_mut(), btf.as_ref(), tier);
+        let usable = |f: &FunctionProbe| candidates(f, tier).iter().any(|(k, _)| !refused.contains_key(k));
+        for f in probes::FUNCTIONS.iter().filter(|f| in_kernel(f) && !candidates(f, tier).is_empty() && !usable(f)) {
+            let reasons = candidates(f, tier).iter().map(|(k, _)| format!("{k}: {}", refused[k])).collect();
+            failures.insert(f.function, reasons);
+        }
         let mut viable: Vec<&FunctionProbe> =
-            probes::FUNCTIONS.iter().filter(|f| !candidates(f, tier).is_empty() && in_kernel(f)).collect();
+            probes::FUNCTIONS.iter().filter(|f| !candidates(f, tier).is_empty() && in_kernel(f) && usable(f)).collect();
         // Pages spliced into TCP go through tcp_sendmsg_locked (MSG_SPLICE_PAGES) since 6.5,
         // through do_tcp_sendpages before: probing the former covers splices only where the
         // latter does not exist.
@@ -127,11 +154,15 @@ impl Session {
             }
             let mut ebpf = loader::load_probes(&settings)?;
             let mut probes = Vec::new();
-            let mut evidence = Evidence { fd_classification_error: fd_error.clone(), ..Default::default() };
-            attach_tracepoints(&mut ebpf, &mut probes, &mut evidence)?;
+            let mut evidence = Evidence {
+                fd_classification_error: fd_error.clone(),
+                dma_layout_error: dma_layout_error.clone(),
+                ..Default::default()
+            };
+            attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok)?;
             let mut failed = Vec::new();
             for f in &viable {
-                match attach_function(&mut ebpf, btf.as_ref(), f, tier) {
+                match attach_function(&mut ebpf, btf.as_ref(), f, tier, &refused) {
                     Ok(kind) => {
                         evidence.functions.insert(f.function, format!("{kind}:{}", f.function));
                         probes.push(ProbeStatus::attached(f.function, kind));
@@ -156,7 +187,7 @@ impl Session {
                     format!("{tried}; counted as {}", f.derived),
                 ));
             }
-            probes.extend(copy_primitive_status());
+            probes.extend(copy_primitive_status(doctor_obj.as_mut(), btf.as_ref(), &refused));
             probes.push(match &evidence.fd_classification_error {
                 None => ProbeStatus::attached("fd classification (struct offsets)", "btf"),
                 Some(e) => ProbeStatus::unavailable("fd classification (struct offsets)", "btf", e.clone()),
@@ -225,9 +256,45 @@ impl Session {
         collect::global_events(&self.ebpf)
     }
 
+    /// Every device's DMA-API mappings since attach (system-wide), summed over CPUs.
+    pub fn dma_devices(&self) -> anyhow::Result<Vec<DmaDevice>> {
+        let map: aya::maps::PerCpuHashMap<_, u64, DmaDevice> = aya::maps::PerCpuHashMap::try_from(
+            self.ebpf.map(maps::DMA_DEVICES).context("DMA_DEVICES map missing")?,
+        )?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (_, per_cpu) = entry.context("reading DMA_DEVICES")?;
+            out.push(sum_dma_device(per_cpu.iter()));
+        }
+        Ok(out)
+    }
+
     pub fn drops(&self) -> anyhow::Result<Drops> {
         Ok(Drops::new(collect::drops(&self.ebpf)?))
     }
+}
+
+/// One device's per-CPU values summed; the names are those of whichever CPU saw it first.
+fn sum_dma_device<'a>(per_cpu: impl Iterator<Item = &'a DmaDevice>) -> DmaDevice {
+    let mut total = DmaDevice::ZERO;
+    for cpu in per_cpu {
+        if total.driver[0] == 0 && total.name[0] == 0 {
+            (total.driver, total.name) = (cpu.driver, cpu.name);
+        }
+        for (t, c) in [
+            (&mut total.to_device, &cpu.to_device),
+            (&mut total.from_device, &cpu.from_device),
+            (&mut total.bidirectional, &cpu.bidirectional),
+        ] {
+            t.bytes += c.bytes;
+            t.calls += c.calls;
+        }
+        total.segments += cpu.segments;
+        total.traced_bytes += cpu.traced_bytes;
+        total.sg_truncated += cpu.sg_truncated;
+        total.sg_lists += cpu.sg_lists;
+    }
+    total
 }
 
 fn tier_name(tier: Tier) -> &'static str {
@@ -256,9 +323,14 @@ fn attach_function(
     btf: Option<&Btf>,
     f: &FunctionProbe,
     tier: Tier,
+    refused: &BTreeMap<&'static str, String>,
 ) -> Result<&'static str, Vec<String>> {
     let mut reasons = Vec::new();
     for (kind, program) in candidates(f, tier) {
+        if let Some(why) = refused.get(kind) {
+            reasons.push(format!("{kind}: {why}"));
+            continue;
+        }
         let result = match kind {
             "fexit" => match btf {
                 None => Err("no kernel BTF".to_string()),
@@ -284,7 +356,12 @@ fn attach_function(
     Err(reasons)
 }
 
-fn attach_tracepoints(ebpf: &mut Ebpf, probes: &mut Vec<ProbeStatus>, evidence: &mut Evidence) -> anyhow::Result<()> {
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    probes: &mut Vec<ProbeStatus>,
+    evidence: &mut Evidence,
+    dma_event_ok: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
     for tp in probes::TRACEPOINTS {
         let (_, event) = tp.name.split_once(':').unwrap_or(("", tp.name));
         match attach_raw(ebpf, tp.program, event) {
@@ -298,13 +375,34 @@ fn attach_tracepoints(ebpf: &mut Ebpf, probes: &mut Vec<ProbeStatus>, evidence: 
             Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
         }
     }
-    let mut loaded = false;
+    // dma_map_sg has a program of its own (it walks the scatterlist); the single-buffer
+    // events share one. Each program is loaded once, on the first event this kernel has.
+    let mut loaded: Vec<&str> = Vec::new();
     for event in probes::DMA_TRACEPOINTS {
         let name = format!("dma:{event}");
-        let prog: &mut RawTracePoint = ebpf.program_mut(probes::DMA_PROGRAM).context("dma program missing")?.try_into()?;
-        if !loaded {
-            prog.load().map_err(|e| Fatal::new(ExitKind::Kernel, format!("loading dma_map: {e}")))?;
-            loaded = true;
+        if !dma_event_ok(event) {
+            let why = "its arguments are not where dma_map_page's are (BTF): not attached";
+            probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", why.to_string()));
+            continue;
+        }
+        let program = if *event == "dma_map_sg" { DMA_SG_PROGRAM } else { probes::DMA_PROGRAM };
+        let prog: &mut RawTracePoint = ebpf.program_mut(program).context("dma program missing")?.try_into()?;
+        if !loaded.contains(&program) {
+            if let Err(e) = prog.load() {
+                // The verifier's log says why a program was rejected: keep its last lines.
+                let log = match &e {
+                    aya::programs::ProgramError::LoadError { verifier_log, .. } => {
+                        let text = verifier_log.to_string();
+                        let tail: Vec<&str> = text.lines().rev().take(12).collect();
+                        format!(" ({})", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+                    }
+                    _ => String::new(),
+                };
+                let why = format!("loading {program}: {}{log}", doctor::explain(&e, "raw_tracepoint"));
+                probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", why));
+                continue;
+            }
+            loaded.push(program);
         }
         match prog.attach(event) {
             Ok(_) => {
@@ -316,6 +414,9 @@ fn attach_tracepoints(ebpf: &mut Ebpf, probes: &mut Vec<ProbeStatus>, evidence: 
     }
     Ok(())
 }
+
+/// The program for `dma:dma_map_sg` (zc-trace-ebpf/src/probes/dma.rs).
+const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 
 fn attach_raw(ebpf: &mut Ebpf, program: &str, event: &str) -> Result<(), String> {
     let prog: &mut RawTracePoint = ebpf
@@ -332,24 +433,45 @@ fn no_such_tracepoint(reason: &str) -> String {
     if reason.contains("os error 2") { "no such tracepoint on this kernel".into() } else { reason.into() }
 }
 
-/// `_copy_to_user`/`_copy_from_user`, tried with do-nothing programs on every run.
-fn copy_primitive_status() -> Vec<ProbeStatus> {
-    let mut doctor_obj = match loader::load_doctor() {
-        Ok(o) => o,
-        Err(e) => {
-            return probes::COPY_PRIMITIVES
-                .iter()
-                .map(|f| ProbeStatus::unavailable(f, "fentry/kprobe", format!("not tried: {e}")))
-                .collect();
-        }
+/// Kinds of function probe this kernel refuses, with the reason: fexit is tried once on
+/// `vfs_read` (exists everywhere, not notrace); kprobes are refused when not built.
+fn refused_kinds(doctor_obj: Option<&mut Ebpf>, btf: Option<&Btf>, tier: Tier) -> BTreeMap<&'static str, String> {
+    let mut refused = BTreeMap::new();
+    if matches!(tier, Tier::Auto | Tier::Fentry)
+        && let Some(d) = doctor_obj
+        && let Err(e) = doctor::try_function(d, btf, "fexit", "vfs_read")
+    {
+        refused.insert("fexit", e);
+    }
+    if !doctor::kprobes_built() {
+        refused.insert("kretprobe", "kprobes not built into this kernel".to_string());
+    }
+    refused
+}
+
+/// `_copy_to_user`/`_copy_from_user`, tried with do-nothing programs on every run (kinds the
+/// kernel refuses outright are reported with that refusal, without trying again).
+fn copy_primitive_status(
+    doctor_obj: Option<&mut Ebpf>,
+    btf: Option<&Btf>,
+    refused: &BTreeMap<&'static str, String>,
+) -> Vec<ProbeStatus> {
+    let Some(doctor_obj) = doctor_obj else {
+        return probes::COPY_PRIMITIVES
+            .iter()
+            .map(|f| ProbeStatus::unavailable(f, "fentry/kprobe", "not tried: the test programs did not load"))
+            .collect();
     };
-    let btf = Btf::from_sys_fs().ok();
     probes::COPY_PRIMITIVES
         .iter()
         .map(|f| {
             let mut reasons = Vec::new();
-            for kind in ["fentry", "kprobe"] {
-                match doctor::try_function(&mut doctor_obj, btf.as_ref(), kind, f) {
+            for (kind, same_as) in [("fentry", "fexit"), ("kprobe", "kretprobe")] {
+                if let Some(why) = refused.get(same_as) {
+                    reasons.push(format!("{kind}: {why}"));
+                    continue;
+                }
+                match doctor::try_function(doctor_obj, btf, kind, f) {
                     Ok(_) => return ProbeStatus::unavailable(f, kind, "attachable on this kernel, but not used: its callers are probed instead"),
                     Err(e) => reasons.push(format!("{kind}: {e}")),
                 }

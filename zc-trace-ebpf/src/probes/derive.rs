@@ -16,6 +16,13 @@ use crate::stats::{add, stats};
 #[unsafe(no_mangle)]
 static OBSERVED: u32 = 0;
 
+/// True when some function probe observes a copy path on this run.
+#[inline(always)]
+pub fn any_observed() -> bool {
+    let observed = unsafe { core::ptr::read_volatile(&OBSERVED) };
+    observed != 0
+}
+
 #[inline(always)]
 fn is_observed(bit: u32) -> bool {
     let observed = unsafe { core::ptr::read_volatile(&OBSERVED) };

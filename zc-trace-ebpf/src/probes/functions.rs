@@ -20,7 +20,7 @@ use aya_ebpf::{
     macros::{fexit, kretprobe},
     programs::{FExitContext, RetProbeContext},
 };
-use zc_trace_common::{End, ZeroCopyKind};
+use zc_trace_common::{End, OpClass, ZeroCopyKind};
 
 use super::inflight::{PendingKind, add_pending, class_of};
 use crate::{filter::traced, kmem, stats::{add, stats}};
@@ -28,6 +28,12 @@ use crate::{filter::traced, kmem, stats::{add, stats}};
 #[inline(always)]
 fn file_read(ret: i64, already_read: i64) {
     let Some((tgid, tid)) = traced() else { return };
+    // Before 6.5, generic_file_splice_read (sendfile, splice, copy_file_range) calls
+    // filemap_read with an ITER_PIPE iterator, which takes page references: no copy to user
+    // memory. Found on Debian 6.1 once the lab's file was on ext4.
+    if matches!(class_of(tid), OpClass::Sendfile | OpClass::Splice | OpClass::CopyFileRange) {
+        return;
+    }
     let copied = ret - already_read;
     if copied > 0
         && let Some(s) = stats(tgid, class_of(tid))
@@ -91,11 +97,10 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     if ret <= 0 {
         return 0;
     }
-    let off = kmem::offsets();
-    let flags: u32 = kmem::read(msg, off.msghdr_flags).unwrap_or(0);
+    let flags: u32 = kmem::read(msg, kmem::off!(msghdr_flags)).unwrap_or(0);
     // tcp_sendmsg_locked honours MSG_SPLICE_PAGES and MSG_ZEROCOPY only when the route's
     // device can gather; otherwise it copies (spliced page-cache pages: kernel -> kernel).
-    let gather = kmem::sock_can_gather(sk, &off);
+    let gather = kmem::sock_can_gather(sk);
     let Some(s) = stats(tgid, class_of(tid)) else { return 0 };
     let n = ret as u64;
     match (flags & MSG_SPLICE_PAGES != 0, flags & MSG_ZEROCOPY != 0, gather) {
@@ -121,7 +126,7 @@ fn tally(ret: i64, f: impl FnOnce(&mut zc_trace_common::Stats, u64)) {
 pub fn zc_fexit_do_tcp_sendpages(ctx: FExitContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(5);
-    let gather = kmem::sock_can_gather(sk, &kmem::offsets());
+    let gather = kmem::sock_can_gather(sk);
     tally(ret, |s, n| {
         if gather {
             add(&mut s.zero_copy[ZeroCopyKind::SplicePages as usize], n);

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     filter::traced,
     kmem,
-    stats::{BPF_F_NO_PREALLOC, stats},
+    stats::BPF_F_NO_PREALLOC,
 };
 
 #[map]
@@ -43,14 +43,13 @@ fn describe(nr: u64) -> SyscallDesc {
 /// Syscall argument `index` from the saved user registers.
 #[inline(always)]
 fn arg(regs: u64, index: u8) -> Option<u64> {
-    let off = kmem::offsets();
     let reg_off = match index {
-        0 => off.regs_args[0],
-        1 => off.regs_args[1],
-        2 => off.regs_args[2],
-        3 => off.regs_args[3],
-        4 => off.regs_args[4],
-        5 => off.regs_args[5],
+        0 => kmem::off!(regs_args[0]),
+        1 => kmem::off!(regs_args[1]),
+        2 => kmem::off!(regs_args[2]),
+        3 => kmem::off!(regs_args[3]),
+        4 => kmem::off!(regs_args[4]),
+        5 => kmem::off!(regs_args[5]),
         _ => return None,
     };
     kmem::read(regs, reg_off)
@@ -65,9 +64,8 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     count_syscall(&SyscallKey { tgid: key, nr: nr as u32 });
     let desc = describe(nr);
     let class = OpClass::from_u32(desc.class as u32);
-    if let Some(s) = stats(key, class) {
-        s.syscalls += 1;
-    }
+    // Per-class syscall counts follow from SYSCALL_COUNTS and the table in user space: no
+    // second map update on the hottest path.
     if class == OpClass::None || class == OpClass::Other {
         return 0;
     }
@@ -89,7 +87,7 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         }
         let sk = kmem::fd_sock(fd).unwrap_or(0);
         net::remember_owner(sk, key);
-        (kind as u8, kmem::sock_can_gather(sk, &kmem::offsets()))
+        (kind as u8, kmem::sock_can_gather(sk))
     };
     let flags = if desc.flags_arg == NO_ARG { 0 } else { arg(regs, desc.flags_arg).unwrap_or(0) };
     let extra = match class {
@@ -123,8 +121,9 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
     // Only data syscalls of traced tasks have a record: no filter check needed here.
     let Some(record) = (unsafe { INFLIGHT.get(&tid) }).copied() else { return 0 };
     let _ = INFLIGHT.remove(&tid);
-    // Whatever the function probes counted in this syscall is matched below or not at all.
-    let _guard = ClearPending(tid);
+    // Whatever the function probes counted in this syscall is matched below or not at all
+    // (nothing to clear when no function probe is attached: no map operation then).
+    let _guard = derive::any_observed().then_some(ClearPending(tid));
     let ret: i64 = ctx.arg(1);
     if ret <= 0 {
         return 0;

@@ -22,9 +22,14 @@ use crate::{
     target::{Ended, Target},
     workloads::{
         self, Outcome, Strategy, ZerocopyCompletions,
-        sinks::{Sink, SinkKind},
+        sinks::{Sink, SinkKind, TcpEndpoint},
     },
 };
+
+/// Where the tcp sink's receiver listens, from the command line.
+fn endpoint(args: &LabArgs) -> TcpEndpoint {
+    TcpEndpoint { addr: args.receiver_addr, netns: args.receiver_netns.clone() }
+}
 
 pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     for path in [&args.output.json, &args.csv, &args.plot].into_iter().flatten() {
@@ -40,11 +45,16 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     if args.chunk > 1 << 30 {
         return Err(Fatal::usage("--chunk is larger than 1GiB: choose e.g. 64KiB").into());
     }
-    if args.port != 0 && args.sink != SinkKind::Tcp {
-        return Err(Fatal::usage("--port applies to the tcp sink only").into());
+    let endpoint = endpoint(&args);
+    if (args.port != 0 || endpoint != TcpEndpoint::default()) && args.sink != SinkKind::Tcp {
+        return Err(Fatal::usage("--port, --receiver-addr and --receiver-netns apply to the tcp sink only").into());
     }
-    workloads::sinks::check_port(args.port).map_err(|e| {
-        Fatal::usage(format!("cannot listen on 127.0.0.1:{}: {e}; choose another --port, or 0 for a free one", args.port))
+    workloads::sinks::check_endpoint(&endpoint, args.port).map_err(|e| {
+        let netns = endpoint.netns.as_ref().map(|p| format!(" in the network namespace {}", p.display())).unwrap_or_default();
+        Fatal::usage(format!(
+            "cannot listen on {}:{}{netns}: {e}; choose another --port (0 for a free one), --receiver-addr or --receiver-netns",
+            endpoint.addr, args.port
+        ))
     })?;
     privileges::require_tracing()?;
     kernel::prepare_pseudo_filesystems();
@@ -108,7 +118,7 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
         None => (Vec::new(), Drops::new(Default::default()), Default::default()),
     };
     let chunks = args.size.div_ceil(args.chunk);
-    let path = model::Path { loopback: args.sink == SinkKind::Tcp, cold: args.cold };
+    let path = model::Path { loopback: args.sink == SinkKind::Tcp && endpoint(&args).is_loopback(), cold: args.cold };
     let classic = rows
         .iter()
         .filter(|r| r.role == "sender")
@@ -162,7 +172,7 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
     if args.cold {
         drop_page_cache(src)?;
     }
-    let mut sink = Sink::prepare(args.sink, dir, args.port).context("preparing the sink")?;
+    let mut sink = Sink::prepare_at(args.sink, dir, args.port, &endpoint(args)).context("preparing the sink")?;
     let chunk = args.chunk as usize;
     let recv_result = SharedResult::new()?;
     let send_result = SharedResult::new()?;
@@ -217,6 +227,7 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
         drops: session.drops()?,
         system: session.global_events()?,
     };
+    let devices = attribute::devices_by_key(&session.dma_devices()?);
     let evidence = session.evidence().clone();
     drop(session);
     if let Some(f) = sink.file() {
@@ -247,8 +258,54 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
                 &run.system,
             )
         })
+        .map(|mut row| {
+            // The session covered exactly this run: every device's mappings in that window,
+            // shown where the process-context figures are observable at all.
+            if row.dma.dma_map_bytes_to_device.is_some() {
+                row.dma.system_by_device = Some(devices.clone());
+            }
+            copied_at_transmit(&mut row);
+            row
+        })
         .collect();
     Ok(Some(Run { rows, ..run }))
+}
+
+/// Evidence of a copy made between TCP and the NIC.
+const LINEARIZED: &str = "derived: pages TCP took by reference reached the NIC in linear skbs \
+     (raw_tracepoint:net:net_dev_start_xmit, data_len 0): software GSO copied them (skb_segment -> skb_copy_bits)";
+
+/// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is
+/// possible, and TCP always uses GSO), so `tcp_sendmsg_locked` takes spliced page-cache pages
+/// by reference even when the NIC cannot gather. Such a NIC gets linear packets: software GSO
+/// copies the pages into them at transmit. When fewer bytes reached the NIC in page frags
+/// than TCP took by reference, the difference was copied there: moved from zero-copy to a
+/// kernel copy, labelled as derived from the NIC's packets.
+fn copied_at_transmit(row: &mut attribute::Row) {
+    let Some(spliced) = row.zero_copy.by_kind.get("splice_pages").map(|p| p.bytes) else { return };
+    let (Some(paged), Some(linear)) = (row.dma.net_tx_paged_bytes, row.dma.net_tx_linear_bytes) else { return };
+    let copied = spliced.saturating_sub(paged).min(linear);
+    // Retransmissions and partial frags make small differences either way: only a real
+    // shortfall is a copy.
+    if copied * 100 <= spliced {
+        return;
+    }
+    let calls = row.dma.net_tx_packets.unwrap_or(0);
+    if let Some(part) = row.zero_copy.by_kind.get_mut("splice_pages") {
+        part.bytes -= copied;
+        part.evidence = format!("{} - {copied} bytes copied at transmit (see cpu_copy.kernel)", part.evidence);
+    }
+    row.zero_copy.bytes = row.zero_copy.bytes.saturating_sub(copied);
+    let kernel = &mut row.cpu_copy.kernel;
+    kernel.bytes += copied;
+    kernel.calls += calls;
+    kernel.evidence = format!("{} + {LINEARIZED}", kernel.evidence);
+    let socket = kernel.by_end.entry("socket").or_insert(attribute::Part { bytes: 0, calls: 0, evidence: String::new() });
+    socket.bytes += copied;
+    socket.calls += calls;
+    socket.evidence = if socket.evidence.is_empty() { LINEARIZED.into() } else { format!("{} + {LINEARIZED}", socket.evidence) };
+    let copies = row.cpu_copy.to_user.bytes + row.cpu_copy.from_user.bytes + row.cpu_copy.kernel.bytes;
+    row.copies_per_payload_byte = (row.payload_bytes > 0).then(|| copies as f64 / row.payload_bytes as f64);
 }
 
 /// Interrupted: our own workload processes do not outlive the lab.
@@ -467,5 +524,58 @@ impl Drop for SharedResult {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping once.
         unsafe { libc::munmap(self.0.cast(), 4096) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use zc_trace_common::{OpClass, Stats, Tally, ZeroCopyKind};
+
+    use super::*;
+    use crate::{attribute::NET_XMIT, session::Evidence};
+
+    /// A sendfile sender whose 8 MiB TCP took by reference reached the NIC `paged` bytes in
+    /// page frags and the rest linear.
+    fn sendfile_row(paged: u64) -> attribute::Row {
+        let mut send = Stats { syscalls: 129, payload_out: 8 << 20, ..Default::default() };
+        send.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: 8 << 20, calls: 128 };
+        let mut none = Stats::default();
+        none.net_tx = Tally { bytes: (8 << 20) + 400_000, calls: 5800 };
+        none.net_tx_paged_bytes = paged;
+        none.net_tx_linear_bytes = (8 << 20) + 400_000 - paged;
+        let classes: BTreeMap<_, _> = [(OpClass::Sendfile, send), (OpClass::None, none)].into_iter().collect();
+        let evidence = Evidence { tracepoints: vec![NET_XMIT], ..Default::default() };
+        let input = Input {
+            strategy: "sendfile".into(),
+            role: Role::Sender,
+            pid: 1,
+            comm: "zc".into(),
+            path: None,
+            by_class: &classes,
+            syscalls: &BTreeMap::new(),
+            elapsed_s: None,
+            msg_zerocopy: None,
+        };
+        attribute::row(input, &evidence, &GlobalEvents::default())
+    }
+
+    #[test]
+    fn spliced_pages_sent_linear_were_copied_at_transmit() {
+        let mut row = sendfile_row(0);
+        copied_at_transmit(&mut row);
+        assert_eq!(row.zero_copy.bytes, 0);
+        assert_eq!(row.cpu_copy.kernel.bytes, 8 << 20);
+        assert!(row.cpu_copy.kernel.by_end["socket"].evidence.contains("skb_segment"));
+        assert_eq!(row.copies_per_payload_byte, Some(1.0));
+    }
+
+    #[test]
+    fn spliced_pages_sent_in_frags_stay_zero_copy() {
+        let mut row = sendfile_row((8 << 20) + 2000);
+        copied_at_transmit(&mut row);
+        assert_eq!(row.zero_copy.bytes, 8 << 20);
+        assert_eq!(row.cpu_copy.kernel.bytes, 0);
     }
 }

@@ -4,6 +4,7 @@
 //! until end of file, as a separate process with its own row in the report.
 use std::{
     io,
+    net::Ipv4Addr,
     os::fd::RawFd,
     path::{Path, PathBuf},
     str::FromStr,
@@ -54,6 +55,29 @@ impl std::fmt::Display for SinkKind {
     }
 }
 
+/// Where the tcp sink's receiver listens: an address, and optionally the network namespace
+/// (a `/proc/<pid>/ns/net` or `ip netns` path) its listening socket is created in, so that
+/// the bytes cross a real NIC instead of loopback. The sender connects from zc-trace's own
+/// namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpEndpoint {
+    pub addr: Ipv4Addr,
+    pub netns: Option<PathBuf>,
+}
+
+impl Default for TcpEndpoint {
+    fn default() -> Self {
+        TcpEndpoint { addr: Ipv4Addr::LOCALHOST, netns: None }
+    }
+}
+
+impl TcpEndpoint {
+    /// Bytes sent to it go through the loopback device (no NIC, no NIC DMA).
+    pub fn is_loopback(&self) -> bool {
+        self.addr.is_loopback() && self.netns.is_none()
+    }
+}
+
 /// A prepared sink: the fds both sides will use, created before the fork.
 pub struct Sink {
     pub kind: SinkKind,
@@ -61,19 +85,30 @@ pub struct Sink {
     receiver_end: Option<Fd>,
     /// unix/pipe: the sender's end.
     sender_end: Option<Fd>,
-    /// tcp: the port the listener is bound to on 127.0.0.1.
+    /// tcp: the address and port the listener is bound to.
+    addr: Ipv4Addr,
     port: u16,
     /// file: the destination path.
     path: Option<PathBuf>,
 }
 
 impl Sink {
-    /// `port` 0 lets the kernel pick a free one (tcp only).
+    /// `port` 0 lets the kernel pick a free one (tcp only, on 127.0.0.1).
     pub fn prepare(kind: SinkKind, dir: &Path, port: u16) -> io::Result<Self> {
-        let mut sink = Sink { kind, receiver_end: None, sender_end: None, port: 0, path: None };
+        Self::prepare_at(kind, dir, port, &TcpEndpoint::default())
+    }
+
+    /// As [`Sink::prepare`], with the tcp receiver listening at `endpoint`. The listening
+    /// socket is made here, before the fork, so the sender can connect at once and the
+    /// receiver's system calls stay only its accept and reads.
+    pub fn prepare_at(kind: SinkKind, dir: &Path, port: u16, endpoint: &TcpEndpoint) -> io::Result<Self> {
+        let mut sink = Sink { kind, receiver_end: None, sender_end: None, addr: endpoint.addr, port: 0, path: None };
         match kind {
             SinkKind::Tcp => {
-                let (fd, port) = tcp_listener(port)?;
+                let (fd, port) = match &endpoint.netns {
+                    Some(ns) => in_netns(ns, || tcp_listener(endpoint.addr, port))?,
+                    None => tcp_listener(endpoint.addr, port)?,
+                };
                 sink.receiver_end = Some(fd);
                 sink.port = port;
             }
@@ -102,7 +137,7 @@ impl Sink {
     pub fn sender_fd(&mut self) -> io::Result<Fd> {
         drop(self.receiver_end.take());
         match self.kind {
-            SinkKind::Tcp => tcp_connect(self.port),
+            SinkKind::Tcp => tcp_connect(self.addr, self.port),
             SinkKind::Unix | SinkKind::Pipe => Ok(self.sender_end.take().expect("prepared")),
             SinkKind::File | SinkKind::Null => {
                 open(self.path.as_deref().expect("prepared"), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
@@ -150,26 +185,26 @@ impl Sink {
     }
 }
 
-fn sockaddr_loopback(port: u16) -> libc::sockaddr_in {
+fn sockaddr(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+        sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
         sin_zero: [0; 8],
     }
 }
 
-/// A listening socket on 127.0.0.1 (never reachable from outside this machine), on `port`
-/// or, for 0, on one the kernel picks.
-fn tcp_listener(port: u16) -> io::Result<(Fd, u16)> {
+/// A listening socket on `addr` (127.0.0.1 unless asked otherwise), on `port` or, for 0, on
+/// one the kernel picks.
+fn tcp_listener(addr: Ipv4Addr, port: u16) -> io::Result<(Fd, u16)> {
     // SAFETY: plain socket calls on a fresh fd and a local sockaddr.
     unsafe {
         let fd = Fd(check(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) as isize)? as RawFd);
-        let addr = sockaddr_loopback(port);
+        let bind_to = sockaddr(addr, port);
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        check(libc::bind(fd.0, (&addr as *const libc::sockaddr_in).cast(), len) as isize)?;
+        check(libc::bind(fd.0, (&bind_to as *const libc::sockaddr_in).cast(), len) as isize)?;
         check(libc::listen(fd.0, 1) as isize)?;
-        let mut bound = sockaddr_loopback(0);
+        let mut bound = sockaddr(Ipv4Addr::UNSPECIFIED, 0);
         let mut blen = len;
         check(libc::getsockname(fd.0, (&mut bound as *mut libc::sockaddr_in).cast(), &mut blen) as isize)?;
         Ok((fd, u16::from_be(bound.sin_port)))
@@ -178,18 +213,36 @@ fn tcp_listener(port: u16) -> io::Result<(Fd, u16)> {
 
 /// A TCP connection to 127.0.0.1:`port`.
 pub fn connect_loopback(port: u16) -> io::Result<Fd> {
-    tcp_connect(port)
+    tcp_connect(Ipv4Addr::LOCALHOST, port)
 }
 
-fn tcp_connect(port: u16) -> io::Result<Fd> {
+fn tcp_connect(addr: Ipv4Addr, port: u16) -> io::Result<Fd> {
     // SAFETY: plain socket calls on a fresh fd and a local sockaddr.
     unsafe {
         let fd = Fd(check(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) as isize)? as RawFd);
-        let addr = sockaddr_loopback(port);
+        let to = sockaddr(addr, port);
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        check(libc::connect(fd.0, (&addr as *const libc::sockaddr_in).cast(), len) as isize)?;
+        check(libc::connect(fd.0, (&to as *const libc::sockaddr_in).cast(), len) as isize)?;
         Ok(fd)
     }
+}
+
+/// Runs `f` with the calling thread in the network namespace at `ns`, then moves it back.
+/// Sockets keep the namespace they were made in, so a listener made here stays there.
+/// setns(CLONE_NEWNET) affects only the calling thread, so other threads never see it.
+fn in_netns<T>(ns: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let home = open(Path::new("/proc/thread-self/ns/net"), libc::O_RDONLY | libc::O_CLOEXEC)?;
+    let target = open(ns, libc::O_RDONLY | libc::O_CLOEXEC)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening the network namespace {}: {e}", ns.display())))?;
+    // SAFETY: setns on fds we own.
+    check(unsafe { libc::setns(target.0, libc::CLONE_NEWNET) } as isize)
+        .map_err(|e| io::Error::new(e.kind(), format!("entering the network namespace {}: {e}", ns.display())))?;
+    let result = f();
+    // Staying in the wrong namespace would silently send everything else elsewhere.
+    if let Err(e) = check(unsafe { libc::setns(home.0, libc::CLONE_NEWNET) } as isize) {
+        panic!("cannot return to zc-trace's own network namespace: {e}");
+    }
+    result
 }
 
 #[cfg(test)]
@@ -207,6 +260,7 @@ mod tests {
                 kind,
                 receiver_end: sink.receiver_end.take(),
                 sender_end: None,
+                addr: sink.addr,
                 port: sink.port,
                 path: None,
             };
@@ -220,10 +274,20 @@ mod tests {
     }
 }
 
-/// Fails when `port` cannot be listened on (in use, privileged), checked before anything runs.
-pub fn check_port(port: u16) -> io::Result<()> {
-    if port == 0 {
+/// Fails when `port` cannot be listened on at `endpoint` (in use, privileged, an address or
+/// namespace that does not exist), checked before anything runs.
+pub fn check_endpoint(endpoint: &TcpEndpoint, port: u16) -> io::Result<()> {
+    if port == 0 && endpoint == &TcpEndpoint::default() {
         return Ok(());
     }
-    tcp_listener(port).map(drop)
+    let listen = || tcp_listener(endpoint.addr, port).map(drop);
+    match &endpoint.netns {
+        Some(ns) => in_netns(ns, listen),
+        None => listen(),
+    }
+}
+
+/// Fails when `port` cannot be listened on at 127.0.0.1.
+pub fn check_port(port: u16) -> io::Result<()> {
+    check_endpoint(&TcpEndpoint::default(), port)
 }
