@@ -4,7 +4,7 @@
 //!
 //! With `--wait` it prints `ready` and blocks in poll(2) on stdin (it never reads it) until
 //! the test has attached zc-trace and closes or writes to stdin; then it does the I/O.
-use std::{ffi::CString, io::Write as _};
+use std::ffi::CString;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -23,11 +23,7 @@ fn main() {
         let dst = libc::open(null.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         assert!(src >= 0 && dst >= 0, "cannot open {}", args[1]);
         if wait {
-            let mut out = std::io::stdout();
-            out.write_all(b"ready\n").unwrap();
-            out.flush().unwrap();
-            let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
-            while libc::poll(&mut pfd, 1, -1) < 0 {}
+            zc_trace_tests::announce_ready_and_wait();
         }
         loop {
             let n = libc::read(src, buf.as_mut_ptr().cast(), chunk);

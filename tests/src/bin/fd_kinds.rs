@@ -6,7 +6,7 @@
 //!   i % 5 == 3: /dev/zero, 16 bytes read
 //!   i % 5 == 4: /dev/null, 16 bytes written
 //! Prints `ready` and waits in poll(2) on stdin first (see zc-exact-io).
-use std::{ffi::CString, io::Write as _};
+use std::ffi::CString;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -17,13 +17,9 @@ fn main() {
     let zero = CString::new("/dev/zero").unwrap();
     let null = CString::new("/dev/null").unwrap();
     let mut buf = [0u8; 128];
-    let mut out = std::io::stdout();
-    out.write_all(b"ready\n").unwrap();
-    out.flush().unwrap();
+    zc_trace_tests::announce_ready_and_wait();
     // SAFETY: raw syscalls on valid buffers and fds we own; each call is exactly one syscall.
     unsafe {
-        let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
-        while libc::poll(&mut pfd, 1, -1) < 0 {}
         for i in 0..n {
             match i % 5 {
                 0 => {

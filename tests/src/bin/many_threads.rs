@@ -1,21 +1,14 @@
 //! `zc-many-threads THREADS ITERATIONS FILE`: after `ready` and stdin (as zc-exact-io), starts
 //! THREADS short-lived threads in waves, each opening FILE, reading it to EOF (one read of
 //! data, one at EOF) and closing it ITERATIONS times: thousands of fds a second, reused.
-use std::{ffi::CString, io::Write as _};
+use std::ffi::CString;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args[1].parse().unwrap();
     let iterations: usize = args[2].parse().unwrap();
     let path = CString::new(args[3].as_str()).unwrap();
-    let mut out = std::io::stdout();
-    out.write_all(b"ready\n").unwrap();
-    out.flush().unwrap();
-    // SAFETY: poll on stdin without reading it.
-    unsafe {
-        let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
-        while libc::poll(&mut pfd, 1, -1) < 0 {}
-    }
+    zc_trace_tests::announce_ready_and_wait();
     for wave in (0..threads).collect::<Vec<_>>().chunks(16) {
         let handles: Vec<_> = wave
             .iter()
