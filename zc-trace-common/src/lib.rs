@@ -232,7 +232,6 @@ pub struct StatsKey {
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    pub syscalls: u64,
     /// Page faults taken in user mode: each is a mode switch (and a return).
     pub user_faults: u64,
     /// Faults taken in kernel mode on user memory (e.g. write() reading an mmap'd page):

@@ -620,9 +620,9 @@ mod tests {
     }
 
     fn read_write_sender() -> BTreeMap<OpClass, Stats> {
-        let mut read = Stats { syscalls: 129, payload_in: 8 << 20, ..Default::default() };
+        let mut read = Stats { payload_in: 8 << 20, ..Default::default() };
         read.to_user[End::PageCache as usize] = Tally { bytes: 8 << 20, calls: 128 };
-        let mut write = Stats { syscalls: 128, payload_out: 8 << 20, ..Default::default() };
+        let mut write = Stats { payload_out: 8 << 20, ..Default::default() };
         write.from_user[End::Socket as usize] = Tally { bytes: 8 << 20, calls: 128 };
         [(OpClass::Read, read), (OpClass::Write, write)].into_iter().collect()
     }
@@ -697,7 +697,7 @@ mod tests {
 
     #[test]
     fn zero_copy_counts_delivery_once_not_the_pipe_leg() {
-        let mut splice = Stats { syscalls: 256, payload_out: 8 << 20, into_pipe: 8 << 20, ..Default::default() };
+        let mut splice = Stats { payload_out: 8 << 20, into_pipe: 8 << 20, ..Default::default() };
         splice.zero_copy[ZeroCopyKind::PageRefs as usize] = Tally { bytes: 8 << 20, calls: 128 };
         splice.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: 8 << 20, calls: 128 };
         let classes: BTreeMap<_, _> = [(OpClass::Splice, splice)].into_iter().collect();
@@ -710,7 +710,7 @@ mod tests {
 
     #[test]
     fn zerocopy_sends_the_kernel_copied_become_kernel_copies() {
-        let mut send = Stats { syscalls: 128, payload_out: 8 << 20, ..Default::default() };
+        let mut send = Stats { payload_out: 8 << 20, ..Default::default() };
         send.zero_copy[ZeroCopyKind::MsgZerocopy as usize] = Tally { bytes: 8 << 20, calls: 128 };
         let classes: BTreeMap<_, _> = [(OpClass::Send, send)].into_iter().collect();
         let mut inp = input(&classes, Role::Sender);

@@ -108,12 +108,12 @@ mod tests {
     #[test]
     fn stats_add_field_by_field() {
         let mut total = Stats::default();
-        let mut cpu = Stats { syscalls: 2, payload_in: 7, ..Default::default() };
+        let mut cpu = Stats { user_faults: 2, payload_in: 7, ..Default::default() };
         cpu.to_user[1].bytes = 100;
         cpu.to_user[1].calls = 1;
         add_stats(&mut total, &cpu);
         add_stats(&mut total, &cpu);
-        assert_eq!(total.syscalls, 4);
+        assert_eq!(total.user_faults, 4);
         assert_eq!(total.payload_in, 14);
         assert_eq!(total.to_user[1].bytes, 200);
         assert_eq!(total.to_user[1].calls, 2);

@@ -222,7 +222,7 @@ mod tests {
     use zc_trace_common::{End, Tally};
 
     fn stats_with_read(bytes: u64, calls: u64) -> BTreeMap<OpClass, Stats> {
-        let mut s = Stats { syscalls: calls, payload_in: bytes, ..Default::default() };
+        let mut s = Stats { payload_in: bytes, ..Default::default() };
         s.to_user[End::PageCache as usize] = Tally { bytes, calls };
         [(OpClass::Read, s)].into_iter().collect()
     }
