@@ -105,10 +105,12 @@ pub enum FdKind {
     Other = 9,
     /// /dev/null: writes are discarded without a copy.
     DevNull = 10,
+    /// Not an fd: the user buffer of a read or write (only in [`FlowKey`]s).
+    UserMemory = 11,
 }
 
 impl FdKind {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [FdKind; Self::COUNT] = [
         FdKind::Unknown,
         FdKind::File,
@@ -121,6 +123,7 @@ impl FdKind {
         FdKind::CharDevice,
         FdKind::Other,
         FdKind::DevNull,
+        FdKind::UserMemory,
     ];
 
     pub const fn from_u8(v: u8) -> FdKind {
@@ -144,6 +147,7 @@ impl FdKind {
             FdKind::CharDevice => "char device",
             FdKind::Other => "other",
             FdKind::DevNull => "/dev/null",
+            FdKind::UserMemory => "memory",
         }
     }
 }
@@ -218,6 +222,79 @@ pub struct Tally {
     pub bytes: u64,
     pub calls: u64,
 }
+
+/// How the source of a flow was found (see [`FlowKey::how`]).
+pub mod how {
+    /// The syscall's own fds (or the user buffer) are the ends.
+    pub const PLAIN: u8 = 0;
+    /// write/send of a buffer that a read on the same thread filled: the source is that
+    /// read's fd kind (the read + write strategy).
+    pub const AFTER_READ: u8 = 1;
+    /// write/send from a buffer inside a file-backed mapping (mmap + write).
+    pub const FROM_MAPPING: u8 = 2;
+    /// send with MSG_ZEROCOPY.
+    pub const MSG_ZEROCOPY: u8 = 3;
+}
+
+/// Key of the `FLOWS` map: one data syscall class between two kinds of end, per process
+/// (or thread), and with `BY_FD` per pair of fds and the files behind them.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub key: u32,
+    /// An [`OpClass`] as u8.
+    pub class: u8,
+    /// [`FdKind`]s as u8; [`FdKind::UserMemory`] for a user buffer.
+    pub src: u8,
+    pub dst: u8,
+    /// One of the [`how`] constants.
+    pub how: u8,
+    /// `BY_FD` only (else -1): the fds, and the inode numbers of their files at the time.
+    pub fd_in: i32,
+    pub fd_out: i32,
+    pub ino_in: u64,
+    pub ino_out: u64,
+}
+
+/// Value of the `FLOWS` map: syscalls that returned data, and the bytes they returned.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    pub calls: u64,
+    pub bytes: u64,
+}
+
+/// Key of the `FD_NAMES` map.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FdKey {
+    pub key: u32,
+    pub fd: i32,
+    pub ino: u64,
+}
+
+/// What an fd was when a flow through it was first seen: the file's name (its last path
+/// component, from the dentry) or the socket's addresses.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FdIdentity {
+    pub kind: u8,
+    pub _pad: u8,
+    /// AF_INET / AF_INET6 for IP sockets, else 0.
+    pub family: u16,
+    /// Local and peer ports, host order.
+    pub local_port: u16,
+    pub peer_port: u16,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub local_addr: [u8; 16],
+    pub peer_addr: [u8; 16],
+    /// NUL-terminated dentry name (files, pipes, devices).
+    pub name: [u8; FD_NAME_LEN],
+}
+
+pub const FD_NAME_LEN: usize = 64;
+pub const FLOWS_MAX_ENTRIES: u32 = 8_192;
+pub const FD_NAMES_MAX_ENTRIES: u32 = 8_192;
 
 /// Key of the `STATS` map.
 #[repr(C)]
@@ -300,14 +377,17 @@ pub enum DropReason {
     InflightMapFull = 2,
     /// `TRACED` was full: a child of a followed process could not be added.
     TracedMapFull = 3,
+    /// `FLOWS` was full: a data syscall's bytes are in the totals but in no flow row.
+    FlowsMapFull = 4,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::SyscallMapFull,
         DropReason::StatsMapFull,
         DropReason::InflightMapFull,
         DropReason::TracedMapFull,
+        DropReason::FlowsMapFull,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -316,6 +396,7 @@ impl DropReason {
             DropReason::StatsMapFull => "stats map full",
             DropReason::InflightMapFull => "in-flight syscall map full",
             DropReason::TracedMapFull => "traced process map full (a followed child was not traced)",
+            DropReason::FlowsMapFull => "flows map full (bytes counted in totals, not in a flow row)",
         }
     }
 }
@@ -382,6 +463,17 @@ pub struct KernelOffsets {
     pub msghdr_flags: u32,
     pub skb_sk: u32,
     pub task_tgid: u32,
+    /// For `--by fd` names: file -> f_path.dentry -> d_name.name, inode -> i_ino, and the
+    /// socket's addresses (`skc_v6_*` are 0 on kernels built without IPv6).
+    pub file_dentry: u32,
+    pub dentry_name: u32,
+    pub inode_i_ino: u32,
+    pub sock_daddr: u32,
+    pub sock_rcv_saddr: u32,
+    pub sock_dport: u32,
+    pub sock_num: u32,
+    pub sock_v6_daddr: u32,
+    pub sock_v6_rcv_saddr: u32,
     /// The six syscall argument registers in `struct pt_regs`, in argument order.
     pub regs_args: [u32; 6],
 }
@@ -538,6 +630,8 @@ pub mod globals {
     pub const FOLLOW_FORKS: &str = "FOLLOW_FORKS";
     /// `u32`: 1 = key every counter by thread id instead of thread group id.
     pub const BY_THREAD: &str = "BY_THREAD";
+    /// `u32`: 1 = flows are keyed by fd (and the file behind it) too.
+    pub const BY_FD: &str = "BY_FD";
     /// [`IoUringOffsets`](super::IoUringOffsets).
     pub const IO_URING: &str = "IO_URING";
     /// [`SyscallTable`](super::SyscallTable): what each syscall number does with data.
@@ -553,7 +647,17 @@ pub mod globals {
 /// Names of the maps, shared for the same reason as [`globals`].
 pub mod maps {
     pub const SYSCALL_COUNTS: &str = "SYSCALL_COUNTS";
+    /// Per-CPU array indexed by syscall number: the counts of the one traced process when
+    /// `FILTER_TGID` is set and counters are per process (no hash lookup per syscall).
+    pub const SYSCALL_COUNTS_ONE: &str = "SYSCALL_COUNTS_ONE";
+    /// [`FlowKey`](super::FlowKey) -> [`FlowValue`](super::FlowValue), per CPU.
+    pub const FLOWS: &str = "FLOWS";
+    /// [`FdKey`](super::FdKey) -> [`FdIdentity`](super::FdIdentity) (`BY_FD` only).
+    pub const FD_NAMES: &str = "FD_NAMES";
     pub const STATS: &str = "STATS";
+    /// Per-CPU array indexed by op class: the counters of the one traced process when
+    /// `FILTER_TGID` is set and counters are per process.
+    pub const STATS_ONE: &str = "STATS_ONE";
     pub const DROPS: &str = "DROPS";
     pub const TRACED: &str = "TRACED";
     pub const GLOBAL_EVENTS: &str = "GLOBAL_EVENTS";
@@ -575,10 +679,13 @@ pub struct SyscallDesc {
     pub fd_in: u8,
     pub fd_out: u8,
     pub flags_arg: u8,
+    /// The user buffer argument of read/write-like calls (to pair a write with the read that
+    /// filled its buffer); [`NO_ARG`] for vectored calls and the rest.
+    pub buf_arg: u8,
 }
 
 impl SyscallDesc {
-    pub const NONE: SyscallDesc = SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG };
+    pub const NONE: SyscallDesc = SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG };
 }
 
 /// Syscall numbers at or above this are class `Other`.
@@ -620,4 +727,8 @@ mod pod {
     unsafe impl aya::Pod for super::IoUringOffsets {}
     unsafe impl aya::Pod for super::DmaLayout {}
     unsafe impl aya::Pod for super::DmaDevice {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::FdKey {}
+    unsafe impl aya::Pod for super::FdIdentity {}
 }

@@ -44,6 +44,12 @@ pub fn by_thread() -> bool {
     setting(&BY_THREAD) != 0
 }
 
+/// One traced process, counters per process: its syscall counts go to an array.
+#[inline(always)]
+pub fn single_tgid() -> bool {
+    setting(&FILTER_TGID) != 0 && !by_thread()
+}
+
 #[inline(always)]
 pub fn is_traced_tgid(tgid: u32) -> bool {
     let wanted = setting(&FILTER_TGID);

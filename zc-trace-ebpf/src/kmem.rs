@@ -1,8 +1,8 @@
 //! Reading kernel memory at offsets resolved from the running kernel's BTF (see
 //! `KernelOffsets`), and classifying file descriptors with it.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
-use zc_trace_common::{FdKind, KernelOffsets};
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use zc_trace_common::{FdIdentity, FdKind, KernelOffsets};
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {
@@ -33,6 +33,15 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     msghdr_flags: 0,
     skb_sk: 0,
     task_tgid: 0,
+    file_dentry: 0,
+    dentry_name: 0,
+    inode_i_ino: 0,
+    sock_daddr: 0,
+    sock_rcv_saddr: 0,
+    sock_dport: 0,
+    sock_num: 0,
+    sock_v6_daddr: 0,
+    sock_v6_rcv_saddr: 0,
     regs_args: [0; 6],
 };
 
@@ -81,26 +90,83 @@ const DEV_NULL: u32 = (1 << 20) | 3;
 
 /// The `struct file *` behind `fd` in the current task's fd table, read at this moment: an
 /// fd closed and reused a microsecond later is classified as what it is now.
+///
+/// `task->files->fdt->{max_fds, fd}` are plain loads: `bpf_get_current_task_btf()` returns a
+/// pointer the verifier knows as `struct task_struct`, and the offsets (from the read-only,
+/// frozen `OFFSETS`) are constants to it, so it checks each load against the kernel's BTF and
+/// turns it into a fault-safe move instead of a `bpf_probe_read_kernel` call (~25 ns each
+/// here). The fd array holds `struct file *`s, which the verifier does not type: that read
+/// and the ones after it go through the helper.
 #[inline(always)]
 pub fn current_file(fd: u64) -> Option<u64> {
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task, off!(task_files))?;
-    let fdt: u64 = read(files, off!(files_fdt))?;
-    let max_fds: u32 = read(fdt, off!(fdtable_max_fds))?;
+    let (o_files, o_fdt, o_max, o_fd) = (off!(task_files), off!(files_fdt), off!(fdtable_max_fds), off!(fdtable_fd));
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let files = unsafe { load::<*const u8>(task, o_files) };
+    if files.is_null() {
+        return None;
+    }
+    let fdt = unsafe { load::<*const u8>(files, o_fdt) };
+    if fdt.is_null() {
+        return None;
+    }
+    let max_fds = unsafe { load::<u32>(fdt, o_max) };
     if fd >= max_fds as u64 {
         return None;
     }
-    let fd_array: u64 = read(fdt, off!(fdtable_fd))?;
+    let fd_array = unsafe { load::<u64>(fdt, o_fd) };
     let file: u64 = read(fd_array, (fd * 8) as u32)?;
     (file != 0).then_some(file)
 }
 
+/// A direct load of a `T` at `base + offset`, for `base` a BTF-typed kernel pointer (see
+/// `current_file`); the verifier rejects the program if `base` is not one.
 #[inline(always)]
-pub fn fd_kind(fd: u64) -> FdKind {
+unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
+    unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
+}
+
+/// The `struct file *` behind `fd` (0 if none) and its kind.
+#[inline(always)]
+pub fn fd_file_kind(fd: u64) -> (u64, FdKind) {
     if off!(valid) == 0 || fd > i32::MAX as u64 {
-        return FdKind::Unknown;
+        return (0, FdKind::Unknown);
     }
-    current_file(fd).and_then(classify_file).unwrap_or(FdKind::Unknown)
+    let Some(file) = current_file(fd) else { return (0, FdKind::Unknown) };
+    (file, classify_file(file).unwrap_or(FdKind::Unknown))
+}
+
+/// The inode number of an open file (0 if unreadable).
+#[inline(always)]
+pub fn file_ino(file: u64) -> u64 {
+    read::<u64>(file, off!(file_f_inode)).and_then(|inode| read::<u64>(inode, off!(inode_i_ino))).unwrap_or(0)
+}
+
+/// Fills `id` with what names the open file `file` of kind `kind` for a person: a socket's
+/// addresses, or the file's last path component.
+#[inline(always)]
+pub fn describe_file(file: u64, kind: FdKind, id: &mut FdIdentity) {
+    id.kind = kind as u8;
+    if matches!(kind, FdKind::Tcp | FdKind::Udp) {
+        let Some(sk) = file_sock(file) else { return };
+        let family: u16 = read(sk, off!(sock_family)).unwrap_or(0);
+        id.family = family;
+        id.local_port = read::<u16>(sk, off!(sock_num)).unwrap_or(0);
+        id.peer_port = u16::from_be(read::<u16>(sk, off!(sock_dport)).unwrap_or(0));
+        if family == AF_INET {
+            id.local_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, off!(sock_rcv_saddr)).unwrap_or([0; 4]));
+            id.peer_addr[..4].copy_from_slice(&read::<[u8; 4]>(sk, off!(sock_daddr)).unwrap_or([0; 4]));
+        } else if family == AF_INET6 && off!(sock_v6_daddr) != 0 {
+            id.local_addr = read(sk, off!(sock_v6_rcv_saddr)).unwrap_or([0; 16]);
+            id.peer_addr = read(sk, off!(sock_v6_daddr)).unwrap_or([0; 16]);
+        }
+        return;
+    }
+    let Some(dentry) = read::<u64>(file, off!(file_dentry)) else { return };
+    let Some(name) = read::<u64>(dentry, off!(dentry_name)) else { return };
+    if name != 0 {
+        // SAFETY: the helper bounds the copy to the buffer and NUL-terminates it.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut id.name) };
+    }
 }
 
 /// The kind of an open file, from its `struct file *`.
@@ -164,12 +230,6 @@ const NETIF_F_SG: u64 = 1;
 #[inline(always)]
 pub fn sock_can_gather(sk: u64) -> bool {
     read::<u64>(sk, off!(sock_route_caps)).is_some_and(|caps| caps & NETIF_F_SG != 0)
-}
-
-/// The `struct sock *` behind socket `fd` of the current task.
-#[inline(always)]
-pub fn fd_sock(fd: u64) -> Option<u64> {
-    file_sock(current_file(fd)?)
 }
 
 /// The `struct sock *` of a socket file.

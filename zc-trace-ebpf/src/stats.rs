@@ -17,6 +17,11 @@ static STATS: PerCpuHashMap<StatsKey, Stats> =
 
 pub const BPF_F_NO_PREALLOC: u32 = 1;
 
+/// The counters of the one traced process (`FILTER_TGID` set, counters per process), by op
+/// class: an array slot instead of a hash lookup on every data syscall.
+#[map]
+static STATS_ONE: PerCpuArray<Stats> = PerCpuArray::with_max_entries(OpClass::COUNT as u32, 0);
+
 /// An all-zero `Stats` to insert from: the struct is larger than the 512-byte BPF stack.
 #[map]
 static ZERO_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
@@ -27,6 +32,10 @@ const BPF_NOEXIST: u64 = 1;
 /// full, which is counted as a drop.
 #[inline(always)]
 pub fn stats(tgid: u32, class: OpClass) -> Option<&'static mut Stats> {
+    if crate::filter::single_tgid() {
+        // Only the traced process gets here in this mode.
+        return STATS_ONE.get_ptr_mut(class as u32).map(|p| unsafe { &mut *p });
+    }
     let key = StatsKey { tgid, class: class as u32 };
     if let Some(p) = STATS.get_ptr_mut(&key) {
         return Some(unsafe { &mut *p });

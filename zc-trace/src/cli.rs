@@ -211,6 +211,8 @@ pub struct TraceArgs {
 pub enum By {
     Process,
     Thread,
+    /// Flows per fd, with the file's name or the socket's addresses.
+    Fd,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -7,13 +7,30 @@ use aya::{
     Ebpf,
     maps::{PerCpuArray, PerCpuHashMap},
 };
-use zc_trace_common::{DropReason, GlobalEvent, Stats, SyscallKey, maps};
+use zc_trace_common::{DropReason, FdIdentity, FdKey, FlowKey, FlowValue, GlobalEvent, Stats, SyscallKey, maps};
 
 /// Syscall counts of one thread group, by syscall number.
 pub type SyscallCounts = BTreeMap<u32, u64>;
 
-/// Sums `SYSCALL_COUNTS` over CPUs, grouped by thread group.
-pub fn syscall_counts(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<u32, SyscallCounts>> {
+/// Sums `SYSCALL_COUNTS` over CPUs, grouped by thread group; with `single`, the one traced
+/// process's counts are read from the `SYSCALL_COUNTS_ONE` array instead.
+pub fn syscall_counts(ebpf: &Ebpf, single: Option<u32>) -> anyhow::Result<BTreeMap<u32, SyscallCounts>> {
+    if let Some(tgid) = single {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(ebpf.map(maps::SYSCALL_COUNTS_ONE).context("SYSCALL_COUNTS_ONE map missing")?)?;
+        let mut counts = SyscallCounts::new();
+        for (nr, per_cpu) in map.iter().enumerate() {
+            let calls: u64 = per_cpu.context("reading SYSCALL_COUNTS_ONE")?.iter().sum();
+            if calls > 0 {
+                counts.insert(nr as u32, calls);
+            }
+        }
+        let mut out = BTreeMap::new();
+        if !counts.is_empty() {
+            out.insert(tgid, counts);
+        }
+        return Ok(out);
+    }
     let map: PerCpuHashMap<_, SyscallKey, u64> = PerCpuHashMap::try_from(
         ebpf.map(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?,
     )?;
@@ -24,6 +41,34 @@ pub fn syscall_counts(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<u32, SyscallCounts
         *by_tgid.entry(key.tgid).or_default().entry(key.nr).or_default() += calls;
     }
     Ok(by_tgid)
+}
+
+/// The `FLOWS` map summed over CPUs, and the `FD_NAMES` map.
+#[derive(Debug, Clone, Default)]
+pub struct Flows {
+    pub flows: BTreeMap<FlowKey, FlowValue>,
+    pub names: BTreeMap<FdKey, FdIdentity>,
+}
+
+pub fn flows(ebpf: &Ebpf) -> anyhow::Result<Flows> {
+    let map: PerCpuHashMap<_, FlowKey, FlowValue> =
+        PerCpuHashMap::try_from(ebpf.map(maps::FLOWS).context("FLOWS map missing")?)?;
+    let mut out = Flows::default();
+    for entry in map.iter() {
+        let (key, per_cpu) = entry.context("reading FLOWS")?;
+        let total = out.flows.entry(key).or_default();
+        for v in per_cpu.iter() {
+            total.calls += v.calls;
+            total.bytes += v.bytes;
+        }
+    }
+    let names: aya::maps::HashMap<_, FdKey, FdIdentity> =
+        aya::maps::HashMap::try_from(ebpf.map(maps::FD_NAMES).context("FD_NAMES map missing")?)?;
+    for entry in names.iter() {
+        let (key, id) = entry.context("reading FD_NAMES")?;
+        out.names.insert(key, id);
+    }
+    Ok(out)
 }
 
 /// Events that could not be counted, by reason (every reason listed, zeros included: a zero

@@ -38,6 +38,8 @@ pub struct Settings {
     pub by_thread: bool,
     /// Capacity of `STATS`.
     pub stats_entries: u32,
+    /// Flows keyed by fd too, with the names of the files behind them.
+    pub by_fd: bool,
 }
 
 fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
@@ -69,6 +71,7 @@ pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
         .override_global(globals::DMA_LAYOUT, &settings.dma_layout, true)
         .override_global(globals::FOLLOW_FORKS, &u32::from(settings.follow_forks), true)
         .override_global(globals::BY_THREAD, &u32::from(settings.by_thread), true)
+        .override_global(globals::BY_FD, &u32::from(settings.by_fd), true)
         .map_max_entries(maps::STATS, settings.stats_entries)
         .load(embedded(PROBES)?)
         .context("loading zc-trace's eBPF maps")?;

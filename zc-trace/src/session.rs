@@ -66,6 +66,8 @@ impl Evidence {
 pub struct Options {
     pub follow_forks: bool,
     pub by_thread: bool,
+    /// Flows by fd, with the names of the files and sockets behind them.
+    pub by_fd: bool,
     /// Capacity of the per-(process, class) counters; default `STATS_MAX_ENTRIES`.
     pub stats_entries: Option<u32>,
 }
@@ -74,6 +76,9 @@ pub struct Session {
     ebpf: Ebpf,
     probes: Vec<ProbeStatus>,
     evidence: Evidence,
+    /// The one traced process whose syscall counts the kernel keeps in an array
+    /// (`SYSCALL_COUNTS_ONE`), if that is the mode.
+    single_tgid: Option<u32>,
 }
 
 impl Session {
@@ -107,6 +112,10 @@ impl Session {
             _ => true,
         };
         let btf = Btf::from_sys_fs().ok();
+        let single_tgid = match &filter {
+            Filter::Tgid(tgid) if !options.by_thread => Some(*tgid),
+            _ => None,
+        };
         let mut settings = Settings {
             filter,
             offsets,
@@ -116,6 +125,7 @@ impl Session {
             dma_layout,
             follow_forks: options.follow_forks,
             by_thread: options.by_thread,
+            by_fd: options.by_fd,
             stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
         };
 
@@ -192,7 +202,7 @@ impl Session {
                 None => ProbeStatus::attached("fd classification (struct offsets)", "btf"),
                 Some(e) => ProbeStatus::unavailable("fd classification (struct offsets)", "btf", e.clone()),
             });
-            return Ok(Self { ebpf, probes, evidence });
+            return Ok(Self { ebpf, probes, evidence, single_tgid });
         }
         Err(Fatal::new(ExitKind::Kernel, "function probes kept failing to attach; try --probe-tier tracepoint").into())
     }
@@ -207,15 +217,42 @@ impl Session {
 
     /// Syscall counts of one thread group so far.
     pub fn syscalls_of(&self, tgid: u32) -> anyhow::Result<SyscallCounts> {
-        Ok(collect::syscall_counts(&self.ebpf)?.remove(&tgid).unwrap_or_default())
+        Ok(self.syscalls()?.remove(&tgid).unwrap_or_default())
     }
 
     pub fn syscalls(&self) -> anyhow::Result<BTreeMap<u32, SyscallCounts>> {
-        collect::syscall_counts(&self.ebpf)
+        collect::syscall_counts(&self.ebpf, self.single_tgid)
+    }
+
+    /// Bytes by flow (process, class, source kind -> destination kind, fds with `--by fd`),
+    /// and what the files behind the fds were.
+    pub fn flows(&self) -> anyhow::Result<collect::Flows> {
+        collect::flows(&self.ebpf)
     }
 
     /// Everything counted, by thread group and op class, summed over CPUs.
     pub fn stats(&self) -> anyhow::Result<BTreeMap<u32, BTreeMap<OpClass, Stats>>> {
+        if let Some(tgid) = self.single_tgid {
+            // One traced process: the kernel keeps its counters in an array by class.
+            let map: aya::maps::PerCpuArray<_, Stats> =
+                aya::maps::PerCpuArray::try_from(self.ebpf.map(maps::STATS_ONE).context("STATS_ONE map missing")?)?;
+            let mut by_class = BTreeMap::new();
+            for class in OpClass::ALL {
+                let per_cpu = map.get(&(class as u32), 0).context("reading STATS_ONE")?;
+                let mut total = Stats::default();
+                for cpu in per_cpu.iter() {
+                    collect::add_stats(&mut total, cpu);
+                }
+                if total != Stats::default() {
+                    by_class.insert(class, total);
+                }
+            }
+            let mut out = BTreeMap::new();
+            if !by_class.is_empty() {
+                out.insert(tgid, by_class);
+            }
+            return Ok(out);
+        }
         let map: aya::maps::PerCpuHashMap<_, StatsKey, Stats> =
             aya::maps::PerCpuHashMap::try_from(self.ebpf.map(maps::STATS).context("STATS map missing")?)?;
         let mut out: BTreeMap<u32, BTreeMap<OpClass, Stats>> = BTreeMap::new();

@@ -1,12 +1,24 @@
-//! The data syscall each thread is in, from `sys_enter` to `sys_exit`: its class and the
-//! kinds of its fds, read at entry. Events that happen meanwhile on that thread (copies,
-//! faults, block I/O, context switches) are charged to that syscall's class.
+//! Per-thread state: the data syscall each thread is in, from `sys_enter` to `sys_exit` (its
+//! class and the kinds of its fds, read at entry), and the last buffer a read filled (to pair
+//! a later write of that buffer with it). Events that happen meanwhile on that thread
+//! (copies, faults, block I/O, context switches) are charged to that syscall's class.
 //!
-//! A plain (not per-CPU) hash keyed by thread id: a thread that blocks may exit the syscall
-//! on another CPU than it entered on.
+//! Where it lives, for speed: in a per-CPU slot while the thread runs. A thread that leaves
+//! the CPU (`sched_switch`, see sched.rs) takes its state out of the slot into hash maps, and
+//! takes it back on its next syscall on whichever CPU it runs. A syscall that neither blocks
+//! nor is preempted, the common case, costs two stores and no hash operation; the hash maps
+//! are touched once per context switch instead of twice per syscall.
+//!
+//! The slot is written only in the task's own process context (sys_enter, sys_exit,
+//! sched_switch), which never nest on one CPU; interrupt-context probes only read it.
 
-use aya_ebpf::{macros::map, maps::HashMap};
-use zc_trace_common::{FdKind, INFLIGHT_MAX_ENTRIES, OpClass};
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray},
+};
+use zc_trace_common::{DropReason, FdKind, INFLIGHT_MAX_ENTRIES, OpClass};
+
+use super::drops;
 
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -22,14 +34,137 @@ pub struct InFlight {
     /// copy_file_range: the destination's file-system magic (reflink or copy);
     /// mmap: the length mapped.
     pub extra: u64,
+    /// The user buffer (read/write-like calls), or 0.
+    pub buf: u64,
+    /// write/send: the kind a read on this thread filled `buf` from, or `FdKind::Unknown`.
+    pub after_read: u8,
+    pub _pad: [u8; 3],
+    /// `BY_FD`: the fds (-1: none) and the inode numbers of their files.
+    pub fd_in: i32,
+    pub fd_out: i32,
+    pub _pad2: u32,
+    pub ino_in: u64,
+    pub ino_out: u64,
+}
+
+/// The last read(2) of a thread that returned data: where it put how much, from what kind.
+#[repr(C)]
+#[derive(Copy, Clone, Default)]
+pub struct LastRead {
+    pub buf: u64,
+    pub len: u64,
+    pub kind: u8,
+    pub _pad: [u8; 7],
+}
+
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct ThreadState {
+    /// The thread this slot belongs to; 0 = free.
+    pub tid: u32,
+    pub in_syscall: u32,
+    pub record: InFlight,
+    pub last_read: LastRead,
 }
 
 #[map]
+static CURRENT: PerCpuArray<ThreadState> = PerCpuArray::with_max_entries(1, 0);
+
+/// In-flight syscalls of threads that left the CPU inside them (blocked or preempted). Not
+/// LRU: a long-blocked thread's record must not be evicted; a full map is a counted drop.
+#[map]
 pub static INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(INFLIGHT_MAX_ENTRIES, 0);
+
+/// Last reads of threads that left the CPU (LRU: losing one only loses a pairing hint).
+#[map]
+static LAST_READS: LruHashMap<u32, LastRead> = LruHashMap::with_max_entries(INFLIGHT_MAX_ENTRIES, 0);
+
+#[inline(always)]
+fn slot() -> Option<&'static mut ThreadState> {
+    CURRENT.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Moves the slot's state into the hash maps and frees the slot.
+#[inline(always)]
+fn spill(s: &mut ThreadState) {
+    if s.in_syscall != 0 && INFLIGHT.insert(&s.tid, &s.record, 0).is_err() {
+        drops::record(DropReason::InflightMapFull);
+    }
+    if s.last_read.len != 0 {
+        let _ = LAST_READS.insert(&s.tid, &s.last_read, 0);
+    }
+    s.tid = 0;
+    s.in_syscall = 0;
+}
+
+/// The slot, holding `tid`'s state: taken back from the hash maps if the thread left a CPU
+/// since its last syscall.
+#[inline(always)]
+pub fn adopt(tid: u32) -> Option<&'static mut ThreadState> {
+    let s = slot()?;
+    if s.tid == tid {
+        return Some(s);
+    }
+    if s.tid != 0 {
+        spill(s); // defensive: sched_switch frees the slot of a thread leaving the CPU
+    }
+    s.tid = tid;
+    s.in_syscall = 0;
+    s.last_read = match unsafe { LAST_READS.get(&tid) } {
+        Some(r) => *r,
+        None => LastRead::default(),
+    };
+    if let Some(r) = unsafe { INFLIGHT.get(&tid) } {
+        s.record = *r;
+        s.in_syscall = 1;
+        let _ = INFLIGHT.remove(&tid);
+    }
+    Some(s)
+}
+
+/// sys_enter of a data syscall.
+#[inline(always)]
+pub fn begin(s: &mut ThreadState, record: &InFlight) {
+    s.record = *record;
+    s.in_syscall = 1;
+}
+
+/// sys_exit: the record of the syscall `tid` is leaving, if it entered one we recorded.
+#[inline(always)]
+pub fn end(tid: u32) -> Option<(&'static mut ThreadState, InFlight)> {
+    let s = slot()?;
+    if s.tid != tid {
+        // Not this thread's slot: only a thread that left the CPU inside a data syscall has
+        // a record elsewhere (one failed lookup for every other syscall exit).
+        unsafe { INFLIGHT.get(&tid) }?;
+    }
+    let s = adopt(tid)?;
+    if s.in_syscall == 0 {
+        return None;
+    }
+    s.in_syscall = 0;
+    let record = s.record;
+    Some((s, record))
+}
+
+/// sched_switch, in the context of the thread leaving the CPU.
+#[inline(always)]
+pub fn leave_cpu(tid: u32) {
+    if let Some(s) = slot()
+        && s.tid == tid
+    {
+        spill(s);
+    }
+}
 
 /// The class of the data syscall thread `tid` is in, or `None` outside one.
 #[inline(always)]
 pub fn class_of(tid: u32) -> OpClass {
+    if let Some(s) = slot()
+        && s.tid == tid
+    {
+        return if s.in_syscall != 0 { OpClass::from_u32(s.record.class) } else { OpClass::None };
+    }
     match unsafe { INFLIGHT.get(&tid) } {
         Some(f) => OpClass::from_u32(f.class),
         None => OpClass::None,

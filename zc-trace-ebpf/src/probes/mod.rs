@@ -3,6 +3,7 @@ pub mod derive;
 pub mod dma;
 pub mod drops;
 pub mod faults;
+pub mod flows;
 pub mod functions;
 pub mod inflight;
 pub mod io_uring;

@@ -4,15 +4,27 @@
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 
-use super::inflight::class_of;
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+
+use super::inflight::{class_of, leave_cpu};
 use crate::{filter::traced, stats::stats};
 
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn zc_sched_switch(ctx: RawTracePointContext) -> i32 {
-    let Some((tgid, tid)) = traced() else { return 0 };
+    // Whoever leaves the CPU takes its per-thread state out of this CPU's slot (inflight.rs),
+    // after the switch is charged to the syscall it is in.
+    let leaving = bpf_get_current_pid_tgid() as u32;
+    count_switch(&ctx);
+    leave_cpu(leaving);
+    0
+}
+
+#[inline(always)]
+fn count_switch(ctx: &RawTracePointContext) {
+    let Some((tgid, tid)) = traced() else { return };
     // tid 0 is the idle task: never a traced process.
     if tid == 0 {
-        return 0;
+        return;
     }
     let preempt: u64 = ctx.arg(0);
     let prev_state: u64 = ctx.arg(3);
@@ -23,5 +35,4 @@ pub fn zc_sched_switch(ctx: RawTracePointContext) -> i32 {
             s.ctx_involuntary += 1;
         }
     }
-    0
 }

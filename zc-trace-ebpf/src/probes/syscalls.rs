@@ -7,7 +7,7 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{map, raw_tracepoint},
-    maps::PerCpuHashMap,
+    maps::{PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 use zc_trace_common::{
@@ -16,8 +16,9 @@ use zc_trace_common::{
 };
 
 use super::{
-    derive, drops, mappings, net,
-    inflight::{INFLIGHT, InFlight},
+    derive, drops, flows, inflight,
+    inflight::{InFlight, LastRead},
+    mappings, net,
 };
 use crate::{
     filter::traced,
@@ -28,6 +29,11 @@ use crate::{
 #[map]
 static SYSCALL_COUNTS: PerCpuHashMap<SyscallKey, u64> =
     PerCpuHashMap::with_max_entries(SYSCALL_COUNTS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// The counts of the one traced process (`FILTER_TGID` set, counters per process), by
+/// syscall number: an array slot per syscall instead of a hash lookup.
+#[map]
+static SYSCALL_COUNTS_ONE: PerCpuArray<u64> = PerCpuArray::with_max_entries(SYSCALL_TABLE_LEN as u32, 0);
 
 #[unsafe(no_mangle)]
 static SYSCALL_TABLE: SyscallTable = SyscallTable::EMPTY;
@@ -61,11 +67,11 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let Some((key, tid)) = traced() else { return 0 };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let nr: u64 = ctx.arg(1);
-    count_syscall(&SyscallKey { tgid: key, nr: nr as u32 });
+    count_syscall(key, nr);
     let desc = describe(nr);
     let class = OpClass::from_u32(desc.class as u32);
-    // Per-class syscall counts follow from SYSCALL_COUNTS and the table in user space: no
-    // second map update on the hottest path.
+    // Per-class syscall counts follow from the syscall counts and the table in user space:
+    // no second map update on the hottest path.
     if class == OpClass::None || class == OpClass::Other {
         return 0;
     }
@@ -76,18 +82,25 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         }
         return 0;
     }
-    // The kind of the fd in argument `index`; sockets are also remembered as ours, so that
-    // the packets they transmit can be charged to this process (net.rs). Returns the kind and,
-    // for sockets, whether their route can gather.
-    let kind_of = |index: u8| -> (u8, bool) {
-        let Some(fd) = (index != NO_ARG).then(|| arg(regs, index)).flatten() else { return (0, false) };
-        let kind = kmem::fd_kind(fd);
-        if !kind.is_socket() {
-            return (kind as u8, false);
+    let Some(state) = inflight::adopt(tid) else { return 0 };
+    let by_fd = flows::by_fd();
+    // The fd in argument `index`: its number, file, kind, and for sockets whether their route
+    // can gather. Sockets are also remembered as ours, so that the packets they transmit can
+    // be charged to this process (net.rs). With BY_FD, the file's inode number and name too.
+    let fd_of = |index: u8| -> (i32, u64, u8, bool) {
+        let Some(fd) = (index != NO_ARG).then(|| arg(regs, index)).flatten() else { return (-1, 0, 0, false) };
+        let (file, kind) = kmem::fd_file_kind(fd);
+        let mut ino = 0;
+        if by_fd && file != 0 {
+            ino = kmem::file_ino(file);
+            flows::remember_name(key, fd as i32, ino, file, kind);
         }
-        let sk = kmem::fd_sock(fd).unwrap_or(0);
+        if !kind.is_socket() {
+            return (fd as i32, ino, kind as u8, false);
+        }
+        let sk = kmem::file_sock(file).unwrap_or(0);
         net::remember_owner(sk, key);
-        (kind as u8, kmem::sock_can_gather(sk))
+        (fd as i32, ino, kind as u8, kmem::sock_can_gather(sk))
     };
     let flags = if desc.flags_arg == NO_ARG { 0 } else { arg(regs, desc.flags_arg).unwrap_or(0) };
     let extra = match class {
@@ -95,10 +108,15 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         OpClass::Mmap => arg(regs, 1).unwrap_or(0),
         _ => 0,
     };
-    // write(fd, buf, n): is buf inside a file mapping (the mmap + write strategy)?
-    let from_mapping = class == OpClass::Write && arg(regs, 1).is_some_and(|buf| mappings::contains(tgid, buf));
-    let (kind_out, gather) = kind_of(desc.fd_out);
-    let (kind_in, _) = kind_of(desc.fd_in);
+    let buf = if desc.buf_arg == NO_ARG { 0 } else { arg(regs, desc.buf_arg).unwrap_or(0) };
+    // write(fd, buf, n): did a read on this thread fill buf (read + write), or is buf inside
+    // a file mapping (mmap + write)?
+    let writes = matches!(class, OpClass::Write | OpClass::Send);
+    let last = state.last_read;
+    let after_read = if writes && buf != 0 && last.buf <= buf && buf < last.buf + last.len { last.kind } else { 0 };
+    let from_mapping = class == OpClass::Write && after_read == 0 && mappings::contains(tgid, buf);
+    let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out);
+    let (fd_in, ino_in, kind_in, _) = fd_of(desc.fd_in);
     let record = InFlight {
         class: class as u32,
         kind_in,
@@ -107,20 +125,26 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         from_mapping: from_mapping as u8,
         flags,
         extra,
+        buf,
+        after_read,
+        _pad: [0; 3],
+        fd_in: if by_fd { fd_in } else { -1 },
+        fd_out: if by_fd { fd_out } else { -1 },
+        _pad2: 0,
+        ino_in,
+        ino_out,
     };
-    if INFLIGHT.insert(&tid, &record, 0).is_err() {
-        drops::record(DropReason::InflightMapFull);
-    }
+    inflight::begin(state, &record);
     0
 }
 
 /// `sys_exit(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
+    let id = bpf_get_current_pid_tgid();
+    let tid = id as u32;
     // Only data syscalls of traced tasks have a record: no filter check needed here.
-    let Some(record) = (unsafe { INFLIGHT.get(&tid) }).copied() else { return 0 };
-    let _ = INFLIGHT.remove(&tid);
+    let Some((state, record)) = inflight::end(tid) else { return 0 };
     // Whatever the function probes counted in this syscall is matched below or not at all
     // (nothing to clear when no function probe is attached: no map operation then).
     let _guard = derive::any_observed().then_some(ClearPending(tid));
@@ -128,32 +152,43 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
     if ret <= 0 {
         return 0;
     }
-    let id = bpf_get_current_pid_tgid();
     let tgid = (id >> 32) as u32;
-    if OpClass::from_u32(record.class) == OpClass::Mmap {
+    let class = OpClass::from_u32(record.class);
+    if class == OpClass::Mmap {
         // A mapping of a regular file: remember where it is (ret is the address).
         if record.kind_in() == FdKind::File {
             mappings::record(tgid, ret as u64, record.extra);
         }
         return 0;
     }
-    let key = if crate::filter::by_thread() { id as u32 } else { tgid };
+    if class == OpClass::Read && record.buf != 0 {
+        state.last_read = LastRead { buf: record.buf, len: ret as u64, kind: record.kind_in, _pad: [0; 7] };
+    }
+    let key = if crate::filter::by_thread() { tid } else { tgid };
     derive::account(key, &record, ret as u64);
+    flows::add(key, &record, ret as u64);
     0
 }
 
 #[inline(always)]
-fn count_syscall(key: &SyscallKey) {
-    if let Some(count) = SYSCALL_COUNTS.get_ptr_mut(key) {
+fn count_syscall(key: u32, nr: u64) {
+    if crate::filter::single_tgid() && nr < SYSCALL_TABLE_LEN as u64 {
+        if let Some(count) = SYSCALL_COUNTS_ONE.get_ptr_mut(nr as u32) {
+            unsafe { *count += 1 };
+        }
+        return;
+    }
+    let key = SyscallKey { tgid: key, nr: nr as u32 };
+    if let Some(count) = SYSCALL_COUNTS.get_ptr_mut(&key) {
         unsafe { *count += 1 };
         return;
     }
     // BPF_NOEXIST: another CPU may have created the key between our lookup and this insert;
     // then the key exists with a zero slot for this CPU, and a second lookup finds it.
-    if SYSCALL_COUNTS.insert(key, &1, 1 /* BPF_NOEXIST */).is_ok() {
+    if SYSCALL_COUNTS.insert(&key, &1, 1 /* BPF_NOEXIST */).is_ok() {
         return;
     }
-    match SYSCALL_COUNTS.get_ptr_mut(key) {
+    match SYSCALL_COUNTS.get_ptr_mut(&key) {
         Some(count) => unsafe { *count += 1 },
         None => drops::record(DropReason::SyscallMapFull),
     }

@@ -52,6 +52,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     let options = Options {
         follow_forks: args.follow && !args.all,
         by_thread: args.by == By::Thread,
+        by_fd: args.by == By::Fd,
         stats_entries: Some(args.map_entries),
     };
     // Signal handlers first: a Ctrl-C that arrives the instant we are attached must still
