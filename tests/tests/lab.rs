@@ -23,6 +23,17 @@ fn row<'a>(report: &'a Value, strategy: &str, role: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {strategy} {role} row"))
 }
 
+/// (bytes, calls) of the row's flow of `strategy` from `source` to `destination`.
+fn flow(row: &Value, strategy: &str, source: &str, destination: &str) -> (u64, u64) {
+    let f = row["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["strategy"] == strategy && f["source"] == source && f["destination"] == destination)
+        .unwrap_or_else(|| panic!("no {strategy} {source} -> {destination} flow in {}", row["flows"]));
+    (n(&f["bytes"]), n(&f["calls"]))
+}
+
 fn calls(row: &Value, name: &str) -> u64 {
     row["syscall_counts"][name].as_u64().unwrap_or(0)
 }
@@ -69,6 +80,9 @@ fn read_write_and_io_uring_copy_twice() {
     let faults = n(&rw["page_fault_detail"]["user"]);
     assert_eq!(n(&rw["mode_switches"]), 2 * n(&rw["syscalls"]) - 1 + 2 * faults);
     assert_eq!(n(&rw["mode_switch_detail"]["syscalls"]), 2 * n(&rw["syscalls"]) - 1);
+    // Every write sends the buffer the read before it filled.
+    assert_eq!(flow(rw, "read-write", "file", "tcp"), (SIZE, CHUNKS));
+    assert_eq!(flow(rw, "read", "file", "memory").0, SIZE);
 
     let uring = row(report, "io-uring", "sender");
     assert_eq!(copies(uring), (SIZE, SIZE, 0));
@@ -85,6 +99,7 @@ fn mmap_write_copies_once_and_faults() {
     assert_eq!(calls(r, "write"), CHUNKS);
     assert_eq!(copies(r), (0, SIZE, 0));
     assert!(n(&r["page_faults"]) > 0);
+    assert_eq!(flow(r, "mmap-write", "file (mapped)", "tcp"), (SIZE, CHUNKS));
 }
 
 #[test]
@@ -103,6 +118,10 @@ fn sendfile_splice_and_vmsplice_copy_nothing() {
     }
     let v = row(report, "vmsplice", "sender");
     assert_eq!(n(&v["zero_copy"]["by_kind"]["vmsplice"]["bytes"]), SIZE);
+    assert_eq!(flow(v, "vmsplice", "memory", "pipe"), (SIZE, CHUNKS));
+    assert_eq!(flow(row(report, "sendfile", "sender"), "sendfile", "file", "tcp").0, SIZE);
+    assert_eq!(flow(row(report, "splice", "sender"), "splice", "file", "pipe").0, SIZE);
+    assert_eq!(flow(row(report, "splice", "sender"), "splice", "pipe", "tcp").0, SIZE);
 }
 
 /// MSG_ZEROCOPY over loopback: the kernel pins the pages, then copies them when it delivers

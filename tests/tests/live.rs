@@ -22,6 +22,17 @@ fn row_of<'a>(report: &'a Value, comm: &str) -> &'a Value {
     report["rows"].as_array().unwrap().iter().find(|r| r["comm"] == comm).unwrap_or_else(|| panic!("no {comm} row in {}", report["rows"]))
 }
 
+/// The row's flow of `strategy` from `source` to `destination`: (bytes, calls), and the flow.
+fn flow<'a>(row: &'a Value, strategy: &str, source: &str, destination: &str) -> (u64, u64, &'a Value) {
+    let f = row["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["strategy"] == strategy && f["source"] == source && f["destination"] == destination)
+        .unwrap_or_else(|| panic!("no {strategy} {source} -> {destination} flow in {}", row["flows"]));
+    (n(&f["bytes"]), n(&f["calls"]), f)
+}
+
 fn part(row: &Value, dir: &str, end: &str) -> (u64, u64) {
     let p = &row["cpu_copy"][dir]["by_end"][end];
     (p["bytes"].as_u64().unwrap_or(0), p["calls"].as_u64().unwrap_or(0))
@@ -45,6 +56,8 @@ fn coreutils_cat_and_cp_use_copy_file_range() {
     assert!(n(&cat["syscall_counts"]["copy_file_range"]) >= 1);
     assert_eq!(part(cat, "kernel", "page_cache").0 + n(&cat["zero_copy"]["bytes"]), SIZE);
     assert_eq!(part(cat, "from_user", "page_cache"), (0, 0));
+    let (bytes, ..) = flow(cat, "copy-file-range", "file", "file");
+    assert_eq!(bytes, SIZE);
 
     let report = trace(&["--", "cp", s, d]);
     let cp = row_of(&report, "cp");
@@ -74,6 +87,9 @@ fn dd_with_and_without_o_direct() {
     assert!((SIZE..SIZE + 16384).contains(&bytes), "{bytes}");
     assert!((chunks..chunks + 10).contains(&calls), "{calls}");
     assert_eq!(n(&dd["dma"]["direct_io_read_bytes"]), 0);
+    // Each write sends the buffer the read before it filled: read + write, file -> file.
+    let (bytes, calls, _) = flow(dd, "read-write", "file", "file");
+    assert_eq!((bytes, calls), (SIZE, chunks));
 
     let report = trace(&["--", "dd", &iff, &of, "bs=64k", "iflag=direct", "status=none"]);
     let dd = row_of(&report, "dd");
@@ -82,6 +98,18 @@ fn dd_with_and_without_o_direct() {
     assert!(n(&dd["dma"]["disk_read_bytes"]) >= SIZE, "O_DIRECT always goes to the device");
     assert!(part(dd, "to_user", "page_cache").0 < 16384, "only the loader's reads");
     assert_eq!(part(dd, "from_user", "page_cache"), (SIZE, chunks));
+    let (bytes, calls, _) = flow(dd, "direct-io", "file (O_DIRECT)", "file");
+    assert_eq!((bytes, calls), (SIZE, chunks));
+    let (bytes, calls, _) = flow(dd, "direct-io", "file (O_DIRECT)", "memory");
+    assert_eq!((bytes, calls), (SIZE, chunks));
+
+    // --by fd: the same flow names the files at both ends.
+    let report = trace(&["--by", "fd", "--", "dd", &iff, &of, "bs=64k", "status=none"]);
+    let dd = row_of(&report, "dd");
+    let (bytes, calls, f) = flow(dd, "read-write", "file", "file");
+    assert_eq!((bytes, calls), (SIZE, chunks));
+    assert_eq!(f["fd_in"]["name"], src.to_str().unwrap(), "{f}");
+    assert_eq!(f["fd_out"]["name"], dir.0.join("dst").to_str().unwrap(), "{f}");
 }
 
 /// Python's socket.sendfile over loopback: os.sendfile, pages by reference into TCP; the
@@ -101,6 +129,18 @@ fn python_socket_sendfile_is_zero_copy_on_the_sending_side() {
     assert_eq!(n(&py["zero_copy"]["by_kind"]["splice_pages"]["bytes"]), SIZE);
     assert_eq!(part(py, "to_user", "socket").0, SIZE, "the reader thread's recv copies");
     assert_eq!(part(py, "from_user", "socket"), (0, 0), "nothing copied from user memory into the socket");
+    let (bytes, ..) = flow(py, "sendfile", "file", "tcp");
+    assert_eq!(bytes, SIZE);
+    let (bytes, ..) = flow(py, "receive", "tcp", "memory");
+    assert_eq!(bytes, SIZE);
+
+    // --by fd: the socket's addresses, both ends on loopback.
+    let report = trace(&["--by", "fd", "--", "python3", script, src.to_str().unwrap()]);
+    let (bytes, _, f) = flow(&report["rows"][0], "sendfile", "file", "tcp");
+    assert_eq!(bytes, SIZE);
+    assert_eq!(f["fd_in"]["name"], src.to_str().unwrap(), "{f}");
+    let socket = f["fd_out"]["name"].as_str().unwrap();
+    assert!(socket.starts_with("127.0.0.1:") && socket.contains(" -> 127.0.0.1:"), "{socket}");
 
     // Per thread: the sending and the receiving thread are separate rows.
     let report = trace(&["--by", "thread", "--", "python3", script, src.to_str().unwrap()]);

@@ -123,9 +123,11 @@ pub fn run(root: &Path, zc_trace: &Path, soak_seconds: u64) -> anyhow::Result<()
     // loops: counted once with zero passes, so that "exact" means exact.
     let startup_reads = startup_reads(zc_trace, &dir, &src)?;
     let startup = startup_and_rss(zc_trace)?;
+    let profile = program_profile(zc_trace, &dir, &src, passes[0])?;
     let throughput = strategy_throughput(zc_trace, &dir, &src)?;
     let soak = soak(zc_trace, &src, soak_seconds)?;
     let mut md = render(&passes, &results, &baselines, &reports, &startup, startup_reads)?;
+    md += &profile;
     md += &throughput;
     md += &soak;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
@@ -599,4 +601,66 @@ fn startup_reads(zc_trace: &Path, dir: &Path, src: &Path) -> anyhow::Result<u64>
     }
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     Ok(v["syscalls"].as_array().into_iter().flatten().find(|s| s["name"] == "read").and_then(|s| s["calls"].as_u64()).unwrap_or(0))
+}
+
+/// Where zc-trace's time per syscall goes: one run of the 4 KiB read-write workload under
+/// `zc-trace trace --prog-stats` and one under the floor, with the kernel's BPF run-time
+/// statistics on (they add two clock reads per program run to both).
+fn program_profile(zc_trace: &Path, dir: &Path, src: &Path, passes: u32) -> anyhow::Result<String> {
+    let run = |floor: bool| -> anyhow::Result<Vec<serde_json::Value>> {
+        let stats = dir.join(if floor { "floor-prog.json" } else { "zc-prog.json" });
+        let mut cmd = Command::new(zc_trace);
+        cmd.arg("trace").arg("--prog-stats").arg(&stats);
+        if floor {
+            cmd.arg("--floor");
+        } else {
+            cmd.args(["--json", "/dev/null"]);
+        }
+        let status = cmd
+            .arg("--")
+            .arg(zc_trace)
+            .args(["workload", "--strategy", "read-write", "--chunk", "4KiB", "--sink", "null", "--result", "/dev/null"])
+            .args(["--passes", &passes.to_string(), "--src"])
+            .arg(src)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("profiling run failed ({status})");
+        }
+        let v: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
+        std::fs::remove_file(&stats)?;
+        Ok(v)
+    };
+    let zc = run(false)?;
+    let floor = run(true)?;
+    let mut md = String::from("\n## Where the time goes (4 KiB read-write, kernel BPF statistics)\n\n");
+    md += "One run of the 4 KiB workload under `zc-trace trace --prog-stats` and one under the floor, with \
+           the kernel's run-time statistics on (`BPF_ENABLE_STATS`: two clock reads per program run, in \
+           both). Mean = total run time / runs; verified = instructions the verifier processed.\n\n";
+    md += "| program | runs | mean ns/run | verified insns | JIT bytes |\n|---|---:|---:|---:|---:|\n";
+    for p in zc.iter().chain(floor.iter()).filter(|p| p["runs"].as_u64().unwrap_or(0) > 0) {
+        writeln!(
+            md,
+            "| {} | {} | {:.1} | {} | {} |",
+            p["name"].as_str().unwrap_or("?"),
+            p["runs"],
+            p["mean_ns"].as_f64().unwrap_or(0.0),
+            p["verified_insns"],
+            p["jited_bytes"]
+        )?;
+    }
+    let mean = |v: &[serde_json::Value], name: &str| {
+        v.iter().find(|p| p["name"] == name).and_then(|p| p["mean_ns"].as_f64()).unwrap_or(0.0)
+    };
+    let (enter, exit, empty) = (mean(&zc, "zc_sys_enter"), mean(&zc, "zc_sys_exit"), mean(&floor, "zc_floor"));
+    writeln!(
+        md,
+        "\nPer syscall: zc-trace's two programs {:.0} ns, the floor's two empty ones {:.0} ns: zc-trace's own work is \
+         {:.0} ns per syscall.",
+        enter + exit,
+        2.0 * empty,
+        enter + exit - 2.0 * empty
+    )?;
+    Ok(md)
 }

@@ -60,7 +60,23 @@ impl OpClass {
     ];
 
     pub const fn from_u32(v: u32) -> OpClass {
-        if (v as usize) < Self::COUNT { Self::ALL[v as usize] } else { OpClass::Other }
+        // A match, not an index into `ALL` (see `FdKind::from_u8`).
+        match v {
+            0 => OpClass::None,
+            1 => OpClass::Read,
+            2 => OpClass::Write,
+            3 => OpClass::Sendfile,
+            4 => OpClass::Splice,
+            5 => OpClass::Vmsplice,
+            6 => OpClass::Tee,
+            7 => OpClass::CopyFileRange,
+            8 => OpClass::Send,
+            9 => OpClass::Recv,
+            10 => OpClass::Mmap,
+            11 => OpClass::IoUring,
+            13 => OpClass::Munmap,
+            _ => OpClass::Other,
+        }
     }
 
     pub const fn name(self) -> &'static str {
@@ -127,7 +143,22 @@ impl FdKind {
     ];
 
     pub const fn from_u8(v: u8) -> FdKind {
-        if (v as usize) < Self::COUNT { Self::ALL[v as usize] } else { FdKind::Unknown }
+        // A match, not an index into `ALL`: Linux 6.1's verifier loses the bounds check of
+        // a table index that the compiler spilled to the stack, and rejects the program.
+        match v {
+            1 => FdKind::File,
+            2 => FdKind::FileDirect,
+            3 => FdKind::Pipe,
+            4 => FdKind::Tcp,
+            5 => FdKind::Udp,
+            6 => FdKind::Unix,
+            7 => FdKind::OtherSocket,
+            8 => FdKind::CharDevice,
+            9 => FdKind::Other,
+            10 => FdKind::DevNull,
+            11 => FdKind::UserMemory,
+            _ => FdKind::Unknown,
+        }
     }
 
     pub const fn is_socket(self) -> bool {
@@ -288,11 +319,18 @@ pub struct FdIdentity {
     /// IPv4 in the first 4 bytes, or IPv6.
     pub local_addr: [u8; 16],
     pub peer_addr: [u8; 16],
-    /// NUL-terminated dentry name (files, pipes, devices).
-    pub name: [u8; FD_NAME_LEN],
+    /// How many components of `path` were read, and whether the walk stopped before the
+    /// root (the path is then shown with a leading `...`).
+    pub depth: u8,
+    pub truncated: u8,
+    pub _pad2: [u8; 6],
+    /// The file's path from the root of the system's mount tree, one NUL-terminated
+    /// component each, last component first (walked up `d_parent` and across mounts).
+    pub path: [[u8; PATH_COMPONENT_LEN]; PATH_DEPTH],
 }
 
-pub const FD_NAME_LEN: usize = 64;
+pub const PATH_COMPONENT_LEN: usize = 48;
+pub const PATH_DEPTH: usize = 12;
 pub const FLOWS_MAX_ENTRIES: u32 = 8_192;
 pub const FD_NAMES_MAX_ENTRIES: u32 = 8_192;
 
@@ -474,6 +512,13 @@ pub struct KernelOffsets {
     pub sock_num: u32,
     pub sock_v6_daddr: u32,
     pub sock_v6_rcv_saddr: u32,
+    /// For `--by fd` paths: walking up dentries and across mounts (as d_path does).
+    pub file_mnt: u32,
+    pub dentry_parent: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
     /// The six syscall argument registers in `struct pt_regs`, in argument order.
     pub regs_args: [u32; 6],
 }
@@ -731,4 +776,21 @@ mod pod {
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::FdKey {}
     unsafe impl aya::Pod for super::FdIdentity {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_inverts_the_discriminants() {
+        for kind in FdKind::ALL {
+            assert_eq!(FdKind::from_u8(kind as u8), kind);
+        }
+        assert_eq!(FdKind::from_u8(200), FdKind::Unknown);
+        for class in OpClass::ALL {
+            assert_eq!(OpClass::from_u32(class as u32), class);
+        }
+        assert_eq!(OpClass::from_u32(99), OpClass::Other);
+    }
 }

@@ -2,7 +2,7 @@
 //! `KernelOffsets`), and classifying file descriptors with it.
 
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
-use zc_trace_common::{FdIdentity, FdKind, KernelOffsets};
+use zc_trace_common::{FdIdentity, FdKind, KernelOffsets, PATH_DEPTH};
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {
@@ -42,6 +42,12 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     sock_num: 0,
     sock_v6_daddr: 0,
     sock_v6_rcv_saddr: 0,
+    file_mnt: 0,
+    dentry_parent: 0,
+    vfsmount_mnt_root: 0,
+    mount_mnt: 0,
+    mount_mnt_parent: 0,
+    mount_mnt_mountpoint: 0,
     regs_args: [0; 6],
 };
 
@@ -161,12 +167,52 @@ pub fn describe_file(file: u64, kind: FdKind, id: &mut FdIdentity) {
         }
         return;
     }
-    let Some(dentry) = read::<u64>(file, off!(file_dentry)) else { return };
-    let Some(name) = read::<u64>(dentry, off!(dentry_name)) else { return };
-    if name != 0 {
-        // SAFETY: the helper bounds the copy to the buffer and NUL-terminates it.
-        let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut id.name) };
+    file_path(file, id);
+}
+
+/// The path of an open file, as `d_path` finds it: up the dentries to the root of their
+/// mount, then from the mount point in the parent mount, until the root of the mount tree.
+/// Component by component, last first; at most `PATH_DEPTH` of them.
+#[inline(always)]
+fn file_path(file: u64, id: &mut FdIdentity) {
+    let (Some(mut dentry), Some(vfsmount)) = (read::<u64>(file, off!(file_dentry)), read::<u64>(file, off!(file_mnt)))
+    else {
+        return;
+    };
+    // struct vfsmount is embedded in struct mount.
+    let mut mount = vfsmount.wrapping_sub(off!(mount_mnt) as u64);
+    let mut depth = 0usize;
+    // Mount hops do not add a component: allow a few more steps than components.
+    for _ in 0..PATH_DEPTH + 4 {
+        let root: u64 = read(mount + off!(mount_mnt) as u64, off!(vfsmount_mnt_root)).unwrap_or(0);
+        if dentry == root {
+            let parent: u64 = read(mount, off!(mount_mnt_parent)).unwrap_or(mount);
+            if parent == mount {
+                id.depth = depth as u8;
+                return; // the root of the mount tree
+            }
+            dentry = read(mount, off!(mount_mnt_mountpoint)).unwrap_or(0);
+            mount = parent;
+            continue;
+        }
+        if depth >= PATH_DEPTH {
+            break;
+        }
+        let name: u64 = read(dentry, off!(dentry_name)).unwrap_or(0);
+        if name != 0 {
+            // SAFETY: the helper bounds the copy to the component and NUL-terminates it.
+            let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut id.path[depth]) };
+        }
+        depth += 1;
+        let parent: u64 = read(dentry, off!(dentry_parent)).unwrap_or(0);
+        if parent == 0 || parent == dentry {
+            id.depth = depth as u8; // a dentry that is its own parent: a filesystem root
+            return;
+        }
+        dentry = parent;
     }
+    id.depth = depth as u8;
+    id.truncated = 1;
 }
 
 /// The kind of an open file, from its `struct file *`.

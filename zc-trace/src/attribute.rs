@@ -173,6 +173,9 @@ pub struct Row {
     /// MSG_ZEROCOPY completions as the kernel reported them to the workload (error queue,
     /// `SO_EE_CODE_ZEROCOPY_COPIED` = the kernel copied after all).
     pub msg_zerocopy_completions: Option<ZerocopyCompletions>,
+    /// What moved where: bytes by strategy and source kind -> destination kind (and by fd
+    /// with `trace --by fd`), largest first.
+    pub flows: Vec<crate::flows::FlowRow>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -325,6 +328,7 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
             .filter(|&s| s > 0.0)
             .map(|s| payload_bytes as f64 / s),
         msg_zerocopy_completions: input.msg_zerocopy,
+        flows: Vec::new(),
     }
 }
 

@@ -237,6 +237,12 @@ impl KernelBtf {
             // Only on kernels built with IPv6: 0 turns IPv6 addresses off.
             sock_v6_daddr: o("sock", &["__sk_common", "skc_v6_daddr"]).unwrap_or(0),
             sock_v6_rcv_saddr: o("sock", &["__sk_common", "skc_v6_rcv_saddr"]).unwrap_or(0),
+            file_mnt: o("file", &["f_path", "mnt"])?,
+            dentry_parent: o("dentry", &["d_parent"])?,
+            vfsmount_mnt_root: o("vfsmount", &["mnt_root"])?,
+            mount_mnt: o("mount", &["mnt"])?,
+            mount_mnt_parent: o("mount", &["mnt_parent"])?,
+            mount_mnt_mountpoint: o("mount", &["mnt_mountpoint"])?,
             socket_sk: o("socket", &["sk"])?,
             sock_family: o("sock", &["__sk_common", "skc_family"])?,
             sock_type: o("sock", &["sk_type"])?,

@@ -200,6 +200,10 @@ pub struct TraceArgs {
     /// measure what the kernel's tracing path alone costs.
     #[arg(long, hide = true)]
     pub floor: bool,
+    /// Benchmarks only: turn on the kernel's BPF run-time statistics while tracing and write
+    /// each of our programs' run count, mean ns per run and verified instructions to FILE.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub prog_stats: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
     /// The command to start and trace from its first instruction (after `--`).

@@ -90,7 +90,7 @@ pub fn add_stats(total: &mut Stats, cpu: &Stats) {
     // `Stats` is `#[repr(C)]` and made only of u64s (Tally is two u64s): view both as u64
     // slices instead of listing forty fields by hand.
     const WORDS: usize = std::mem::size_of::<Stats>() / 8;
-    const _: () = assert!(std::mem::size_of::<Stats>() % 8 == 0);
+    const _: () = assert!(std::mem::size_of::<Stats>().is_multiple_of(8));
     // SAFETY: same type, properly aligned, every bit pattern is a valid u64.
     let total = unsafe { std::slice::from_raw_parts_mut((total as *mut Stats).cast::<u64>(), WORDS) };
     let cpu = unsafe { std::slice::from_raw_parts((cpu as *const Stats).cast::<u64>(), WORDS) };
@@ -163,4 +163,36 @@ mod tests {
         assert_eq!(total.to_user[1].bytes, 200);
         assert_eq!(total.to_user[1].calls, 2);
     }
+}
+
+/// One loaded program's cost, from the kernel's BPF statistics (`--prog-stats`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgramCost {
+    pub name: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+    pub mean_ns: Option<f64>,
+    pub verified_insns: Option<u32>,
+    pub jited_bytes: u32,
+}
+
+/// The cost of every program of `ebpf` that is loaded (run counts need statistics enabled).
+pub fn program_costs(ebpf: &Ebpf) -> Vec<ProgramCost> {
+    let mut out: Vec<ProgramCost> = ebpf
+        .programs()
+        .filter_map(|(name, p)| p.info().ok().map(|info| (name, info)))
+        .map(|(name, info)| {
+            let (runs, ns) = (info.run_count(), info.run_time().as_nanos() as u64);
+            ProgramCost {
+                name: name.to_string(),
+                runs,
+                run_time_ns: ns,
+                mean_ns: (runs > 0).then(|| ns as f64 / runs as f64),
+                verified_insns: info.verified_instruction_count(),
+                jited_bytes: info.size_jitted(),
+            }
+        })
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.run_time_ns));
+    out
 }

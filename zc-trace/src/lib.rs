@@ -18,6 +18,7 @@ pub mod commands;
 pub mod doctor;
 pub mod exit;
 pub mod export;
+pub mod flows;
 pub mod kernel;
 pub mod lab;
 pub mod loader;

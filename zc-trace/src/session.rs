@@ -170,6 +170,13 @@ impl Session {
                 ..Default::default()
             };
             attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok)?;
+            if options.by_fd {
+                // After zc_sys_enter, which it follows on every syscall (flows.rs).
+                attach_raw(&mut ebpf, FD_NAMES_PROGRAM, "sys_enter").map_err(|e| {
+                    Fatal::new(ExitKind::Kernel, format!("cannot attach the --by fd namer to raw_syscalls:sys_enter: {e}"))
+                })?;
+                probes.push(ProbeStatus::attached("raw_syscalls:sys_enter (fd names)", "raw_tracepoint"));
+            }
             let mut failed = Vec::new();
             for f in &viable {
                 match attach_function(&mut ebpf, btf.as_ref(), f, tier, &refused) {
@@ -306,6 +313,10 @@ impl Session {
         Ok(out)
     }
 
+    pub fn program_costs(&self) -> Vec<collect::ProgramCost> {
+        collect::program_costs(&self.ebpf)
+    }
+
     pub fn drops(&self) -> anyhow::Result<Drops> {
         Ok(Drops::new(collect::drops(&self.ebpf)?))
     }
@@ -427,15 +438,7 @@ fn attach_tracepoints(
         if !loaded.contains(&program) {
             if let Err(e) = prog.load() {
                 // The verifier's log says why a program was rejected: keep its last lines.
-                let log = match &e {
-                    aya::programs::ProgramError::LoadError { verifier_log, .. } => {
-                        let text = verifier_log.to_string();
-                        let tail: Vec<&str> = text.lines().rev().take(12).collect();
-                        format!(" ({})", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
-                    }
-                    _ => String::new(),
-                };
-                let why = format!("loading {program}: {}{log}", doctor::explain(&e, "raw_tracepoint"));
+                let why = format!("loading {program}: {}{}", doctor::explain(&e, "raw_tracepoint"), verifier_tail(&e));
                 probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", why));
                 continue;
             }
@@ -452,6 +455,9 @@ fn attach_tracepoints(
     Ok(())
 }
 
+/// With `--by fd`: names the files behind fds (zc-trace-ebpf/src/probes/flows.rs).
+const FD_NAMES_PROGRAM: &str = "zc_sys_enter_names";
+
 /// The program for `dma:dma_map_sg` (zc-trace-ebpf/src/probes/dma.rs).
 const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 
@@ -461,8 +467,20 @@ fn attach_raw(ebpf: &mut Ebpf, program: &str, event: &str) -> Result<(), String>
         .ok_or_else(|| format!("program {program} missing"))?
         .try_into()
         .map_err(|e| format!("{e}"))?;
-    prog.load().map_err(|e| doctor::explain(&e, "raw_tracepoint"))?;
+    prog.load().map_err(|e| format!("{}{}", doctor::explain(&e, "raw_tracepoint"), verifier_tail(&e)))?;
     prog.attach(event).map(drop).map_err(|e| no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))
+}
+
+/// The verifier's last lines when it rejected a program: they say why.
+fn verifier_tail(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError { verifier_log, .. } => {
+            let text = verifier_log.to_string();
+            let tail: Vec<&str> = text.lines().rev().take(12).collect();
+            format!(" (verifier: {})", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+        }
+        _ => String::new(),
+    }
 }
 
 /// raw_tracepoint_open answers ENOENT for a tracepoint this kernel does not have.

@@ -34,9 +34,39 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
                 part.evidence
             );
         }
+        out += &render_flows(&row.flows, raw);
         if row.unclassified_bytes > 0 {
             out += &format!("  unclassified: {} returned by data syscalls on fds of unknown kind\n", row.unclassified_bytes);
         }
+    }
+    out
+}
+
+/// A row's flows: strategy, source -> destination, calls and bytes (and fds with `--by fd`).
+fn render_flows(flows: &[crate::flows::FlowRow], raw: bool) -> String {
+    if flows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("  flows (bytes the syscalls returned; [how the source was found]):\n");
+    for f in flows {
+        let ends = match (&f.fd_in, &f.fd_out) {
+            (None, None) => format!("{} -> {}", f.source, f.destination),
+            (i, o) => {
+                let end = |fd: &Option<crate::flows::FdInfo>, kind: &str| match fd {
+                    Some(fd) => format!("{kind} fd {} {}", fd.fd, fd.name),
+                    None => kind.to_string(),
+                };
+                format!("{} -> {}", end(i, &f.source), end(o, &f.destination))
+            }
+        };
+        out += &format!(
+            "    {:<15} {:<10} {ends:<40} {:>12} in {:>8} calls  [{}]\n",
+            f.strategy,
+            f.syscall,
+            if raw { f.bytes.to_string() } else { lab::human_bytes(f.bytes as f64) },
+            f.calls,
+            f.evidence
+        );
     }
     out
 }

@@ -5,8 +5,9 @@
 //! of those files was called (or, for sockets, its addresses) while it was open.
 
 use aya_ebpf::{
-    macros::map,
+    macros::{map, raw_tracepoint},
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    programs::RawTracePointContext,
 };
 use zc_trace_common::{
     DropReason, FD_NAMES_MAX_ENTRIES, FLOWS_MAX_ENTRIES, FdIdentity, FdKey, FdKind, FlowKey, FlowValue, OpClass, how,
@@ -18,8 +19,9 @@ use crate::{kmem, stats::BPF_F_NO_PREALLOC};
 #[map]
 static FLOWS: PerCpuHashMap<FlowKey, FlowValue> = PerCpuHashMap::with_max_entries(FLOWS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
 
+/// Not preallocated: an identity is ~600 bytes and most runs name a handful of fds.
 #[map]
-static FD_NAMES: HashMap<FdKey, FdIdentity> = HashMap::with_max_entries(FD_NAMES_MAX_ENTRIES, 0);
+static FD_NAMES: HashMap<FdKey, FdIdentity> = HashMap::with_max_entries(FD_NAMES_MAX_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Scratch space: an `FdIdentity` is built here rather than on the 512-byte stack.
 #[map]
@@ -72,7 +74,29 @@ pub fn add(key: u32, f: &InFlight, n: u64) {
         ino_in: f.ino_in,
         ino_out: f.ino_out,
     };
-    if let Some(v) = FLOWS.get_ptr_mut(&flow) {
+    bump(&flow, n);
+}
+
+/// An io_uring operation that completed with `n` bytes: `src` -> `dst`, no fds.
+#[inline(always)]
+pub fn add_io_uring(key: u32, src: FdKind, dst: FdKind, n: u64) {
+    let flow = FlowKey {
+        key,
+        class: OpClass::IoUring as u8,
+        src: src as u8,
+        dst: dst as u8,
+        how: how::PLAIN,
+        fd_in: -1,
+        fd_out: -1,
+        ino_in: 0,
+        ino_out: 0,
+    };
+    bump(&flow, n);
+}
+
+#[inline(always)]
+fn bump(flow: &FlowKey, n: u64) {
+    if let Some(v) = FLOWS.get_ptr_mut(flow) {
         let v = unsafe { &mut *v };
         v.calls += 1;
         v.bytes += n;
@@ -80,10 +104,10 @@ pub fn add(key: u32, f: &InFlight, n: u64) {
     }
     let first = FlowValue { calls: 1, bytes: n };
     // BPF_NOEXIST: another CPU may have created the key meanwhile; then add to it.
-    if FLOWS.insert(&flow, &first, 1).is_ok() {
+    if FLOWS.insert(flow, &first, 1).is_ok() {
         return;
     }
-    match FLOWS.get_ptr_mut(&flow) {
+    match FLOWS.get_ptr_mut(flow) {
         Some(v) => {
             let v = unsafe { &mut *v };
             v.calls += 1;
@@ -93,25 +117,59 @@ pub fn add(key: u32, f: &InFlight, n: u64) {
     }
 }
 
-/// `BY_FD`: remembers what the open file `file` behind `fd` is, the first time a flow uses it.
+/// A file to name, handed from `zc_sys_enter` to `zc_sys_enter_names` (which runs right
+/// after it on the same CPU, for the same syscall): walking a path is a loop the verifier
+/// explores step by step, too much to add to the syscall program itself.
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct PendingName {
+    pub valid: u32,
+    pub kind: u32,
+    pub key: FdKey,
+    pub file: u64,
+}
+
+/// Two slots: a syscall has at most a source and a destination fd.
+#[map]
+static PENDING_NAMES: PerCpuArray<PendingName> = PerCpuArray::with_max_entries(2, 0);
+
+/// `BY_FD`: asks for the name of the open file `file` behind `fd`, the first time a flow
+/// uses it (slot 0: destination fd, 1: source fd).
 #[inline(always)]
-pub fn remember_name(key: u32, fd: i32, ino: u64, file: u64, kind: FdKind) {
+pub fn remember_name(slot: u32, key: u32, fd: i32, ino: u64, file: u64, kind: FdKind) {
     let fd_key = FdKey { key, fd, ino };
     if unsafe { FD_NAMES.get(&fd_key) }.is_some() {
         return;
     }
-    let Some(id) = SCRATCH_IDENTITY.get_ptr_mut(0) else { return };
-    let id = unsafe { &mut *id };
-    *id = FdIdentity {
-        kind: 0,
-        _pad: 0,
-        family: 0,
-        local_port: 0,
-        peer_port: 0,
-        local_addr: [0; 16],
-        peer_addr: [0; 16],
-        name: [0; zc_trace_common::FD_NAME_LEN],
-    };
-    kmem::describe_file(file, kind, id);
-    let _ = FD_NAMES.insert(&fd_key, id, 0);
+    if let Some(p) = PENDING_NAMES.get_ptr_mut(slot) {
+        unsafe { *p = PendingName { valid: 1, kind: kind as u32, key: fd_key, file } };
+    }
+}
+
+/// Attached to `sys_enter` after `zc_sys_enter`, with `--by fd` only: names the files the
+/// syscall program asked for.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn zc_sys_enter_names(_ctx: RawTracePointContext) -> i32 {
+    for slot in 0..2u32 {
+        let Some(p) = PENDING_NAMES.get_ptr_mut(slot) else { continue };
+        let pending = unsafe { &mut *p };
+        if pending.valid == 0 {
+            continue;
+        }
+        pending.valid = 0;
+        let Some(id) = SCRATCH_IDENTITY.get_ptr_mut(0) else { return 0 };
+        let id = unsafe { &mut *id };
+        // Field by field: the whole struct is larger than the BPF stack, and a slot is
+        // reused. Path components past `depth` are never read, so they need no clearing.
+        id.family = 0;
+        id.local_port = 0;
+        id.peer_port = 0;
+        id.local_addr = [0; 16];
+        id.peer_addr = [0; 16];
+        id.depth = 0;
+        id.truncated = 0;
+        kmem::describe_file(pending.file, FdKind::from_u8(pending.kind as u8), id);
+        let _ = FD_NAMES.insert(&pending.key, id, 0);
+    }
+    0
 }

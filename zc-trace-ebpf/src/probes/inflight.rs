@@ -54,7 +54,10 @@ pub struct LastRead {
     pub buf: u64,
     pub len: u64,
     pub kind: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// `BY_FD`: the fd read from (-1 otherwise) and its file's inode number.
+    pub fd: i32,
+    pub ino: u64,
 }
 
 #[repr(C)]

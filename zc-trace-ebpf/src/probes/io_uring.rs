@@ -5,9 +5,9 @@
 //! completes inline, or its io-wq worker threads (same thread group).
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use zc_trace_common::{IoUringOffsets, OpClass};
+use zc_trace_common::{FdKind, IoUringOffsets, OpClass};
 
-use super::derive;
+use super::{derive, flows};
 use crate::{filter::traced, kmem, stats::stats};
 
 #[unsafe(no_mangle)]
@@ -51,12 +51,25 @@ pub fn zc_io_uring_complete(ctx: RawTracePointContext) -> i32 {
     }
     let Some(s) = stats(tgid, OpClass::IoUring) else { return 0 };
     let n = res as u64;
+    let memory = FdKind::UserMemory;
     match opcode {
-        IORING_OP_READ | IORING_OP_READV | IORING_OP_READ_FIXED => derive::read(s, kind, n),
-        IORING_OP_WRITE | IORING_OP_WRITEV | IORING_OP_WRITE_FIXED => derive::write(s, kind, n),
-        IORING_OP_SEND | IORING_OP_SENDMSG => derive::send(s, kind, 0, false, n),
+        IORING_OP_READ | IORING_OP_READV | IORING_OP_READ_FIXED => {
+            derive::read(s, kind, n);
+            flows::add_io_uring(tgid, kind, memory, n);
+        }
+        IORING_OP_WRITE | IORING_OP_WRITEV | IORING_OP_WRITE_FIXED => {
+            derive::write(s, kind, n);
+            flows::add_io_uring(tgid, memory, kind, n);
+        }
+        IORING_OP_SEND | IORING_OP_SENDMSG => {
+            derive::send(s, kind, 0, false, n);
+            flows::add_io_uring(tgid, memory, kind, n);
+        }
         // The copy itself is observed by skb_copy_datagram_iovec.
-        IORING_OP_RECV | IORING_OP_RECVMSG => s.payload_in += n,
+        IORING_OP_RECV | IORING_OP_RECVMSG => {
+            s.payload_in += n;
+            flows::add_io_uring(tgid, kind, memory, n);
+        }
         _ => {}
     }
     0

@@ -87,13 +87,13 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     // The fd in argument `index`: its number, file, kind, and for sockets whether their route
     // can gather. Sockets are also remembered as ours, so that the packets they transmit can
     // be charged to this process (net.rs). With BY_FD, the file's inode number and name too.
-    let fd_of = |index: u8| -> (i32, u64, u8, bool) {
+    let fd_of = |index: u8, slot: u32| -> (i32, u64, u8, bool) {
         let Some(fd) = (index != NO_ARG).then(|| arg(regs, index)).flatten() else { return (-1, 0, 0, false) };
         let (file, kind) = kmem::fd_file_kind(fd);
         let mut ino = 0;
         if by_fd && file != 0 {
             ino = kmem::file_ino(file);
-            flows::remember_name(key, fd as i32, ino, file, kind);
+            flows::remember_name(slot, key, fd as i32, ino, file, kind);
         }
         if !kind.is_socket() {
             return (fd as i32, ino, kind as u8, false);
@@ -115,8 +115,12 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let last = state.last_read;
     let after_read = if writes && buf != 0 && last.buf <= buf && buf < last.buf + last.len { last.kind } else { 0 };
     let from_mapping = class == OpClass::Write && after_read == 0 && mappings::contains(tgid, buf);
-    let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out);
-    let (fd_in, ino_in, kind_in, _) = fd_of(desc.fd_in);
+    let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out, 0);
+    let (mut fd_in, mut ino_in, kind_in, _) = fd_of(desc.fd_in, 1);
+    if after_read != 0 {
+        // The source of read + write is the fd the read came from.
+        (fd_in, ino_in) = (last.fd, last.ino);
+    }
     let record = InFlight {
         class: class as u32,
         kind_in,
@@ -162,7 +166,14 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     if class == OpClass::Read && record.buf != 0 {
-        state.last_read = LastRead { buf: record.buf, len: ret as u64, kind: record.kind_in, _pad: [0; 7] };
+        state.last_read = LastRead {
+            buf: record.buf,
+            len: ret as u64,
+            kind: record.kind_in,
+            _pad: [0; 3],
+            fd: record.fd_in,
+            ino: record.ino_in,
+        };
     }
     let key = if crate::filter::by_thread() { tid } else { tgid };
     derive::account(key, &record, ret as u64);

@@ -221,6 +221,7 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
     }
     let stats = session.stats()?;
     let syscalls = session.syscalls()?;
+    let flows = session.flows()?;
     let run = Run {
         rows: Vec::new(),
         probes: session.probes().to_vec(),
@@ -265,6 +266,7 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
                 row.dma.system_by_device = Some(devices.clone());
             }
             copied_at_transmit(&mut row);
+            row.flows = crate::flows::rows_for(row.pid, &flows, &Default::default());
             row
         })
         .collect();

@@ -11,6 +11,7 @@ use crate::{
     cli::{By, TraceArgs},
     collect::{self, GlobalEvents},
     exit::Fatal,
+    flows,
     kernel::{self, KernelInfo},
     loader::Filter,
     output, privileges,
@@ -59,8 +60,16 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     // produce the summary, not kill us with the default action.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // --prog-stats: the kernel keeps run-time statistics while this fd is open.
+    let _stats = match &args.prog_stats {
+        Some(path) => {
+            output::check_writable(path)?;
+            Some(aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| anyhow::anyhow!("enabling BPF statistics: {e}"))?)
+        }
+        None => None,
+    };
     if args.floor {
-        return floor(targets, &mut sigint, &mut sigterm).await;
+        return floor(targets, &mut sigint, &mut sigterm, args.prog_stats.as_deref()).await;
     }
     let session = Session::attach_with(filter, args.probe_tier, options)?;
     for t in targets.iter_mut() {
@@ -85,6 +94,10 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     tokio::pin!(deadline);
     let mut ticker = args.interval.map(|i| tokio::time::interval_at(tokio::time::Instant::now() + i, i));
     let mut previous = Snapshot::default();
+    // --by fd: paths deeper than the kernel walks are read from /proc while the processes
+    // still have the files open.
+    let mut paths = flows::PathCache::default();
+    let mut path_ticker = (args.by == By::Fd).then(|| tokio::time::interval(std::time::Duration::from_secs(1)));
     let all_ended = async {
         if targets.is_empty() {
             std::future::pending::<()>().await; // -a: until -d or a signal
@@ -105,10 +118,14 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
             () = &mut deadline => break None,
             _ = sigint.recv() => break None,
             _ = sigterm.recv() => break None,
+            _ = async { path_ticker.as_mut().unwrap().tick().await }, if path_ticker.is_some() => {
+                paths.refresh(&session.flows()?);
+            }
             _ = async { ticker.as_mut().unwrap().tick().await }, if ticker.is_some() => {
                 let now = Snapshot::take(&session)?;
+                paths.refresh(&now.flows);
                 let delta = now.minus(&previous);
-                let report = build_report(&args, &session, &delta, started.elapsed().as_secs_f64(), targets)?;
+                let report = build_report(&args, &session, &delta, started.elapsed().as_secs_f64(), targets, &paths)?;
                 println!("--- interval ending at {:.1} s", started.elapsed().as_secs_f64());
                 print!("{}", trace_table::render_rows(&report, args.raw));
                 previous = now;
@@ -116,7 +133,11 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         }
     };
     let total = Snapshot::take(&session)?;
-    let report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets)?;
+    paths.refresh(&total.flows);
+    let report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
+    if let Some(path) = &args.prog_stats {
+        output::write_json(path, &session.program_costs())?;
+    }
     drop(session); // detach before printing
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
@@ -130,11 +151,12 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
 struct Snapshot {
     stats: BTreeMap<u32, BTreeMap<OpClass, Stats>>,
     syscalls: BTreeMap<u32, BTreeMap<u32, u64>>,
+    flows: collect::Flows,
 }
 
 impl Snapshot {
     fn take(session: &Session) -> anyhow::Result<Self> {
-        Ok(Self { stats: session.stats()?, syscalls: session.syscalls()? })
+        Ok(Self { stats: session.stats()?, syscalls: session.syscalls()?, flows: session.flows()? })
     }
 
     /// What happened since `earlier`.
@@ -153,6 +175,13 @@ impl Snapshot {
             }
             counts.retain(|_, c| *c > 0);
         }
+        for (key, v) in out.flows.flows.iter_mut() {
+            if let Some(before) = earlier.flows.flows.get(key) {
+                v.calls -= before.calls;
+                v.bytes -= before.bytes;
+            }
+        }
+        out.flows.flows.retain(|_, v| v.calls > 0);
         out
     }
 }
@@ -163,6 +192,7 @@ fn build_report(
     snap: &Snapshot,
     duration_s: f64,
     targets: &[Target],
+    paths: &flows::PathCache,
 ) -> anyhow::Result<AttributionReport> {
     let comms = session.comms()?;
     let system: GlobalEvents = session.global_events()?;
@@ -196,6 +226,10 @@ fn build_report(
                 &system,
             )
         })
+        .map(|mut row| {
+            row.flows = flows::rows_for(row.pid, &snap.flows, paths);
+            row
+        })
         .collect();
     let rows = if args.all { top_rows(rows, args.top) } else { rows };
     Ok(AttributionReport {
@@ -227,8 +261,9 @@ async fn floor(
     targets: &mut [Target],
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
+    prog_stats: Option<&std::path::Path>,
 ) -> anyhow::Result<i32> {
-    let _floor = crate::session::attach_floor()?;
+    let floor = crate::session::attach_floor()?;
     for t in targets.iter_mut() {
         t.release()?;
     }
@@ -246,6 +281,9 @@ async fn floor(
         } => status = s?,
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
+    }
+    if let Some(path) = prog_stats {
+        output::write_json(path, &collect::program_costs(&floor))?;
     }
     Ok(status)
 }

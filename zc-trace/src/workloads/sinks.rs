@@ -181,7 +181,7 @@ impl Sink {
 
     /// The destination file, when the sink is one (to remove it afterwards).
     pub fn file(&self) -> Option<&Path> {
-        (self.kind == SinkKind::File).then(|| self.path.as_deref()).flatten()
+        (self.kind == SinkKind::File).then_some(self.path.as_deref()).flatten()
     }
 }
 
