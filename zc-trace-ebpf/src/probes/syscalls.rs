@@ -46,6 +46,35 @@ fn describe(nr: u64) -> SyscallDesc {
     unsafe { core::ptr::read_volatile(&SYSCALL_TABLE.entries[nr as usize]) }
 }
 
+/// A syscall's arguments in the saved user registers. On x86-64 the first three (di, si, dx)
+/// sit next to each other in `struct pt_regs`, in reverse order: they are read with one
+/// `bpf_probe_read_kernel` instead of one each (the layout is checked, from BTF offsets).
+struct Args {
+    regs: u64,
+    /// Arguments 2, 1, 0, when read together.
+    first: Option<[u64; 3]>,
+}
+
+impl Args {
+    #[inline(always)]
+    fn read(regs: u64) -> Self {
+        let (a0, a1, a2) = (kmem::off!(regs_args[0]), kmem::off!(regs_args[1]), kmem::off!(regs_args[2]));
+        let adjacent = a1 == a2 + 8 && a0 == a1 + 8;
+        Args { regs, first: if adjacent { kmem::read::<[u64; 3]>(regs, a2) } else { None } }
+    }
+
+    #[inline(always)]
+    fn get(&self, index: u8) -> Option<u64> {
+        // Constant indices: the verifier refuses a computed index into the stack.
+        match (self.first, index) {
+            (Some(a), 0) => Some(a[2]),
+            (Some(a), 1) => Some(a[1]),
+            (Some(a), 2) => Some(a[0]),
+            _ => arg(self.regs, index),
+        }
+    }
+}
+
 /// Syscall argument `index` from the saved user registers.
 #[inline(always)]
 fn arg(regs: u64, index: u8) -> Option<u64> {
@@ -84,11 +113,12 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     }
     let Some(state) = inflight::adopt(tid) else { return 0 };
     let by_fd = flows::by_fd();
+    let args = Args::read(regs);
     // The fd in argument `index`: its number, file, kind, and for sockets whether their route
     // can gather. Sockets are also remembered as ours, so that the packets they transmit can
     // be charged to this process (net.rs). With BY_FD, the file's inode number and name too.
     let fd_of = |index: u8, slot: u32| -> (i32, u64, u8, bool) {
-        let Some(fd) = (index != NO_ARG).then(|| arg(regs, index)).flatten() else { return (-1, 0, 0, false) };
+        let Some(fd) = (index != NO_ARG).then(|| args.get(index)).flatten() else { return (-1, 0, 0, false) };
         let (file, kind) = kmem::fd_file_kind(fd);
         let mut ino = 0;
         if by_fd && file != 0 {
@@ -102,13 +132,13 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         net::remember_owner(sk, key);
         (fd as i32, ino, kind as u8, kmem::sock_can_gather(sk))
     };
-    let flags = if desc.flags_arg == NO_ARG { 0 } else { arg(regs, desc.flags_arg).unwrap_or(0) };
+    let flags = if desc.flags_arg == NO_ARG { 0 } else { args.get(desc.flags_arg).unwrap_or(0) };
     let extra = match class {
-        OpClass::CopyFileRange if desc.fd_out != NO_ARG => arg(regs, desc.fd_out).and_then(kmem::fs_magic).unwrap_or(0),
-        OpClass::Mmap => arg(regs, 1).unwrap_or(0),
+        OpClass::CopyFileRange if desc.fd_out != NO_ARG => args.get(desc.fd_out).and_then(kmem::fs_magic).unwrap_or(0),
+        OpClass::Mmap => args.get(1).unwrap_or(0),
         _ => 0,
     };
-    let buf = if desc.buf_arg == NO_ARG { 0 } else { arg(regs, desc.buf_arg).unwrap_or(0) };
+    let buf = if desc.buf_arg == NO_ARG { 0 } else { args.get(desc.buf_arg).unwrap_or(0) };
     // write(fd, buf, n): did a read on this thread fill buf (read + write), or is buf inside
     // a file mapping (mmap + write)?
     let writes = matches!(class, OpClass::Write | OpClass::Send);
