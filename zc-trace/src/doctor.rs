@@ -75,7 +75,7 @@ pub struct DoctorReport {
 pub fn run(ebpf: &mut Ebpf) -> DoctorReport {
     let kernel = KernelInfo::read();
     let btf = Btf::from_sys_fs().ok();
-    let btf_names = crate::btf_offsets::KernelBtf::load().ok();
+    let btf_names = crate::btf_offsets::KernelBtf::load_for(COPY_SITES).ok();
     let mut attach_kinds = BTreeMap::new();
 
     attach_kinds.insert("tracepoint", Check::from(try_tracepoint(ebpf)));

@@ -85,7 +85,7 @@ impl Session {
         if options.follow_forks && !matches!(filter, Filter::Set(_)) {
             anyhow::bail!("following forks needs a set filter");
         }
-        let kernel_btf = KernelBtf::load();
+        let kernel_btf = KernelBtf::load_for(probes::FUNCTIONS.iter().map(|f| f.function));
         let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
             b.kernel_offsets().map_err(|e| format!("{e:#}"))
         }) {
