@@ -9,7 +9,7 @@ use aya::{
     programs::{FExit, KProbe, RawTracePoint},
 };
 use serde::Serialize;
-use zc_trace_common::{DmaDevice, DmaLayout, KernelOffsets, OpClass, Stats, StatsKey, maps};
+use zc_trace_common::{DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpClass, Stats, StatsKey, maps};
 
 use crate::{
     btf_offsets::KernelBtf,
@@ -70,6 +70,58 @@ pub struct Options {
     pub stats_entries: Option<u32>,
 }
 
+/// What a session needs from the kernel's BTF by way of btf-rs, read in one go so that the
+/// btf-rs mapping (whose pages count in RSS) is gone before aya parses its own copy.
+struct BtfFacts {
+    offsets: KernelOffsets,
+    /// Why fd classification is off, when it is.
+    fd_error: Option<String>,
+    io_uring: IoUringOffsets,
+    dma_layout: DmaLayout,
+    dma_layout_error: Option<String>,
+    /// `dma:*` events not to attach: dma_map_resource shares dma_map_page's program, so it is
+    /// attached only if its arguments sit where that program reads them.
+    dma_mismatched: Vec<&'static str>,
+    /// Function probes whose function the kernel does not have (renamed, inlined); none when
+    /// BTF could not be read (then every probe is tried).
+    absent_functions: Vec<&'static str>,
+    /// The kernel has `do_tcp_sendpages` (before Linux 6.5).
+    sendpage_kernel: bool,
+}
+
+impl BtfFacts {
+    fn read() -> Self {
+        let kernel_btf = KernelBtf::load_for(probes::FUNCTIONS.iter().map(|f| f.function));
+        let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
+            b.kernel_offsets().map_err(|e| format!("{e:#}"))
+        }) {
+            Ok(o) => (o, None),
+            Err(e) => (KernelOffsets::default(), Some(e)),
+        };
+        let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
+        let (dma_layout, dma_layout_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
+            b.dma_layout().map_err(|e| format!("{e:#}"))
+        }) {
+            Ok(l) => (l, None),
+            Err(e) => (DmaLayout::EMPTY, Some(e)),
+        };
+        let btf = kernel_btf.as_ref().ok();
+        let dma_mismatched = match btf {
+            Some(b) if dma_layout.valid == 1 => probes::DMA_TRACEPOINTS
+                .iter()
+                .copied()
+                .filter(|&event| event != "dma_map_sg" && !b.dma_event_matches(event, &dma_layout))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let absent_functions = btf
+            .map(|b| probes::FUNCTIONS.iter().map(|f| f.function).filter(|&f| !b.has_function(f)).collect())
+            .unwrap_or_default();
+        let sendpage_kernel = btf.is_some_and(|b| b.has_function("do_tcp_sendpages"));
+        Self { offsets, fd_error, io_uring, dma_layout, dma_layout_error, dma_mismatched, absent_functions, sendpage_kernel }
+    }
+}
+
 pub struct Session {
     ebpf: Ebpf,
     probes: Vec<ProbeStatus>,
@@ -85,56 +137,41 @@ impl Session {
         if options.follow_forks && !matches!(filter, Filter::Set(_)) {
             anyhow::bail!("following forks needs a set filter");
         }
-        let kernel_btf = KernelBtf::load_for(probes::FUNCTIONS.iter().map(|f| f.function));
-        let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
-            b.kernel_offsets().map_err(|e| format!("{e:#}"))
-        }) {
-            Ok(o) => (o, None),
-            Err(e) => (KernelOffsets::default(), Some(e)),
-        };
-        let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
-        let (dma_layout, dma_layout_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
-            b.dma_layout().map_err(|e| format!("{e:#}"))
-        }) {
-            Ok(l) => (l, None),
-            Err(e) => (DmaLayout::EMPTY, Some(e)),
-        };
-        // dma_map_resource shares dma_map_page's program: attach it only if its arguments sit
-        // where that program reads them.
-        let dma_event_ok = |event: &str| match (&kernel_btf, event) {
-            (_, "dma_map_sg") => true,
-            (Ok(b), _) if dma_layout.valid == 1 => b.dma_event_matches(event, &dma_layout),
-            _ => true,
-        };
-        let btf = Btf::from_sys_fs().ok();
-        let mut settings = Settings {
+        let facts = BtfFacts::read();
+        let settings = Settings {
             filter,
-            offsets,
-            observed: 0,
+            offsets: facts.offsets,
             syscall_table: syscall_table::build(),
-            io_uring,
-            dma_layout,
+            io_uring: facts.io_uring,
+            dma_layout: facts.dma_layout,
             follow_forks: options.follow_forks,
             by_thread: options.by_thread,
             stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
         };
+        // The loader points at these until it is dropped: declared before it, they outlive it.
+        let constants = loader::Constants::new(&settings);
+        // Initialised late on purpose: one loader serves every load, and it is created before
+        // the session's BTF is parsed, so that its own parse is gone by then (see
+        // `loader_without_btf`).
+        #[allow(clippy::needless_late_init)]
+        let btf: Option<Btf>;
+        let mut loader = loader::loader_without_btf();
+        btf = Btf::from_sys_fs().ok();
+        loader.btf(btf.as_ref());
 
         // Function probes are tried in the loaded object; where one fails, the object is
         // loaded again without its `observed` bit so that the syscall-exit derivation counts
         // that path instead. Two passes at most in practice (host: all refused, then none).
         let mut failures: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         // A function this kernel does not have (renamed, inlined) is not tried at all.
-        let in_kernel = |f: &&FunctionProbe| match kernel_btf.as_ref() {
-            Ok(b) => b.has_function(f.function),
-            Err(_) => true,
-        };
+        let in_kernel = |f: &&FunctionProbe| !facts.absent_functions.contains(&f.function);
         for f in probes::FUNCTIONS.iter().filter(|f| !in_kernel(f)) {
             failures.insert(f.function, vec!["not in this kernel's BTF (renamed, inlined or absent)".into()]);
         }
         // Which function-probe kinds this kernel allows at all, asked once with a do-nothing
         // program: a kernel that refuses fexit (lockdown) or has no kprobes then needs one
         // load of the counting object, not one more per refused kind.
-        let mut doctor_obj = loader::load_doctor().ok();
+        let mut doctor_obj = loader::load_doctor_with(&mut loader).ok();
         let refused = refused_kinds(doctor_obj.as_mut(), btf.as_ref(), tier);
         let usable = |f: &FunctionProbe| candidates(f, tier).iter().any(|(k, _)| !refused.contains_key(k));
         for f in probes::FUNCTIONS.iter().filter(|f| in_kernel(f) && !candidates(f, tier).is_empty() && !usable(f)) {
@@ -143,20 +180,20 @@ impl Session {
         }
         let mut viable: Vec<&FunctionProbe> =
             probes::FUNCTIONS.iter().filter(|f| !candidates(f, tier).is_empty() && in_kernel(f) && usable(f)).collect();
-        // Pages spliced into TCP go through tcp_sendmsg_locked (MSG_SPLICE_PAGES) since 6.5,
-        // through do_tcp_sendpages before: probing the former covers splices only where the
-        // latter does not exist.
-        let sendpage_kernel = kernel_btf.as_ref().is_ok_and(|b| b.has_function("do_tcp_sendpages"));
-        for _pass in 0..3 {
-            settings.observed = viable.iter().fold(0, |bits, f| bits | f.observed);
-            if settings.observed & zc_trace_common::observed::TCP_SEND != 0 && !sendpage_kernel {
-                settings.observed |= zc_trace_common::observed::TCP_SPLICE;
+        let dma_event_ok = |event: &str| !facts.dma_mismatched.contains(&event);
+        for _pass in 0..loader::MAX_PROBE_LOADS {
+            let mut observed = viable.iter().fold(0, |bits, f| bits | f.observed);
+            // Pages spliced into TCP go through tcp_sendmsg_locked (MSG_SPLICE_PAGES) since
+            // 6.5, through do_tcp_sendpages before: probing the former covers splices only
+            // where the latter does not exist.
+            if observed & zc_trace_common::observed::TCP_SEND != 0 && !facts.sendpage_kernel {
+                observed |= zc_trace_common::observed::TCP_SPLICE;
             }
-            let mut ebpf = loader::load_probes(&settings)?;
+            let mut ebpf = loader::load_probes(&mut loader, &constants, observed)?;
             let mut probes = Vec::new();
             let mut evidence = Evidence {
-                fd_classification_error: fd_error.clone(),
-                dma_layout_error: dma_layout_error.clone(),
+                fd_classification_error: facts.fd_error.clone(),
+                dma_layout_error: facts.dma_layout_error.clone(),
                 ..Default::default()
             };
             attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok)?;
