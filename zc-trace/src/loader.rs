@@ -2,7 +2,7 @@
 use std::cell::OnceCell;
 
 use anyhow::Context as _;
-use aya::{Ebpf, EbpfLoader, maps::HashMap};
+use aya::{Btf, Ebpf, EbpfLoader, maps::HashMap};
 use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
 
 use crate::exit::{ExitKind, Fatal};
@@ -102,7 +102,28 @@ fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
 pub fn loader_without_btf<'a>() -> EbpfLoader<'a> {
     let mut loader = EbpfLoader::new();
     loader.btf(None);
+    release_free_heap();
     loader
+}
+
+/// The running kernel's BTF as aya parses it (for loads and fentry/fexit attaches), or `None`
+/// when the kernel has none.
+pub fn parse_kernel_btf() -> Option<Btf> {
+    let btf = Btf::from_sys_fs().ok();
+    // The parse read the whole file (~6 MiB) into a buffer that is free now.
+    release_free_heap();
+    btf
+}
+
+/// Hands freed heap pages back to the system. glibc keeps them resident (it returns only the
+/// top of the heap, and only past a threshold that grows after large frees), so one freed BTF
+/// parse would still count in RSS while the next is made.
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Loads the counting programs with `observed` as their `observed::*` bits. Later loads by the

@@ -134,6 +134,14 @@ impl Session {
     }
 
     pub fn attach_with(filter: Filter, tier: Tier, options: Options) -> anyhow::Result<Self> {
+        let session = Self::load_and_attach(filter, tier, options);
+        // The BTF parse and the objects' load data are free now; glibc would keep most of it
+        // resident for as long as the session runs.
+        loader::release_free_heap();
+        session
+    }
+
+    fn load_and_attach(filter: Filter, tier: Tier, options: Options) -> anyhow::Result<Self> {
         if options.follow_forks && !matches!(filter, Filter::Set(_)) {
             anyhow::bail!("following forks needs a set filter");
         }
@@ -156,7 +164,7 @@ impl Session {
         #[allow(clippy::needless_late_init)]
         let btf: Option<Btf>;
         let mut loader = loader::loader_without_btf();
-        btf = Btf::from_sys_fs().ok();
+        btf = loader::parse_kernel_btf();
         loader.btf(btf.as_ref());
 
         // Function probes are tried in the loaded object; where one fails, the object is

@@ -13,7 +13,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     #[allow(clippy::needless_late_init)]
     let btf: Option<Btf>;
     let mut loader = loader::loader_without_btf();
-    btf = Btf::from_sys_fs().ok();
+    btf = loader::parse_kernel_btf();
     loader.btf(btf.as_ref());
     let mut ebpf = loader::load_doctor_with(&mut loader)?;
     let report = doctor::run(&mut ebpf, btf.as_ref());
