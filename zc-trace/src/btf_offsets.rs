@@ -79,25 +79,15 @@ impl KernelBtf {
         Ok(Self { btf, ids_by_name: RefCell::default(), fallback_scans: Cell::new(0) })
     }
 
-    /// Fills the name cache for `names` with one pass over the types (a regex of the exact
-    /// names). On any failure the cache stays as it was and lookups scan one by one.
+    /// Fills the name cache for `names` with one pass over the types. On any failure the cache
+    /// stays as it was and lookups scan one by one.
     fn prefetch(&self, names: &[String]) {
-        let alternatives: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
-        let Ok(re) = regex::Regex::new(&format!("^(?:{})$", alternatives.join("|"))) else { return };
-        let Ok(ids) = self.btf.resolve_ids_by_regex(&re) else { return };
-        // The pass yields ids in ascending order, as a by-name lookup does: same answers.
-        let mut found: HashMap<String, Vec<u32>> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
-        for id in ids {
-            let Some(name) = self.name_of(id) else { return };
-            found.entry(name).or_default().push(id);
-        }
-        // Names with no type are kept too (empty): "not in this kernel" is an answer.
+        // btf-rs resolves many names in one pass only through its `regex` feature, whose regex
+        // crate adds ~2.3 MB to the binary, nearly all of it resident when run: the type table
+        // is simple enough to walk here.
+        let Ok(raw) = std::fs::read(BTF_VMLINUX) else { return };
+        let Some(found) = type_ids_by_name(&raw, names) else { return };
         self.ids_by_name.borrow_mut().extend(found);
-    }
-
-    fn name_of(&self, id: u32) -> Option<String> {
-        let ty = self.btf.resolve_type_by_id(id).ok()?;
-        self.btf.resolve_name(ty.as_btf_type()?).ok()
     }
 
     /// Every type called `name`, in id order.
@@ -337,6 +327,55 @@ impl KernelBtf {
 /// The event class the single-buffer `dma:*` events are defined in (include/trace/events/dma.h).
 const DMA_MAP_CLASSES: &[&str] = &["dma_map"];
 
+/// The ids of the types called each of `names` (an empty list for a name no type has), in
+/// ascending order and numbered as btf-rs numbers them, from one pass over raw BTF data: a header, then a table of types (each a
+/// 12-byte `btf_type` and kind-specific data) and a string table, as the kernel documents in
+/// Documentation/bpf/btf.rst. `None` for data this code does not understand.
+fn type_ids_by_name(raw: &[u8], names: &[String]) -> Option<HashMap<String, Vec<u32>>> {
+    let little_endian = match raw.get(..2)? {
+        [0x9f, 0xeb] => true,
+        [0xeb, 0x9f] => false,
+        _ => return None,
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let bytes: [u8; 4] = raw.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if little_endian { u32::from_le_bytes(bytes) } else { u32::from_be_bytes(bytes) })
+    };
+    let header_len = u32_at(4)? as usize;
+    let (type_off, type_len) = (u32_at(8)? as usize, u32_at(12)? as usize);
+    let (str_off, str_len) = (u32_at(16)? as usize, u32_at(20)? as usize);
+    let types = header_len + type_off..header_len + type_off + type_len;
+    raw.get(types.clone())?;
+    let strings = raw.get(header_len + str_off..header_len + str_off + str_len)?;
+
+    let mut found: HashMap<String, Vec<u32>> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let (mut at, mut id) = (types.start, 1u32); // id 0 is `void`, which has no entry
+    while at < types.end {
+        let (name_off, info) = (u32_at(at)? as usize, u32_at(at + 4)?);
+        let vlen = (info & 0xffff) as usize;
+        // Bytes that follow the btf_type, by kind (BTF_KIND_*).
+        let extra = match (info >> 24) & 0x1f {
+            1 | 14 | 17 => 4,             // INT (encoding), VAR (linkage), DECL_TAG (component)
+            3 => 12,                      // ARRAY (btf_array)
+            4 | 5 | 15 | 19 => 12 * vlen, // STRUCT, UNION (btf_member), DATASEC (btf_var_secinfo), ENUM64
+            6 | 13 => 8 * vlen,           // ENUM (btf_enum), FUNC_PROTO (btf_param)
+            2 | 7..=12 | 16 | 18 => 0,    // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+            _ => return None,             // a kind newer than this code
+        };
+        if name_off != 0 {
+            let name = strings.get(name_off..)?;
+            let name = &name[..name.iter().position(|&b| b == 0)?];
+            if let Some(ids) = std::str::from_utf8(name).ok().and_then(|n| found.get_mut(n)) {
+                ids.push(id);
+            }
+        }
+        at += 12 + extra;
+        id += 1;
+    }
+    // The table must end exactly where its last type does, or a size above was wrong.
+    (at == types.end).then_some(found)
+}
+
 /// Offsets in `struct pt_regs` of the registers that carry syscall arguments 1..6.
 #[cfg(target_arch = "x86_64")]
 fn syscall_arg_registers(btf: &KernelBtf) -> anyhow::Result<[u32; 6]> {
@@ -417,6 +456,9 @@ mod tests {
         let cached = KernelBtf::load_for(functions()).unwrap();
         let uncached = KernelBtf::open().unwrap();
         assert_eq!(cached.fallback_scans.get(), 0);
+        for (name, ids) in cached.ids_by_name.borrow().iter() {
+            assert_eq!(ids, &uncached.btf.resolve_ids_by_name(name).unwrap(), "ids of {name}");
+        }
 
         let offsets = |b: &KernelBtf| b.kernel_offsets().map_err(|e| e.to_string());
         let io_uring = |b: &KernelBtf| b.io_uring_offsets().map_err(|e| e.to_string());
@@ -439,5 +481,42 @@ mod tests {
         assert_eq!(cached.fallback_scans.get(), 1);
         assert!(cached.has_function("vfs_read"));
         assert_eq!(cached.fallback_scans.get(), 1, "the fallback's answer is kept");
+    }
+
+    /// A hand-made BTF blob with a type of each size class the pass must step over.
+    #[test]
+    fn type_ids_by_name_steps_over_every_kind_of_entry() {
+        let strings = b"\0int\0pair\0a\0b\0f\0";
+        let (int, pair, a, b, f) = (1u32, 5, 10, 12, 14);
+        let kind = |kind: u32, vlen: u32| (kind << 24) | vlen;
+        let mut types: Vec<u32> = Vec::new();
+        types.extend([int, kind(1, 0), 4, 32]); // 1: int, 4 bytes (+ encoding word)
+        types.extend([0, kind(2, 0), 1]); // 2: int *
+        types.extend([0, kind(3, 0), 0, 1, 1, 8]); // 3: int[8] (+ btf_array)
+        types.extend([pair, kind(4, 2), 8, a, 1, 0, b, 1, 32]); // 4: struct pair { int a, b; }
+        types.extend([0, kind(13, 1), 1, a, 1]); // 5: int (*)(int a)
+        types.extend([f, kind(12, 0), 5]); // 6: func f
+        types.extend([pair, kind(8, 0), 4]); // 7: typedef struct pair pair
+        let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut raw: Vec<u8> = vec![0x9f, 0xeb, 1, 0];
+        for word in [24, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+            raw.extend(word.to_le_bytes());
+        }
+        raw.extend(&types);
+        raw.extend(strings);
+
+        let names = ["pair", "f", "int", "missing"].map(String::from);
+        let found = type_ids_by_name(&raw, &names).unwrap();
+        assert_eq!(found["pair"], [4, 7]);
+        assert_eq!(found["f"], [6]);
+        assert_eq!(found["int"], [1]);
+        assert_eq!(found["missing"], Vec::<u32>::new());
+
+        // A table whose entries do not end where it does is refused, not half-read.
+        let mut short = raw.clone();
+        short[12..16].copy_from_slice(&(types.len() as u32 - 4).to_le_bytes());
+        short[16..20].copy_from_slice(&(types.len() as u32 - 4).to_le_bytes());
+        assert!(type_ids_by_name(&short, &names).is_none());
+        assert!(type_ids_by_name(b"not btf", &names).is_none());
     }
 }
