@@ -11,7 +11,10 @@ use anyhow::{Context as _, anyhow, bail};
 use btf_rs::{Btf, BtfType as _, Type};
 use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets};
 
-use crate::{kernel::BTF_VMLINUX, probes};
+use crate::{
+    kernel::{BTF_VMLINUX, VmlinuxBtf},
+    probes,
+};
 
 /// A parsed kernel BTF with member-offset lookups.
 pub struct KernelBtf {
@@ -79,13 +82,14 @@ impl KernelBtf {
         Ok(Self { btf, ids_by_name: RefCell::default(), fallback_scans: Cell::new(0) })
     }
 
-    /// Fills the name cache for `names` with one pass over the types. On any failure the cache
-    /// stays as it was and lookups scan one by one.
+    /// Fills the name cache for `names` with one pass over the types (of a second mapping of
+    /// the BTF: btf-rs does not lend its own). On any failure the cache stays as it was and
+    /// lookups scan one by one.
     fn prefetch(&self, names: &[String]) {
         // btf-rs resolves many names in one pass only through its `regex` feature, whose regex
         // crate adds ~2.3 MB to the binary, nearly all of it resident when run: the type table
         // is simple enough to walk here.
-        let Ok(raw) = std::fs::read(BTF_VMLINUX) else { return };
+        let Ok(raw) = VmlinuxBtf::open() else { return };
         let Some(found) = type_ids_by_name(&raw, names) else { return };
         self.ids_by_name.borrow_mut().extend(found);
     }

@@ -2,10 +2,13 @@
 use std::cell::OnceCell;
 
 use anyhow::Context as _;
-use aya::{Btf, Ebpf, EbpfLoader, maps::HashMap};
+use aya::{Btf, Ebpf, EbpfLoader, Endianness, maps::HashMap};
 use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
 
-use crate::exit::{ExitKind, Fatal};
+use crate::{
+    exit::{ExitKind, Fatal},
+    kernel::VmlinuxBtf,
+};
 
 /// Counting programs (see `zc-trace-ebpf/src/probes`).
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zc-trace-probes"));
@@ -102,22 +105,20 @@ fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
 pub fn loader_without_btf<'a>() -> EbpfLoader<'a> {
     let mut loader = EbpfLoader::new();
     loader.btf(None);
-    release_free_heap();
     loader
 }
 
 /// The running kernel's BTF as aya parses it (for loads and fentry/fexit attaches), or `None`
-/// when the kernel has none.
+/// when the kernel has none. What `Btf::from_sys_fs()` gives, from a mapping of the file
+/// where the kernel allows one instead of a ~6 MiB heap copy.
 pub fn parse_kernel_btf() -> Option<Btf> {
-    let btf = Btf::from_sys_fs().ok();
-    // The parse read the whole file (~6 MiB) into a buffer that is free now.
-    release_free_heap();
-    btf
+    let raw = VmlinuxBtf::open().ok()?;
+    Btf::parse(&raw, Endianness::default()).ok()
 }
 
-/// Hands freed heap pages back to the system. glibc keeps them resident (it returns only the
-/// top of the heap, and only past a threshold that grows after large frees), so one freed BTF
-/// parse would still count in RSS while the next is made.
+/// Hands freed heap pages back to the system. glibc returns only the top of the heap, and
+/// only past a threshold that it raises after large frees, so what set-up freed (a BTF parse,
+/// object data) would otherwise stay resident for as long as the session runs.
 pub fn release_free_heap() {
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -70,8 +70,9 @@ pub struct Options {
     pub stats_entries: Option<u32>,
 }
 
-/// What a session needs from the kernel's BTF by way of btf-rs, read in one go so that the
-/// btf-rs mapping (whose pages count in RSS) is gone before aya parses its own copy.
+/// What a session needs from the kernel's BTF by way of btf-rs, read in one go so that btf-rs's
+/// copy is gone before aya parses its own: a mapping that costs no RSS since Linux 6.16, but
+/// a full parse (~40 MiB) on older kernels, whose sysfs cannot be mapped.
 struct BtfFacts {
     offsets: KernelOffsets,
     /// Why fd classification is off, when it is.
@@ -135,8 +136,7 @@ impl Session {
 
     pub fn attach_with(filter: Filter, tier: Tier, options: Options) -> anyhow::Result<Self> {
         let session = Self::load_and_attach(filter, tier, options);
-        // The BTF parse and the objects' load data are free now; glibc would keep most of it
-        // resident for as long as the session runs.
+        // The BTF parse and the objects' load data are free now.
         loader::release_free_heap();
         session
     }
