@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use aya::{
     Btf, Ebpf,
-    programs::{FExit, KProbe, RawTracePoint},
+    programs::{FExit, KProbe, Program, RawTracePoint},
 };
 use serde::Serialize;
 use zc_trace_common::{DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpClass, Stats, StatsKey, maps};
@@ -407,19 +407,33 @@ fn attach_tracepoints(
     evidence: &mut Evidence,
     dma_event_ok: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
-    for tp in probes::TRACEPOINTS {
-        let (_, event) = tp.name.split_once(':').unwrap_or(("", tp.name));
-        match attach_raw(ebpf, tp.program, event) {
-            Ok(()) => {
-                probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
-                evidence.tracepoints.push(tp.name);
-            }
-            Err(e) if tp.required => {
-                return Err(Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into());
-            }
-            Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
+    // The verifier takes longer over dma_map_sg's program (it walks the scatterlist: ~30 ms on
+    // 6.18) than over all the others together, so it is loaded on a second thread while the
+    // tracepoints below load here. A failure there is met again, and reported, further down.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
+        if let Some(sg) = programs.remove(DMA_SG_PROGRAM) {
+            scope.spawn(move || {
+                if let Ok(prog) = <&mut RawTracePoint>::try_from(sg) {
+                    let _ = prog.load();
+                }
+            });
         }
-    }
+        for tp in probes::TRACEPOINTS {
+            let (_, event) = tp.name.split_once(':').unwrap_or(("", tp.name));
+            match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, event) {
+                Ok(()) => {
+                    probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
+                    evidence.tracepoints.push(tp.name);
+                }
+                Err(e) if tp.required => {
+                    return Err(Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into());
+                }
+                Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
+            }
+        }
+        Ok(())
+    })?;
     // dma_map_sg has a program of its own (it walks the scatterlist); the single-buffer
     // events share one. Each program is loaded once, on the first event this kernel has.
     let mut loaded: Vec<&str> = Vec::new();
@@ -433,7 +447,8 @@ fn attach_tracepoints(
         let program = if *event == "dma_map_sg" { DMA_SG_PROGRAM } else { probes::DMA_PROGRAM };
         let prog: &mut RawTracePoint = ebpf.program_mut(program).context("dma program missing")?.try_into()?;
         if !loaded.contains(&program) {
-            if let Err(e) = prog.load() {
+            let load = if prog.fd().is_ok() { Ok(()) } else { prog.load() }; // loaded ahead, above
+            if let Err(e) = load {
                 // The verifier's log says why a program was rejected: keep its last lines.
                 let log = match &e {
                     aya::programs::ProgramError::LoadError { verifier_log, .. } => {
@@ -463,9 +478,8 @@ fn attach_tracepoints(
 /// The program for `dma:dma_map_sg` (zc-trace-ebpf/src/probes/dma.rs).
 const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 
-fn attach_raw(ebpf: &mut Ebpf, program: &str, event: &str) -> Result<(), String> {
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(program)
+fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
+    let prog: &mut RawTracePoint = prog
         .ok_or_else(|| format!("program {program} missing"))?
         .try_into()
         .map_err(|e| format!("{e}"))?;
