@@ -20,9 +20,10 @@ use crate::{
 pub struct KernelBtf {
     btf: Btf,
     /// Type ids by name. With the mmap backend every by-name lookup of btf-rs reads the name of
-    /// every type in vmlinux (~150k), and zc-trace makes dozens of them: [`Self::load_for`]
-    /// answers them all from one such pass instead. A name missing here is looked up on its
-    /// own and kept, so a forgotten prefetch costs time, never a wrong answer.
+    /// every type in vmlinux (~127k on 6.18), and zc-trace makes dozens of them:
+    /// [`Self::load_for`] answers them all from one pass over the types instead. A name missing
+    /// here is looked up on its own and kept, so a forgotten prefetch costs time, never a wrong
+    /// answer.
     ids_by_name: RefCell<HashMap<String, Vec<u32>>>,
     /// Lookups that had to scan on their own (the prefetch did not cover them).
     fallback_scans: Cell<u32>,

@@ -98,10 +98,11 @@ fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
 
 /// A loader that has no kernel BTF yet: give it one with `.btf()`.
 ///
-/// aya's `EbpfLoader::new()` always parses /sys/kernel/btf/vmlinux (~13 MiB of heap and ~8 ms
-/// on a 6.18 kernel), and a session needs a parsed BTF of its own for fentry/fexit. Releasing
-/// the loader's parse here, before the caller makes its own, means one parse serves the loads
-/// and the attaches and two are never in memory together (the peak RSS of start-up).
+/// aya's `EbpfLoader::new()` always parses /sys/kernel/btf/vmlinux (on a 6.18 kernel ~13 MiB
+/// of heap, plus the 5 MiB file it reads, and 15-20 ms), and a session needs a parsed BTF of
+/// its own for fentry/fexit. Releasing the loader's parse here, before the caller makes its
+/// own, means one parse serves the loads and the attaches and two are never in memory
+/// together (the peak RSS of start-up).
 pub fn loader_without_btf<'a>() -> EbpfLoader<'a> {
     let mut loader = EbpfLoader::new();
     loader.btf(None);
