@@ -435,7 +435,16 @@ fn render(
     writeln!(md, "| target | measured | |")?;
     writeln!(md, "|---|---|---|")?;
     writeln!(md, "| 4 KiB read-write: zc-trace slowdown at most 1.10x the floor's | zc-trace {:.3}x, floor {:.3}x (zc-trace's added cost {:.2}x the floor's) | {} |", ratio(0, 2), ratio(0, 1), zc_vs_floor, check(ratio(0, 2) <= 1.10 * ratio(0, 1)))?;
-    writeln!(md, "| 4 KiB read-write: under half of bpftrace's slowdown | zc-trace {:.3}x, bpftrace {:.3}x | {} |", ratio(0, 2), ratio(0, 4), check(ratio(0, 2) < 0.5 * ratio(0, 4)))?;
+    // Read literally (slowdown < half of bpftrace's) the target lies below the floor whenever
+    // bpftrace is under 2.5x; the added costs (slowdown - 1) are shown beside it.
+    writeln!(
+        md,
+        "| 4 KiB read-write: under half of bpftrace's slowdown | zc-trace {:.3}x, bpftrace {:.3}x (added cost: zc-trace {:.2}x bpftrace's) | {} |",
+        ratio(0, 2),
+        ratio(0, 4),
+        (ratio(0, 2) - 1.0) / (ratio(0, 4) - 1.0),
+        check(ratio(0, 2) < 0.5 * ratio(0, 4))
+    )?;
     writeln!(md, "| 64 KiB read-write: slowdown at most 1.05x | {:.3}x | {} |", ratio(1, 2), check(ratio(1, 2) <= 1.05))?;
     writeln!(md, "| sendfile: slowdown at most 1.05x | {:.3}x | {} |", ratio(2, 2), check(ratio(2, 2) <= 1.05))?;
     let attach = median(&startup.attach_ms);

@@ -2,24 +2,115 @@
 //! `task->files->fdt->fd[n]->f_inode->i_mode` and friends at these offsets, so they are right
 //! on every kernel that ships BTF, whatever its configuration or version; nothing here comes
 //! from one kernel's headers.
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+};
+
 use anyhow::{Context as _, anyhow, bail};
 use btf_rs::{Btf, BtfType as _, Type};
 use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets};
 
-use crate::kernel::BTF_VMLINUX;
+use crate::{
+    kernel::{BTF_VMLINUX, VmlinuxBtf},
+    probes,
+};
 
 /// A parsed kernel BTF with member-offset lookups.
-pub struct KernelBtf(Btf);
+pub struct KernelBtf {
+    btf: Btf,
+    /// Type ids by name. With the mmap backend every by-name lookup of btf-rs reads the name of
+    /// every type in vmlinux (~127k on 6.18), and zc-trace makes dozens of them:
+    /// [`Self::load_for`] answers them all from one pass over the types instead. A name missing
+    /// here is looked up on its own and kept, so a forgotten prefetch costs time, never a wrong
+    /// answer.
+    ids_by_name: RefCell<HashMap<String, Vec<u32>>>,
+    /// Lookups that had to scan on their own (the prefetch did not cover them).
+    fallback_scans: Cell<u32>,
+}
+
+/// Every struct whose members or size zc-trace reads (see `kernel_offsets`, `io_uring_offsets`,
+/// `dma_layout` and `syscall_arg_registers`); prefetched when the BTF is loaded.
+const STRUCTS: &[&str] = &[
+    "task_struct",
+    "files_struct",
+    "fdtable",
+    "file",
+    "inode",
+    "super_block",
+    "sock",
+    "socket",
+    "msghdr",
+    "sk_buff",
+    "skb_shared_info",
+    "request",
+    "pt_regs",
+    "io_kiocb",
+    "io_uring_cqe",
+    "scatterlist",
+    "device",
+    "device_driver",
+    "dentry",
+    "vfsmount",
+    "mount",
+];
+
+/// Tracepoints whose `TP_PROTO` is read from BTF (see `io_uring_offsets` and `dma_layout`).
+const TRACEPOINTS: &[&str] = &["io_uring_complete"];
 
 impl KernelBtf {
-    pub fn load() -> anyhow::Result<Self> {
+    /// Loads the kernel's BTF and resolves, in one pass over its types, every name this
+    /// module looks up plus `functions` (for [`Self::has_function`]).
+    pub fn load_for<'a>(functions: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Self> {
+        let btf = Self::open()?;
+        let mut names: Vec<String> = STRUCTS.iter().map(|s| s.to_string()).collect();
+        let tracepoints = TRACEPOINTS.iter().chain(probes::DMA_TRACEPOINTS);
+        for tp in tracepoints {
+            names.push(format!("btf_trace_{tp}"));
+            names.push(format!("__bpf_trace_{tp}"));
+        }
+        names.extend(DMA_MAP_CLASSES.iter().map(|class| format!("__bpf_trace_{class}")));
+        names.extend(functions.into_iter().map(str::to_string));
+        btf.prefetch(&names);
+        Ok(btf)
+    }
+
+    /// The BTF with nothing resolved yet: every name costs a pass of its own.
+    fn open() -> anyhow::Result<Self> {
         // Mmap backend: types are decoded on lookup. Parsing the whole 6 MiB vmlinux BTF up
         // front costs ~120 ms and ~40 MiB of RSS for the few dozen members zc-trace needs.
         // sysfs can mmap vmlinux BTF only since Linux 6.16 (6.12 answers ENODEV): then parse it.
         let btf = Btf::from_file_with_backend(BTF_VMLINUX, btf_rs::Backend::Mmap)
             .or_else(|_| Btf::from_file(BTF_VMLINUX))
             .with_context(|| format!("reading {BTF_VMLINUX}"))?;
-        Ok(Self(btf))
+        Ok(Self { btf, ids_by_name: RefCell::default(), fallback_scans: Cell::new(0) })
+    }
+
+    /// Fills the name cache for `names` with one pass over the types (of a second mapping of
+    /// the BTF: btf-rs does not lend its own). On any failure the cache stays as it was and
+    /// lookups scan one by one.
+    fn prefetch(&self, names: &[String]) {
+        // btf-rs resolves many names in one pass only through its `regex` feature, whose regex
+        // crate adds ~2.3 MB to the binary, nearly all of it resident when run: the type table
+        // is simple enough to walk here.
+        let Ok(raw) = VmlinuxBtf::open() else { return };
+        let Some(found) = type_ids_by_name(&raw, names) else { return };
+        self.ids_by_name.borrow_mut().extend(found);
+    }
+
+    /// Every type called `name`, in id order.
+    fn types_named(&self, name: &str) -> btf_rs::Result<Vec<Type>> {
+        let cached = self.ids_by_name.borrow().get(name).cloned();
+        let ids = match cached {
+            Some(ids) => ids,
+            None => {
+                self.fallback_scans.set(self.fallback_scans.get() + 1);
+                let ids = self.btf.resolve_ids_by_name(name)?;
+                self.ids_by_name.borrow_mut().insert(name.to_string(), ids.clone());
+                ids
+            }
+        };
+        ids.into_iter().map(|id| self.btf.resolve_type_by_id(id)).collect()
     }
 
     /// Byte offset of `path` (e.g. `["__sk_common", "skc_family"]`) inside `struct name`,
@@ -44,12 +135,11 @@ impl KernelBtf {
 
     /// True when the kernel has a function of this name (not inlined away).
     pub fn has_function(&self, name: &str) -> bool {
-        self.0.resolve_types_by_name(name).is_ok_and(|ts| ts.iter().any(|t| matches!(t, Type::Func(_))))
+        self.types_named(name).is_ok_and(|ts| ts.iter().any(|t| matches!(t, Type::Func(_))))
     }
 
     fn named_struct(&self, name: &str) -> anyhow::Result<Type> {
-        self.0
-            .resolve_types_by_name(name)
+        self.types_named(name)
             .map_err(|e| anyhow!("struct {name} not in BTF: {e}"))?
             .into_iter()
             .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
@@ -62,7 +152,7 @@ impl KernelBtf {
             match &ty {
                 Type::Typedef(_) | Type::Volatile(_) | Type::Const(_) | Type::Restrict(_) | Type::TypeTag(_) => {
                     let bt = ty.as_btf_type().ok_or_else(|| anyhow!("untyped modifier"))?;
-                    ty = self.0.resolve_chained_type(bt)?;
+                    ty = self.btf.resolve_chained_type(bt)?;
                 }
                 _ => return Ok(ty),
             }
@@ -77,8 +167,8 @@ impl KernelBtf {
             _ => bail!("looking for {member} in a non-struct type"),
         };
         for m in members {
-            let name = self.0.resolve_name(m).unwrap_or_default();
-            let mty = self.0.resolve_chained_type(m)?;
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            let mty = self.btf.resolve_chained_type(m)?;
             if name == member {
                 return Ok(Some((m.bit_offset(), mty)));
             }
@@ -97,9 +187,9 @@ impl KernelBtf {
     /// How many `TP_PROTO` arguments a tracepoint takes, from its `btf_trace_<name>` typedef
     /// (a pointer to a function whose first parameter is the probe's private data).
     pub fn tracepoint_args(&self, name: &str) -> Option<usize> {
-        let ty = self.0.resolve_types_by_name(&format!("btf_trace_{name}")).ok()?.into_iter().next()?;
-        let ptr = self.0.resolve_chained_type(ty.as_btf_type()?).ok()?;
-        match self.0.resolve_chained_type(ptr.as_btf_type()?).ok()? {
+        let ty = self.types_named(&format!("btf_trace_{name}")).ok()?.into_iter().next()?;
+        let ptr = self.btf.resolve_chained_type(ty.as_btf_type()?).ok()?;
+        match self.btf.resolve_chained_type(ptr.as_btf_type()?).ok()? {
             Type::FuncProto(proto) => Some(proto.parameters.len().saturating_sub(1)),
             _ => None,
         }
@@ -112,21 +202,20 @@ impl KernelBtf {
     /// `DEFINE_EVENT` it is one of `classes`. A candidate counts only if its parameter types
     /// are the typedef's.
     pub fn tracepoint_params(&self, name: &str, classes: &[&str]) -> Option<Vec<String>> {
-        let typedef = self.0.resolve_types_by_name(&format!("btf_trace_{name}")).ok()?.into_iter().next()?;
-        let ptr = self.0.resolve_chained_type(typedef.as_btf_type()?).ok()?;
-        let Type::FuncProto(proto) = self.0.resolve_chained_type(ptr.as_btf_type()?).ok()? else { return None };
+        let typedef = self.types_named(&format!("btf_trace_{name}")).ok()?.into_iter().next()?;
+        let ptr = self.btf.resolve_chained_type(typedef.as_btf_type()?).ok()?;
+        let Type::FuncProto(proto) = self.btf.resolve_chained_type(ptr.as_btf_type()?).ok()? else { return None };
         let types = |params: &[btf_rs::Parameter]| params.iter().map(|p| p.get_type_id()).collect::<Vec<_>>();
         let wanted = types(&proto.parameters);
         std::iter::once(name).chain(classes.iter().copied()).find_map(|class| {
             let func = self
-                .0
-                .resolve_types_by_name(&format!("__bpf_trace_{class}"))
+                .types_named(&format!("__bpf_trace_{class}"))
                 .ok()?
                 .into_iter()
                 .find(|t| matches!(t, Type::Func(_)))?;
-            let Type::FuncProto(p) = self.0.resolve_chained_type(func.as_btf_type()?).ok()? else { return None };
+            let Type::FuncProto(p) = self.btf.resolve_chained_type(func.as_btf_type()?).ok()? else { return None };
             (types(&p.parameters) == wanted)
-                .then(|| p.parameters.iter().skip(1).map(|p| self.0.resolve_name(p).unwrap_or_default()).collect())
+                .then(|| p.parameters.iter().skip(1).map(|p| self.btf.resolve_name(p).unwrap_or_default()).collect())
         })
     }
 
@@ -262,6 +351,55 @@ impl KernelBtf {
 /// The event class the single-buffer `dma:*` events are defined in (include/trace/events/dma.h).
 const DMA_MAP_CLASSES: &[&str] = &["dma_map"];
 
+/// The ids of the types called each of `names` (an empty list for a name no type has), in
+/// ascending order and numbered as btf-rs numbers them, from one pass over raw BTF data: a header, then a table of types (each a
+/// 12-byte `btf_type` and kind-specific data) and a string table, as the kernel documents in
+/// Documentation/bpf/btf.rst. `None` for data this code does not understand.
+fn type_ids_by_name(raw: &[u8], names: &[String]) -> Option<HashMap<String, Vec<u32>>> {
+    let little_endian = match raw.get(..2)? {
+        [0x9f, 0xeb] => true,
+        [0xeb, 0x9f] => false,
+        _ => return None,
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let bytes: [u8; 4] = raw.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if little_endian { u32::from_le_bytes(bytes) } else { u32::from_be_bytes(bytes) })
+    };
+    let header_len = u32_at(4)? as usize;
+    let (type_off, type_len) = (u32_at(8)? as usize, u32_at(12)? as usize);
+    let (str_off, str_len) = (u32_at(16)? as usize, u32_at(20)? as usize);
+    let types = header_len + type_off..header_len + type_off + type_len;
+    raw.get(types.clone())?;
+    let strings = raw.get(header_len + str_off..header_len + str_off + str_len)?;
+
+    let mut found: HashMap<String, Vec<u32>> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let (mut at, mut id) = (types.start, 1u32); // id 0 is `void`, which has no entry
+    while at < types.end {
+        let (name_off, info) = (u32_at(at)? as usize, u32_at(at + 4)?);
+        let vlen = (info & 0xffff) as usize;
+        // Bytes that follow the btf_type, by kind (BTF_KIND_*).
+        let extra = match (info >> 24) & 0x1f {
+            1 | 14 | 17 => 4,             // INT (encoding), VAR (linkage), DECL_TAG (component)
+            3 => 12,                      // ARRAY (btf_array)
+            4 | 5 | 15 | 19 => 12 * vlen, // STRUCT, UNION (btf_member), DATASEC (btf_var_secinfo), ENUM64
+            6 | 13 => 8 * vlen,           // ENUM (btf_enum), FUNC_PROTO (btf_param)
+            2 | 7..=12 | 16 | 18 => 0,    // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+            _ => return None,             // a kind newer than this code
+        };
+        if name_off != 0 {
+            let name = strings.get(name_off..)?;
+            let name = &name[..name.iter().position(|&b| b == 0)?];
+            if let Some(ids) = std::str::from_utf8(name).ok().and_then(|n| found.get_mut(n)) {
+                ids.push(id);
+            }
+        }
+        at += 12 + extra;
+        id += 1;
+    }
+    // The table must end exactly where its last type does, or a size above was wrong.
+    (at == types.end).then_some(found)
+}
+
 /// Offsets in `struct pt_regs` of the registers that carry syscall arguments 1..6.
 #[cfg(target_arch = "x86_64")]
 fn syscall_arg_registers(btf: &KernelBtf) -> anyhow::Result<[u32; 6]> {
@@ -289,7 +427,7 @@ mod tests {
             eprintln!("no BTF on this kernel: nothing to check");
             return;
         }
-        let btf = KernelBtf::load().unwrap();
+        let btf = KernelBtf::load_for([]).unwrap();
         let off = btf.kernel_offsets().unwrap();
         assert_eq!(off.valid, 1);
         #[cfg(target_arch = "x86_64")]
@@ -314,7 +452,7 @@ mod tests {
         if !std::path::Path::new(BTF_VMLINUX).exists() {
             return;
         }
-        let btf = KernelBtf::load().unwrap();
+        let btf = KernelBtf::load_for([]).unwrap();
         let Some(params) = btf.tracepoint_params("dma_map_sg", &[]) else {
             eprintln!("no dma_map_sg on this kernel: nothing to check");
             return;
@@ -329,5 +467,80 @@ mod tests {
             eprintln!("single-buffer map: ({})", p.join(", "));
             assert_eq!(p[layout.map_size_arg as usize], "size");
         }
+    }
+
+    /// One pass at load must answer every lookup a session makes (the offsets, the DMA
+    /// layout, the function probes' presence), with the answers of one scan per name.
+    #[test]
+    fn prefetch_covers_every_session_lookup_with_the_same_answers() {
+        if !std::path::Path::new(BTF_VMLINUX).exists() {
+            return;
+        }
+        let functions = || probes::FUNCTIONS.iter().map(|f| f.function);
+        let cached = KernelBtf::load_for(functions()).unwrap();
+        let uncached = KernelBtf::open().unwrap();
+        assert_eq!(cached.fallback_scans.get(), 0);
+        for (name, ids) in cached.ids_by_name.borrow().iter() {
+            assert_eq!(ids, &uncached.btf.resolve_ids_by_name(name).unwrap(), "ids of {name}");
+        }
+
+        let offsets = |b: &KernelBtf| b.kernel_offsets().map_err(|e| e.to_string());
+        let io_uring = |b: &KernelBtf| b.io_uring_offsets().map_err(|e| e.to_string());
+        let dma = |b: &KernelBtf| b.dma_layout().map_err(|e| e.to_string());
+        let dma_events = |b: &KernelBtf| match b.dma_layout() {
+            Ok(layout) => probes::DMA_TRACEPOINTS.iter().map(|e| b.dma_event_matches(e, &layout)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let present = |b: &KernelBtf| functions().map(|f| b.has_function(f)).collect::<Vec<_>>();
+        assert_eq!(offsets(&cached), offsets(&uncached));
+        assert_eq!(io_uring(&cached), io_uring(&uncached));
+        assert_eq!(dma(&cached), dma(&uncached));
+        assert_eq!(dma_events(&cached), dma_events(&uncached));
+        assert_eq!(present(&cached), present(&uncached));
+        assert_eq!(cached.fallback_scans.get(), 0, "a name the session looks up is missing from the prefetch");
+        assert!(uncached.fallback_scans.get() > 0, "the uncached path must really scan");
+
+        // A name that was not prefetched is still answered, by a scan of its own.
+        assert!(cached.has_function("vfs_read"));
+        assert_eq!(cached.fallback_scans.get(), 1);
+        assert!(cached.has_function("vfs_read"));
+        assert_eq!(cached.fallback_scans.get(), 1, "the fallback's answer is kept");
+    }
+
+    /// A hand-made BTF blob with a type of each size class the pass must step over.
+    #[test]
+    fn type_ids_by_name_steps_over_every_kind_of_entry() {
+        let strings = b"\0int\0pair\0a\0b\0f\0";
+        let (int, pair, a, b, f) = (1u32, 5, 10, 12, 14);
+        let kind = |kind: u32, vlen: u32| (kind << 24) | vlen;
+        let mut types: Vec<u32> = Vec::new();
+        types.extend([int, kind(1, 0), 4, 32]); // 1: int, 4 bytes (+ encoding word)
+        types.extend([0, kind(2, 0), 1]); // 2: int *
+        types.extend([0, kind(3, 0), 0, 1, 1, 8]); // 3: int[8] (+ btf_array)
+        types.extend([pair, kind(4, 2), 8, a, 1, 0, b, 1, 32]); // 4: struct pair { int a, b; }
+        types.extend([0, kind(13, 1), 1, a, 1]); // 5: int (*)(int a)
+        types.extend([f, kind(12, 0), 5]); // 6: func f
+        types.extend([pair, kind(8, 0), 4]); // 7: typedef struct pair pair
+        let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut raw: Vec<u8> = vec![0x9f, 0xeb, 1, 0];
+        for word in [24, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+            raw.extend(word.to_le_bytes());
+        }
+        raw.extend(&types);
+        raw.extend(strings);
+
+        let names = ["pair", "f", "int", "missing"].map(String::from);
+        let found = type_ids_by_name(&raw, &names).unwrap();
+        assert_eq!(found["pair"], [4, 7]);
+        assert_eq!(found["f"], [6]);
+        assert_eq!(found["int"], [1]);
+        assert_eq!(found["missing"], Vec::<u32>::new());
+
+        // A table whose entries do not end where it does is refused, not half-read.
+        let mut short = raw.clone();
+        short[12..16].copy_from_slice(&(types.len() as u32 - 4).to_le_bytes());
+        short[16..20].copy_from_slice(&(types.len() as u32 - 4).to_le_bytes());
+        assert!(type_ids_by_name(&short, &names).is_none());
+        assert!(type_ids_by_name(b"not btf", &names).is_none());
     }
 }

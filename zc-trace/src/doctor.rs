@@ -71,22 +71,22 @@ pub struct DoctorReport {
     pub copy_sites: Vec<CopySite>,
 }
 
-/// Runs every check. Each program is detached and unloaded before the next one.
-pub fn run(ebpf: &mut Ebpf) -> DoctorReport {
+/// Runs every check with the test programs in `ebpf` and the kernel's parsed BTF (for
+/// fentry/fexit). Each program is detached and unloaded before the next one.
+pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
     let kernel = KernelInfo::read();
-    let btf = Btf::from_sys_fs().ok();
-    let btf_names = crate::btf_offsets::KernelBtf::load().ok();
+    let btf_names = crate::btf_offsets::KernelBtf::load_for(COPY_SITES).ok();
     let mut attach_kinds = BTreeMap::new();
 
     attach_kinds.insert("tracepoint", Check::from(try_tracepoint(ebpf)));
     attach_kinds.insert("raw_tracepoint", Check::from(try_raw_tracepoint(ebpf)));
-    attach_kinds.insert("tp_btf", Check::from(match &btf {
+    attach_kinds.insert("tp_btf", Check::from(match btf {
         Some(btf) => try_tp_btf(ebpf, btf),
         None => Err(no_btf()),
     }));
     // vfs_read exists on every kernel and is not notrace: a refusal here is the kind's fault.
     for kind in FUNCTION_KINDS {
-        attach_kinds.insert(kind, Check::from(try_function(ebpf, btf.as_ref(), kind, "vfs_read")));
+        attach_kinds.insert(kind, Check::from(try_function(ebpf, btf, kind, "vfs_read")));
     }
 
     let copy_sites = COPY_SITES
@@ -99,7 +99,7 @@ pub fn run(ebpf: &mut Ebpf) -> DoctorReport {
                     let result = if !attach_kinds[kind].works {
                         Err(format!("{kind} unusable on this kernel: {}", attach_kinds[kind].detail))
                     } else {
-                        try_function(ebpf, btf.as_ref(), kind, function)
+                        try_function(ebpf, btf, kind, function)
                     };
                     (kind, Check::from(result))
                 })

@@ -29,6 +29,36 @@ impl KernelInfo {
     }
 }
 
+/// The bytes of the running kernel's BTF ([`BTF_VMLINUX`]).
+pub enum VmlinuxBtf {
+    /// Since Linux 6.16 sysfs maps the kernel's own copy read-only: nothing is copied, and the
+    /// pages do not count in our RSS (the kernel maps them as raw page frames).
+    Mapped(memmap2::Mmap),
+    /// Older kernels refuse the mapping (ENODEV): read into memory.
+    Read(Vec<u8>),
+}
+
+impl VmlinuxBtf {
+    pub fn open() -> std::io::Result<Self> {
+        let file = fs::File::open(BTF_VMLINUX)?;
+        // SAFETY: the mapping is private and read-only, of data the kernel never changes.
+        match unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) } {
+            Ok(map) => Ok(Self::Mapped(map)),
+            Err(_) => fs::read(BTF_VMLINUX).map(Self::Read),
+        }
+    }
+}
+
+impl std::ops::Deref for VmlinuxBtf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(map) => map,
+            Self::Read(bytes) => bytes,
+        }
+    }
+}
+
 pub fn release() -> String {
     // SAFETY: utsname is plain data; uname fills it.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };

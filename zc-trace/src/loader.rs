@@ -1,9 +1,14 @@
 //! The eBPF objects built by `build.rs` and embedded in this binary, and how they are loaded.
+use std::cell::OnceCell;
+
 use anyhow::Context as _;
-use aya::{Ebpf, EbpfLoader, maps::HashMap};
+use aya::{Btf, Ebpf, EbpfLoader, Endianness, maps::HashMap};
 use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
 
-use crate::exit::{ExitKind, Fatal};
+use crate::{
+    exit::{ExitKind, Fatal},
+    kernel::VmlinuxBtf,
+};
 
 /// Counting programs (see `zc-trace-ebpf/src/probes`).
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zc-trace-probes"));
@@ -26,8 +31,6 @@ pub enum Filter {
 pub struct Settings {
     pub filter: Filter,
     pub offsets: KernelOffsets,
-    /// `observed::*` bits: copy paths a function probe counts on this run.
-    pub observed: u32,
     pub syscall_table: SyscallTable,
     pub io_uring: IoUringOffsets,
     /// Where the `dma:*` tracepoints pass size and direction (`valid` 0: count events only).
@@ -42,6 +45,50 @@ pub struct Settings {
     pub by_fd: bool,
 }
 
+/// How many times one loader may load the counting object (see [`Constants::observed`]).
+pub const MAX_PROBE_LOADS: usize = 3;
+
+/// The constants' values as the kernel programs read them. aya's loader keeps references to
+/// the values it is given until it is dropped, so whoever keeps the loader keeps these longer.
+pub struct Constants<'s> {
+    settings: &'s Settings,
+    filter_tgid: u32,
+    filter_map: u32,
+    exclude_tgid: u32,
+    follow_forks: u32,
+    by_thread: u32,
+    by_fd: u32,
+    /// `observed::*` bits (copy paths a function probe counts), one slot per load: a function
+    /// probe that fails to attach makes the session load again with fewer bits.
+    observed: [OnceCell<u32>; MAX_PROBE_LOADS],
+}
+
+impl<'s> Constants<'s> {
+    pub fn new(settings: &'s Settings) -> Self {
+        let (filter_tgid, filter_map) = match &settings.filter {
+            Filter::All => (0u32, 0u32),
+            Filter::Tgid(tgid) => (*tgid, 0),
+            Filter::Set(_) => (0, 1),
+        };
+        Self {
+            settings,
+            filter_tgid,
+            filter_map,
+            exclude_tgid: std::process::id(),
+            follow_forks: u32::from(settings.follow_forks),
+            by_thread: u32::from(settings.by_thread),
+            by_fd: u32::from(settings.by_fd),
+            observed: Default::default(),
+        }
+    }
+
+    /// Keeps one load's `observed` bits in the next free slot, for as long as `self`.
+    fn keep_observed(&self, bits: u32) -> anyhow::Result<&u32> {
+        let slot = self.observed.iter().find(|slot| slot.get().is_none());
+        Ok(slot.context("the counting programs were loaded too many times")?.get_or_init(|| bits))
+    }
+}
+
 fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
     if bytes.is_empty() {
         return Err(Fatal::new(
@@ -53,25 +100,56 @@ fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
     Ok(bytes)
 }
 
-pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
+/// A loader that has no kernel BTF yet: give it one with `.btf()`.
+///
+/// aya's `EbpfLoader::new()` always parses /sys/kernel/btf/vmlinux (on a 6.18 kernel ~13 MiB
+/// of heap, plus the 5 MiB file it reads, and 15-20 ms), and a session needs a parsed BTF of
+/// its own for fentry/fexit. Releasing the loader's parse here, before the caller makes its
+/// own, means one parse serves the loads and the attaches and two are never in memory
+/// together (the peak RSS of start-up).
+pub fn loader_without_btf<'a>() -> EbpfLoader<'a> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    loader
+}
+
+/// The running kernel's BTF as aya parses it (for loads and fentry/fexit attaches), or `None`
+/// when the kernel has none. What `Btf::from_sys_fs()` gives, from a mapping of the file
+/// where the kernel allows one instead of a ~6 MiB heap copy.
+pub fn parse_kernel_btf() -> Option<Btf> {
+    let raw = VmlinuxBtf::open().ok()?;
+    Btf::parse(&raw, Endianness::default()).ok()
+}
+
+/// Hands freed heap pages back to the system. glibc returns only the top of the heap, and
+/// only past a threshold that it raises after large frees, so what set-up freed (a BTF parse,
+/// object data) would otherwise stay resident for as long as the session runs.
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Loads the counting programs with `observed` as their `observed::*` bits. Later loads by the
+/// same loader may pass other bits (at most [`MAX_PROBE_LOADS`] loads).
+pub fn load_probes<'a>(loader: &mut EbpfLoader<'a>, constants: &'a Constants, observed: u32) -> anyhow::Result<Ebpf> {
     raise_memlock_limit();
-    let (filter_tgid, filter_map) = match &settings.filter {
-        Filter::All => (0u32, 0u32),
-        Filter::Tgid(tgid) => (*tgid, 0),
-        Filter::Set(_) => (0, 1),
-    };
-    let mut ebpf = EbpfLoader::new()
-        .override_global(globals::FILTER_TGID, &filter_tgid, true)
-        .override_global(globals::FILTER_MAP, &filter_map, true)
-        .override_global(globals::EXCLUDE_TGID, &std::process::id(), true)
+    let settings = constants.settings;
+    let observed = constants.keep_observed(observed)?;
+    let mut ebpf = loader
+        .override_global(globals::FILTER_TGID, &constants.filter_tgid, true)
+        .override_global(globals::FILTER_MAP, &constants.filter_map, true)
+        .override_global(globals::EXCLUDE_TGID, &constants.exclude_tgid, true)
         .override_global(globals::OFFSETS, &settings.offsets, true)
-        .override_global(globals::OBSERVED, &settings.observed, true)
+        .override_global(globals::OBSERVED, observed, true)
         .override_global(globals::SYSCALL_TABLE, &settings.syscall_table, true)
         .override_global(globals::IO_URING, &settings.io_uring, true)
         .override_global(globals::DMA_LAYOUT, &settings.dma_layout, true)
-        .override_global(globals::FOLLOW_FORKS, &u32::from(settings.follow_forks), true)
-        .override_global(globals::BY_THREAD, &u32::from(settings.by_thread), true)
-        .override_global(globals::BY_FD, &u32::from(settings.by_fd), true)
+        .override_global(globals::FOLLOW_FORKS, &constants.follow_forks, true)
+        .override_global(globals::BY_THREAD, &constants.by_thread, true)
+        .override_global(globals::BY_FD, &constants.by_fd, true)
         .map_max_entries(maps::STATS, settings.stats_entries)
         .load(embedded(PROBES)?)
         .context("loading zc-trace's eBPF maps")?;
@@ -85,9 +163,17 @@ pub fn load_probes(settings: &Settings) -> anyhow::Result<Ebpf> {
     Ok(ebpf)
 }
 
-pub fn load_doctor() -> anyhow::Result<Ebpf> {
+/// Loads the do-nothing test programs with `loader`. Must come before [`load_probes`] with the
+/// same loader: the doctor object has none of the counting programs' constants, which that
+/// sets as required.
+pub fn load_doctor_with(loader: &mut EbpfLoader) -> anyhow::Result<Ebpf> {
     raise_memlock_limit();
-    Ebpf::load(embedded(DOCTOR)?).context("loading doctor's test programs")
+    loader.load(embedded(DOCTOR)?).context("loading doctor's test programs")
+}
+
+/// Loads the do-nothing test programs with a loader of their own (and its BTF parse).
+pub fn load_doctor() -> anyhow::Result<Ebpf> {
+    load_doctor_with(&mut EbpfLoader::new())
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK (64 KiB by default), which is too
@@ -96,4 +182,31 @@ fn raise_memlock_limit() {
     let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: valid pointer to a local struct. Failure is harmless on memcg kernels.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each load's bits stay where the loader points: a later load never overwrites them.
+    #[test]
+    fn every_load_keeps_its_own_observed_bits() {
+        let settings = Settings {
+            filter: Filter::Tgid(7),
+            offsets: KernelOffsets::default(),
+            syscall_table: SyscallTable::EMPTY,
+            io_uring: IoUringOffsets::default(),
+            dma_layout: DmaLayout::EMPTY,
+            follow_forks: false,
+            by_thread: true,
+            stats_entries: 16,
+            by_fd: false,
+        };
+        let constants = Constants::new(&settings);
+        assert_eq!((constants.filter_tgid, constants.filter_map, constants.by_thread), (7, 0, 1));
+        let kept: Vec<&u32> = (1..=MAX_PROBE_LOADS as u32).map(|bits| constants.keep_observed(bits).unwrap()).collect();
+        let values: Vec<u32> = kept.into_iter().copied().collect();
+        assert_eq!(values, (1..=MAX_PROBE_LOADS as u32).collect::<Vec<_>>());
+        assert!(constants.keep_observed(99).is_err());
+    }
 }

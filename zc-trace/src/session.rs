@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use aya::{
     Btf, Ebpf,
-    programs::{FExit, KProbe, RawTracePoint},
+    programs::{FExit, KProbe, Program, RawTracePoint},
 };
 use serde::Serialize;
-use zc_trace_common::{DmaDevice, DmaLayout, KernelOffsets, OpClass, Stats, StatsKey, maps};
+use zc_trace_common::{DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpClass, Stats, StatsKey, maps};
 
 use crate::{
     btf_offsets::KernelBtf,
@@ -72,6 +72,59 @@ pub struct Options {
     pub stats_entries: Option<u32>,
 }
 
+/// What a session needs from the kernel's BTF by way of btf-rs, read in one go so that btf-rs's
+/// copy is gone before aya parses its own: a mapping that costs no RSS since Linux 6.16, but
+/// a full parse (~40 MiB) on older kernels, whose sysfs cannot be mapped.
+struct BtfFacts {
+    offsets: KernelOffsets,
+    /// Why fd classification is off, when it is.
+    fd_error: Option<String>,
+    io_uring: IoUringOffsets,
+    dma_layout: DmaLayout,
+    dma_layout_error: Option<String>,
+    /// `dma:*` events not to attach: dma_map_resource shares dma_map_page's program, so it is
+    /// attached only if its arguments sit where that program reads them.
+    dma_mismatched: Vec<&'static str>,
+    /// Function probes whose function the kernel does not have (renamed, inlined); none when
+    /// BTF could not be read (then every probe is tried).
+    absent_functions: Vec<&'static str>,
+    /// The kernel has `do_tcp_sendpages` (before Linux 6.5).
+    sendpage_kernel: bool,
+}
+
+impl BtfFacts {
+    fn read() -> Self {
+        let kernel_btf = KernelBtf::load_for(probes::FUNCTIONS.iter().map(|f| f.function));
+        let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
+            b.kernel_offsets().map_err(|e| format!("{e:#}"))
+        }) {
+            Ok(o) => (o, None),
+            Err(e) => (KernelOffsets::default(), Some(e)),
+        };
+        let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
+        let (dma_layout, dma_layout_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
+            b.dma_layout().map_err(|e| format!("{e:#}"))
+        }) {
+            Ok(l) => (l, None),
+            Err(e) => (DmaLayout::EMPTY, Some(e)),
+        };
+        let btf = kernel_btf.as_ref().ok();
+        let dma_mismatched = match btf {
+            Some(b) if dma_layout.valid == 1 => probes::DMA_TRACEPOINTS
+                .iter()
+                .copied()
+                .filter(|&event| event != "dma_map_sg" && !b.dma_event_matches(event, &dma_layout))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let absent_functions = btf
+            .map(|b| probes::FUNCTIONS.iter().map(|f| f.function).filter(|&f| !b.has_function(f)).collect())
+            .unwrap_or_default();
+        let sendpage_kernel = btf.is_some_and(|b| b.has_function("do_tcp_sendpages"));
+        Self { offsets, fd_error, io_uring, dma_layout, dma_layout_error, dma_mismatched, absent_functions, sendpage_kernel }
+    }
+}
+
 pub struct Session {
     ebpf: Ebpf,
     probes: Vec<ProbeStatus>,
@@ -87,64 +140,56 @@ impl Session {
     }
 
     pub fn attach_with(filter: Filter, tier: Tier, options: Options) -> anyhow::Result<Self> {
+        let session = Self::load_and_attach(filter, tier, options);
+        // The BTF parse and the objects' load data are free now.
+        loader::release_free_heap();
+        session
+    }
+
+    fn load_and_attach(filter: Filter, tier: Tier, options: Options) -> anyhow::Result<Self> {
         if options.follow_forks && !matches!(filter, Filter::Set(_)) {
             anyhow::bail!("following forks needs a set filter");
         }
-        let kernel_btf = KernelBtf::load();
-        let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
-            b.kernel_offsets().map_err(|e| format!("{e:#}"))
-        }) {
-            Ok(o) => (o, None),
-            Err(e) => (KernelOffsets::default(), Some(e)),
-        };
-        let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
-        let (dma_layout, dma_layout_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
-            b.dma_layout().map_err(|e| format!("{e:#}"))
-        }) {
-            Ok(l) => (l, None),
-            Err(e) => (DmaLayout::EMPTY, Some(e)),
-        };
-        // dma_map_resource shares dma_map_page's program: attach it only if its arguments sit
-        // where that program reads them.
-        let dma_event_ok = |event: &str| match (&kernel_btf, event) {
-            (_, "dma_map_sg") => true,
-            (Ok(b), _) if dma_layout.valid == 1 => b.dma_event_matches(event, &dma_layout),
-            _ => true,
-        };
-        let btf = Btf::from_sys_fs().ok();
+        let facts = BtfFacts::read();
         let single_tgid = match &filter {
             Filter::Tgid(tgid) if !options.by_thread => Some(*tgid),
             _ => None,
         };
-        let mut settings = Settings {
+        let settings = Settings {
             filter,
-            offsets,
-            observed: 0,
+            offsets: facts.offsets,
             syscall_table: syscall_table::build(),
-            io_uring,
-            dma_layout,
+            io_uring: facts.io_uring,
+            dma_layout: facts.dma_layout,
             follow_forks: options.follow_forks,
             by_thread: options.by_thread,
             by_fd: options.by_fd,
             stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
         };
+        // The loader points at these until it is dropped: declared before it, they outlive it.
+        let constants = loader::Constants::new(&settings);
+        // Initialised late on purpose: one loader serves every load, and it is created before
+        // the session's BTF is parsed, so that its own parse is gone by then (see
+        // `loader_without_btf`).
+        #[allow(clippy::needless_late_init)]
+        let btf: Option<Btf>;
+        let mut loader = loader::loader_without_btf();
+        btf = loader::parse_kernel_btf();
+        loader.btf(btf.as_ref());
 
         // Function probes are tried in the loaded object; where one fails, the object is
         // loaded again without its `observed` bit so that the syscall-exit derivation counts
         // that path instead. Two passes at most in practice (host: all refused, then none).
         let mut failures: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         // A function this kernel does not have (renamed, inlined) is not tried at all.
-        let in_kernel = |f: &&FunctionProbe| match kernel_btf.as_ref() {
-            Ok(b) => b.has_function(f.function),
-            Err(_) => true,
-        };
+        let in_kernel = |f: &&FunctionProbe| !facts.absent_functions.contains(&f.function);
         for f in probes::FUNCTIONS.iter().filter(|f| !in_kernel(f)) {
             failures.insert(f.function, vec!["not in this kernel's BTF (renamed, inlined or absent)".into()]);
         }
         // Which function-probe kinds this kernel allows at all, asked once with a do-nothing
         // program: a kernel that refuses fexit (lockdown) or has no kprobes then needs one
         // load of the counting object, not one more per refused kind.
-        let mut doctor_obj = loader::load_doctor().ok();
+        let mut doctor_obj = loader::load_doctor_with(&mut loader).ok();
         let refused = refused_kinds(doctor_obj.as_mut(), btf.as_ref(), tier);
         let usable = |f: &FunctionProbe| candidates(f, tier).iter().any(|(k, _)| !refused.contains_key(k));
         for f in probes::FUNCTIONS.iter().filter(|f| in_kernel(f) && !candidates(f, tier).is_empty() && !usable(f)) {
@@ -153,26 +198,26 @@ impl Session {
         }
         let mut viable: Vec<&FunctionProbe> =
             probes::FUNCTIONS.iter().filter(|f| !candidates(f, tier).is_empty() && in_kernel(f) && usable(f)).collect();
-        // Pages spliced into TCP go through tcp_sendmsg_locked (MSG_SPLICE_PAGES) since 6.5,
-        // through do_tcp_sendpages before: probing the former covers splices only where the
-        // latter does not exist.
-        let sendpage_kernel = kernel_btf.as_ref().is_ok_and(|b| b.has_function("do_tcp_sendpages"));
-        for _pass in 0..3 {
-            settings.observed = viable.iter().fold(0, |bits, f| bits | f.observed);
-            if settings.observed & zc_trace_common::observed::TCP_SEND != 0 && !sendpage_kernel {
-                settings.observed |= zc_trace_common::observed::TCP_SPLICE;
+        let dma_event_ok = |event: &str| !facts.dma_mismatched.contains(&event);
+        for _pass in 0..loader::MAX_PROBE_LOADS {
+            let mut observed = viable.iter().fold(0, |bits, f| bits | f.observed);
+            // Pages spliced into TCP go through tcp_sendmsg_locked (MSG_SPLICE_PAGES) since
+            // 6.5, through do_tcp_sendpages before: probing the former covers splices only
+            // where the latter does not exist.
+            if observed & zc_trace_common::observed::TCP_SEND != 0 && !facts.sendpage_kernel {
+                observed |= zc_trace_common::observed::TCP_SPLICE;
             }
-            let mut ebpf = loader::load_probes(&settings)?;
+            let mut ebpf = loader::load_probes(&mut loader, &constants, observed)?;
             let mut probes = Vec::new();
             let mut evidence = Evidence {
-                fd_classification_error: fd_error.clone(),
-                dma_layout_error: dma_layout_error.clone(),
+                fd_classification_error: facts.fd_error.clone(),
+                dma_layout_error: facts.dma_layout_error.clone(),
                 ..Default::default()
             };
             attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok)?;
             if options.by_fd {
                 // After zc_sys_enter, which it follows on every syscall (flows.rs).
-                attach_raw(&mut ebpf, FD_NAMES_PROGRAM, "sys_enter").map_err(|e| {
+                attach_raw(ebpf.program_mut(FD_NAMES_PROGRAM), FD_NAMES_PROGRAM, "sys_enter").map_err(|e| {
                     Fatal::new(ExitKind::Kernel, format!("cannot attach the --by fd namer to raw_syscalls:sys_enter: {e}"))
                 })?;
                 probes.push(ProbeStatus::attached("raw_syscalls:sys_enter (fd names)", "raw_tracepoint"));
@@ -410,19 +455,33 @@ fn attach_tracepoints(
     evidence: &mut Evidence,
     dma_event_ok: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
-    for tp in probes::TRACEPOINTS {
-        let (_, event) = tp.name.split_once(':').unwrap_or(("", tp.name));
-        match attach_raw(ebpf, tp.program, event) {
-            Ok(()) => {
-                probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
-                evidence.tracepoints.push(tp.name);
-            }
-            Err(e) if tp.required => {
-                return Err(Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into());
-            }
-            Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
+    // The verifier takes longer over dma_map_sg's program (it walks the scatterlist: ~30 ms on
+    // 6.18) than over all the others together, so it is loaded on a second thread while the
+    // tracepoints below load here. A failure there is met again, and reported, further down.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
+        if let Some(sg) = programs.remove(DMA_SG_PROGRAM) {
+            scope.spawn(move || {
+                if let Ok(prog) = <&mut RawTracePoint>::try_from(sg) {
+                    let _ = prog.load();
+                }
+            });
         }
-    }
+        for tp in probes::TRACEPOINTS {
+            let (_, event) = tp.name.split_once(':').unwrap_or(("", tp.name));
+            match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, event) {
+                Ok(()) => {
+                    probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
+                    evidence.tracepoints.push(tp.name);
+                }
+                Err(e) if tp.required => {
+                    return Err(Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into());
+                }
+                Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
+            }
+        }
+        Ok(())
+    })?;
     // dma_map_sg has a program of its own (it walks the scatterlist); the single-buffer
     // events share one. Each program is loaded once, on the first event this kernel has.
     let mut loaded: Vec<&str> = Vec::new();
@@ -436,7 +495,8 @@ fn attach_tracepoints(
         let program = if *event == "dma_map_sg" { DMA_SG_PROGRAM } else { probes::DMA_PROGRAM };
         let prog: &mut RawTracePoint = ebpf.program_mut(program).context("dma program missing")?.try_into()?;
         if !loaded.contains(&program) {
-            if let Err(e) = prog.load() {
+            let load = if prog.fd().is_ok() { Ok(()) } else { prog.load() }; // loaded ahead, above
+            if let Err(e) = load {
                 // The verifier's log says why a program was rejected: keep its last lines.
                 let why = format!("loading {program}: {}{}", doctor::explain(&e, "raw_tracepoint"), verifier_tail(&e));
                 probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", why));
@@ -461,9 +521,8 @@ const FD_NAMES_PROGRAM: &str = "zc_sys_enter_names";
 /// The program for `dma:dma_map_sg` (zc-trace-ebpf/src/probes/dma.rs).
 const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 
-fn attach_raw(ebpf: &mut Ebpf, program: &str, event: &str) -> Result<(), String> {
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(program)
+fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
+    let prog: &mut RawTracePoint = prog
         .ok_or_else(|| format!("program {program} missing"))?
         .try_into()
         .map_err(|e| format!("{e}"))?;

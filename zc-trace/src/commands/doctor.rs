@@ -1,3 +1,5 @@
+use aya::Btf;
+
 use crate::{cli::DoctorArgs, doctor, kernel, loader, output, privileges, report};
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
@@ -6,8 +8,15 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     }
     privileges::require_tracing()?;
     kernel::prepare_pseudo_filesystems();
-    let mut ebpf = loader::load_doctor()?;
-    let report = doctor::run(&mut ebpf);
+    // As in a session: the loader's own BTF parse is released before ours is made (hence the
+    // late initialisation), and ours serves both the load and the fentry/fexit checks.
+    #[allow(clippy::needless_late_init)]
+    let btf: Option<Btf>;
+    let mut loader = loader::loader_without_btf();
+    btf = loader::parse_kernel_btf();
+    loader.btf(btf.as_ref());
+    let mut ebpf = loader::load_doctor_with(&mut loader)?;
+    let report = doctor::run(&mut ebpf, btf.as_ref());
     drop(ebpf);
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
