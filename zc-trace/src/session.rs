@@ -338,6 +338,13 @@ impl Session {
         for nr in nrs {
             let _ = counts.remove(&zc_trace_common::SyscallKey { tgid: key, nr });
         }
+        // Its flows too, or a long system-wide session fills FLOWS with the dead.
+        let mut flows: aya::maps::PerCpuHashMap<_, zc_trace_common::FlowKey, zc_trace_common::FlowValue> =
+            aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::FLOWS).context("FLOWS map missing")?)?;
+        let theirs: Vec<_> = flows.keys().filter_map(Result::ok).filter(|k| k.key == key).collect();
+        for k in theirs {
+            let _ = flows.remove(&k);
+        }
         Ok(())
     }
 
