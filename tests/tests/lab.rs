@@ -25,12 +25,7 @@ fn row<'a>(report: &'a Value, strategy: &str, role: &str) -> &'a Value {
 
 /// (bytes, calls) of the row's flow of `strategy` from `source` to `destination`.
 fn flow(row: &Value, strategy: &str, source: &str, destination: &str) -> (u64, u64) {
-    let f = row["flows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["strategy"] == strategy && f["source"] == source && f["destination"] == destination)
-        .unwrap_or_else(|| panic!("no {strategy} {source} -> {destination} flow in {}", row["flows"]));
+    let f = find_flow(row, strategy, source, destination);
     (n(&f["bytes"]), n(&f["calls"]))
 }
 

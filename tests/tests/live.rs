@@ -24,12 +24,7 @@ fn row_of<'a>(report: &'a Value, comm: &str) -> &'a Value {
 
 /// The row's flow of `strategy` from `source` to `destination`: (bytes, calls), and the flow.
 fn flow<'a>(row: &'a Value, strategy: &str, source: &str, destination: &str) -> (u64, u64, &'a Value) {
-    let f = row["flows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["strategy"] == strategy && f["source"] == source && f["destination"] == destination)
-        .unwrap_or_else(|| panic!("no {strategy} {source} -> {destination} flow in {}", row["flows"]));
+    let f = find_flow(row, strategy, source, destination);
     (n(&f["bytes"]), n(&f["calls"]), f)
 }
 

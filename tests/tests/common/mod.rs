@@ -146,3 +146,13 @@ pub fn calls(report: &serde_json::Value, name: &str) -> u64 {
         .find(|r| r["name"] == name)
         .map_or(0, |r| r["calls"].as_u64().unwrap())
 }
+
+/// A report row's flow of `strategy` from `source` to `destination` (panics if it has none).
+pub fn find_flow<'a>(row: &'a serde_json::Value, strategy: &str, source: &str, destination: &str) -> &'a serde_json::Value {
+    row["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["strategy"] == strategy && f["source"] == source && f["destination"] == destination)
+        .unwrap_or_else(|| panic!("no {strategy} {source} -> {destination} flow in {}", row["flows"]))
+}
