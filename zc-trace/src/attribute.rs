@@ -611,6 +611,43 @@ pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
     name.into()
 }
 
+/// Evidence of a copy made between TCP and the NIC.
+const LINEARIZED: &str = "derived: pages TCP took by reference reached the NIC in linear skbs \
+     (raw_tracepoint:net:net_dev_start_xmit, data_len 0): software GSO copied them (skb_segment -> skb_copy_bits)";
+
+/// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is
+/// possible, and TCP always uses GSO), so `tcp_sendmsg_locked` takes spliced page-cache pages
+/// by reference even when the NIC cannot gather. Such a NIC gets linear packets: software GSO
+/// copies the pages into them at transmit. When fewer bytes reached the NIC in page frags
+/// than TCP took by reference, the difference was copied there: moved from zero-copy to a
+/// kernel copy, labelled as derived from the NIC's packets.
+pub fn copied_at_transmit(row: &mut Row) {
+    let Some(spliced) = row.zero_copy.by_kind.get("splice_pages").map(|p| p.bytes) else { return };
+    let (Some(paged), Some(linear)) = (row.dma.net_tx_paged_bytes, row.dma.net_tx_linear_bytes) else { return };
+    let copied = spliced.saturating_sub(paged).min(linear);
+    // Retransmissions and partial frags make small differences either way: only a real
+    // shortfall is a copy.
+    if copied * 100 <= spliced {
+        return;
+    }
+    let calls = row.dma.net_tx_packets.unwrap_or(0);
+    if let Some(part) = row.zero_copy.by_kind.get_mut("splice_pages") {
+        part.bytes -= copied;
+        part.evidence = format!("{} - {copied} bytes copied at transmit (see cpu_copy.kernel)", part.evidence);
+    }
+    row.zero_copy.bytes = row.zero_copy.bytes.saturating_sub(copied);
+    let kernel = &mut row.cpu_copy.kernel;
+    kernel.bytes += copied;
+    kernel.calls += calls;
+    kernel.evidence = format!("{} + {LINEARIZED}", kernel.evidence);
+    let socket = kernel.by_end.entry("socket").or_insert(Part { bytes: 0, calls: 0, evidence: String::new() });
+    socket.bytes += copied;
+    socket.calls += calls;
+    socket.evidence = if socket.evidence.is_empty() { LINEARIZED.into() } else { format!("{} + {LINEARIZED}", socket.evidence) };
+    let copies = row.cpu_copy.to_user.bytes + row.cpu_copy.from_user.bytes + row.cpu_copy.kernel.bytes;
+    row.copies_per_payload_byte = (row.payload_bytes > 0).then(|| copies as f64 / row.payload_bytes as f64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

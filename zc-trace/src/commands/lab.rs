@@ -265,49 +265,12 @@ async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, si
             if row.dma.dma_map_bytes_to_device.is_some() {
                 row.dma.system_by_device = Some(devices.clone());
             }
-            copied_at_transmit(&mut row);
+            attribute::copied_at_transmit(&mut row);
             row.flows = crate::flows::rows_for(row.pid, &flows, &Default::default());
             row
         })
         .collect();
     Ok(Some(Run { rows, ..run }))
-}
-
-/// Evidence of a copy made between TCP and the NIC.
-const LINEARIZED: &str = "derived: pages TCP took by reference reached the NIC in linear skbs \
-     (raw_tracepoint:net:net_dev_start_xmit, data_len 0): software GSO copied them (skb_segment -> skb_copy_bits)";
-
-/// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is
-/// possible, and TCP always uses GSO), so `tcp_sendmsg_locked` takes spliced page-cache pages
-/// by reference even when the NIC cannot gather. Such a NIC gets linear packets: software GSO
-/// copies the pages into them at transmit. When fewer bytes reached the NIC in page frags
-/// than TCP took by reference, the difference was copied there: moved from zero-copy to a
-/// kernel copy, labelled as derived from the NIC's packets.
-fn copied_at_transmit(row: &mut attribute::Row) {
-    let Some(spliced) = row.zero_copy.by_kind.get("splice_pages").map(|p| p.bytes) else { return };
-    let (Some(paged), Some(linear)) = (row.dma.net_tx_paged_bytes, row.dma.net_tx_linear_bytes) else { return };
-    let copied = spliced.saturating_sub(paged).min(linear);
-    // Retransmissions and partial frags make small differences either way: only a real
-    // shortfall is a copy.
-    if copied * 100 <= spliced {
-        return;
-    }
-    let calls = row.dma.net_tx_packets.unwrap_or(0);
-    if let Some(part) = row.zero_copy.by_kind.get_mut("splice_pages") {
-        part.bytes -= copied;
-        part.evidence = format!("{} - {copied} bytes copied at transmit (see cpu_copy.kernel)", part.evidence);
-    }
-    row.zero_copy.bytes = row.zero_copy.bytes.saturating_sub(copied);
-    let kernel = &mut row.cpu_copy.kernel;
-    kernel.bytes += copied;
-    kernel.calls += calls;
-    kernel.evidence = format!("{} + {LINEARIZED}", kernel.evidence);
-    let socket = kernel.by_end.entry("socket").or_insert(attribute::Part { bytes: 0, calls: 0, evidence: String::new() });
-    socket.bytes += copied;
-    socket.calls += calls;
-    socket.evidence = if socket.evidence.is_empty() { LINEARIZED.into() } else { format!("{} + {LINEARIZED}", socket.evidence) };
-    let copies = row.cpu_copy.to_user.bytes + row.cpu_copy.from_user.bytes + row.cpu_copy.kernel.bytes;
-    row.copies_per_payload_byte = (row.payload_bytes > 0).then(|| copies as f64 / row.payload_bytes as f64);
 }
 
 /// Interrupted: our own workload processes do not outlive the lab.
@@ -566,7 +529,7 @@ mod tests {
     #[test]
     fn spliced_pages_sent_linear_were_copied_at_transmit() {
         let mut row = sendfile_row(0);
-        copied_at_transmit(&mut row);
+        attribute::copied_at_transmit(&mut row);
         assert_eq!(row.zero_copy.bytes, 0);
         assert_eq!(row.cpu_copy.kernel.bytes, 8 << 20);
         assert!(row.cpu_copy.kernel.by_end["socket"].evidence.contains("skb_segment"));
@@ -576,7 +539,7 @@ mod tests {
     #[test]
     fn spliced_pages_sent_in_frags_stay_zero_copy() {
         let mut row = sendfile_row((8 << 20) + 2000);
-        copied_at_transmit(&mut row);
+        attribute::copied_at_transmit(&mut row);
         assert_eq!(row.zero_copy.bytes, 8 << 20);
         assert_eq!(row.cpu_copy.kernel.bytes, 0);
     }

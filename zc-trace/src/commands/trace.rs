@@ -227,6 +227,9 @@ fn build_report(
             )
         })
         .map(|mut row| {
+            // As in the lab: spliced pages that reached a NIC without scatter-gather in
+            // linear packets were copied at transmit (bounded by the linear bytes seen).
+            attribute::copied_at_transmit(&mut row);
             row.flows = flows::rows_for(row.pid, &snap.flows, paths);
             row
         })
