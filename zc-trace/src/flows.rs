@@ -17,6 +17,7 @@ use crate::collect::Flows;
 pub const EVIDENCE: &str = "raw_tracepoint:sys_exit bytes, fd kinds at sys_enter";
 pub const EVIDENCE_AFTER_READ: &str = "raw_tracepoint:sys_enter: buffer filled by the thread's last read";
 pub const EVIDENCE_MAPPING: &str = "raw_tracepoint:sys_enter: buffer inside a file mapping (mmap)";
+pub const EVIDENCE_IO_URING: &str = "raw_tracepoint:io_uring:io_uring_complete (result, opcode and file)";
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FlowRow {
@@ -96,6 +97,7 @@ pub fn rows_for(key: u32, flows: &Flows, paths: &PathCache) -> Vec<FlowRow> {
                 evidence: match k.how {
                     how::AFTER_READ => EVIDENCE_AFTER_READ,
                     how::FROM_MAPPING => EVIDENCE_MAPPING,
+                    _ if k.class == OpClass::IoUring as u8 => EVIDENCE_IO_URING,
                     _ => EVIDENCE,
                 },
             }
@@ -241,5 +243,14 @@ mod tests {
         assert_eq!(rows.iter().map(|r| r.bytes).collect::<Vec<_>>(), [20, 10]);
         assert_eq!(rows[0].strategy, "read-write");
         assert_eq!(rows[0].evidence, EVIDENCE_AFTER_READ);
+        assert_eq!(rows[1].evidence, EVIDENCE);
+    }
+
+    #[test]
+    fn io_uring_flows_say_they_come_from_completions() {
+        let mut flows = Flows::default();
+        flows.flows.insert(key(OpClass::IoUring, FdKind::File, FdKind::UserMemory, how::PLAIN), zc_trace_common::FlowValue { calls: 1, bytes: 1 });
+        let rows = rows_for(1, &flows, &PathCache::default());
+        assert_eq!((rows[0].strategy, rows[0].evidence), ("io-uring", EVIDENCE_IO_URING));
     }
 }

@@ -45,18 +45,18 @@ pub fn add(key: u32, f: &InFlight, n: u64) {
     let (src, dst, how) = match class {
         OpClass::Read | OpClass::Recv => (f.kind_in, MEMORY, how::PLAIN),
         OpClass::Write | OpClass::Send => {
-            let src = if f.after_read != FdKind::Unknown as u8 { f.after_read } else { MEMORY };
-            let how = if class == OpClass::Send && f.flags & MSG_ZEROCOPY != 0 {
-                how::MSG_ZEROCOPY
-            } else if f.after_read != FdKind::Unknown as u8 {
-                how::AFTER_READ
+            // The buffer's origin: the fd a read on this thread filled it from, a file
+            // mapping, or plain user memory. MSG_ZEROCOPY names the strategy whatever it is.
+            let paired = f.after_read != FdKind::Unknown as u8;
+            let (src, how) = if paired {
+                (f.after_read, how::AFTER_READ)
             } else if f.from_mapping != 0 {
-                how::FROM_MAPPING
+                (FdKind::File as u8, how::FROM_MAPPING)
             } else {
-                how::PLAIN
+                (MEMORY, how::PLAIN)
             };
-            let src = if how == how::FROM_MAPPING { FdKind::File as u8 } else { src };
-            (src, f.kind_out, how)
+            let zerocopy = class == OpClass::Send && f.flags & MSG_ZEROCOPY != 0;
+            (src, f.kind_out, if zerocopy { how::MSG_ZEROCOPY } else { how })
         }
         // vmsplice(pipe, iov): user pages into the pipe (argument 0 is the pipe).
         OpClass::Vmsplice => (MEMORY, f.kind_in, how::PLAIN),

@@ -104,16 +104,15 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     if class == OpClass::None || class == OpClass::Other {
         return 0;
     }
-    let regs: u64 = ctx.arg(0);
+    let args = Args::read(ctx.arg(0));
     if class == OpClass::Munmap {
-        if let (Some(addr), Some(len)) = (arg(regs, 0), arg(regs, 1)) {
+        if let (Some(addr), Some(len)) = (args.get(0), args.get(1)) {
             mappings::forget(tgid, addr, len);
         }
         return 0;
     }
     let Some(state) = inflight::adopt(tid) else { return 0 };
     let by_fd = flows::by_fd();
-    let args = Args::read(regs);
     // The fd in argument `index`: its number, file, kind, and for sockets whether their route
     // can gather. Sockets are also remembered as ours, so that the packets they transmit can
     // be charged to this process (net.rs). With BY_FD, the file's inode number and name too.
