@@ -3,7 +3,6 @@
 mod bench;
 mod setup;
 mod vm;
-mod vm_checks;
 
 use std::{
     path::{Path, PathBuf},

@@ -13,7 +13,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{Kernel, find_module, output, say};
+use super::{
+    debian::{Kernel, find_module, output},
+    say,
+};
 use crate::setup;
 
 /// PCI slots, fixed so that the guest (and the checks) can tell the devices apart by name:

@@ -1,5 +1,5 @@
 //! The classic zero-copy story over real (emulated) devices: what the `classic-sg-on` and
-//! `classic-sg-off` checks (vm.rs) must show, and the README table made from them.
+//! `classic-sg-off` checks (`vm/checks.rs`) must show, and docs/classic-story.md made from them.
 //!
 //! Each classic row is one lab sender: the source read cold from the NVMe disk, sent over the
 //! e1000 hub to a receiver in another network namespace. The figures come from the lab's
@@ -238,7 +238,7 @@ fn compare_sg(on: &Measured, off: &Measured) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The README table
+// The docs table
 
 fn mib(bytes: u64) -> String {
     if bytes < 1 << 20 {
@@ -253,7 +253,7 @@ fn traced_share(d: &Value) -> f64 {
     100.0 * n(&d["traced_context_bytes"]) as f64 / all.max(1) as f64
 }
 
-/// The README's "classic story, measured" section body, from one guest's classic runs.
+/// docs/classic-story.md's body, from one guest's classic runs.
 pub fn classic_table(dir: &std::path::Path, release: &str) -> Result<String, String> {
     let mut problems = Vec::new();
     let reports = load_reports(dir, &mut problems);

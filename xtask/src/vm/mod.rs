@@ -1,0 +1,368 @@
+//! `cargo xtask vm-test`: runs zc-trace on the Debian kernels it must support, in QEMU.
+//!
+//! The host kernel allows tracepoints only (docs/vm-test.md), so fentry and kprobe code paths
+//! can only be exercised in a guest. Per kernel:
+//!
+//! 1. [`debian`]: the newest `linux-image-6.1.0-*-amd64` / `linux-image-6.12.*-amd64` is
+//!    downloaded with `apt-get download` (kept in `target/vm/cache/`) and unpacked;
+//! 2. [`initramfs`]: busybox-static, a statically linked zc-trace and an `/init` that mounts
+//!    what zc-trace needs and runs each check of [`checks`] between markers;
+//! 3. [`qemu`]: TCG boots it with the devices of [`devices`] (NVMe, two e1000 on a hub; nothing
+//!    leaves QEMU). The checks talk on one serial line ([`transcript`]), the kernel on another,
+//!    which [`watchdog`] reads as it comes: a lockup, stall or oops stops the run in seconds;
+//! 4. [`outcome`]: each check's output is saved under `target/vm/results/<kernel-release>/`
+//!    and judged, then [`verify`] asserts what the results mean (tiers agree, the fentry tier
+//!    observes, the classic story over the NICs).
+//!
+//! Imports point down this list: `mod.rs` uses every module; `verify` and `outcome` use only
+//! plain data and [`devices`]' constants.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::bail;
+use clap::ValueEnum;
+
+use crate::setup;
+
+mod checks;
+mod debian;
+pub(crate) mod devices;
+mod host;
+mod initramfs;
+mod outcome;
+mod qemu;
+mod transcript;
+mod verify;
+mod watchdog;
+
+use checks::{Break, Plan};
+use debian::{KernelPackage, Series};
+use outcome::{CheckResult, KernelRun, Outcome};
+use qemu::{Machine, TcgThread};
+
+#[derive(clap::Args)]
+pub struct VmTestArgs {
+    /// Which kernel series to boot.
+    #[arg(long, value_enum, default_value = "all")]
+    kernel: KernelChoice,
+    /// Keep the unpacked kernels and initramfs under target/vm/{kernels,work} and print the QEMU
+    /// command that boots them again (the downloaded .debs and the results are always kept).
+    #[arg(long)]
+    keep: bool,
+    /// Kill QEMU after this many minutes per kernel (everything runs under TCG, so it is slow).
+    #[arg(long, value_name = "MINUTES", default_value_t = 15)]
+    timeout: u64,
+    /// Use this statically linked zc-trace instead of building one.
+    #[arg(long, value_name = "PATH")]
+    zc_trace: Option<PathBuf>,
+    /// Run only these checks (comma-separated names, as in the summary), e.g. `lab-fentry`.
+    /// The results are then not verified as a whole.
+    #[arg(long, value_delimiter = ',', value_name = "CHECKS")]
+    only: Vec<String>,
+    /// Run the selected checks this many times each in one boot (to reproduce rare failures).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    repeat: u32,
+    /// Do the whole vm-test this many times and count the runs that passed and those whose
+    /// guest kernel reported trouble. Nothing is retried: every failure counts.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    runs: u32,
+    /// Extra kernel command-line parameters, e.g. `loglevel=7 softlockup_panic=1`.
+    #[arg(long, value_name = "PARAMS")]
+    append: Option<String>,
+    /// The guest's vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    smp: u32,
+    /// How TCG runs the vCPUs: `multi` (a host thread each) or `single` (they take turns on
+    /// one host thread). See docs/vm-test.md.
+    #[arg(long, value_enum, default_value = "multi")]
+    tcg_thread: TcgThread,
+    /// Test-only: break the guest on purpose after the checks, to see the hang detection stop
+    /// the run within seconds (the run then fails, as it must).
+    #[arg(long, value_enum)]
+    break_guest: Option<Break>,
+    /// Regenerate docs/compat.md and docs/classic-story.md from this run (every kernel, every
+    /// check passed).
+    #[arg(long)]
+    write_docs: bool,
+}
+
+impl VmTestArgs {
+    /// What `cargo xtask test` runs: every kernel, every check once, a fresh static build.
+    pub fn all_kernels() -> Self {
+        VmTestArgs {
+            kernel: KernelChoice::All,
+            keep: false,
+            timeout: 15,
+            zc_trace: None,
+            only: Vec::new(),
+            repeat: 1,
+            runs: 1,
+            append: None,
+            smp: 2,
+            tcg_thread: TcgThread::Multi,
+            break_guest: None,
+            write_docs: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum KernelChoice {
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+    All,
+}
+
+/// Where everything lives, all under `target/vm/`.
+struct Dirs {
+    cache: PathBuf,
+    kernels: PathBuf,
+    work: PathBuf,
+    results: PathBuf,
+}
+
+impl Dirs {
+    fn new(root: &Path) -> Self {
+        let vm = root.join("target/vm");
+        Dirs { cache: vm.join("cache"), kernels: vm.join("kernels"), work: vm.join("work"), results: vm.join("results") }
+    }
+}
+
+/// Everything one run of every kernel needs, resolved once.
+struct Setup {
+    plan: Plan,
+    packages: Vec<KernelPackage>,
+    zc_trace: PathBuf,
+    extra_binaries: Vec<PathBuf>,
+    machine: Machine,
+    dirs: Dirs,
+    timeout: Duration,
+}
+
+/// How one run of every kernel went.
+struct Verdict {
+    failures: Vec<String>,
+    /// The guest kernels' trouble lines (lockups, stalls, oopses), one per boot that had any.
+    troubles: Vec<String>,
+}
+
+pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
+    // Bad selections fail before anything is built or downloaded.
+    let plan = checks::plan(&args.only, args.repeat, args.break_guest)?;
+    if args.runs == 0 || args.smp == 0 {
+        bail!("--runs and --smp must be at least 1");
+    }
+    setup::ensure()?;
+    host::ensure_host_packages()?;
+    let zc_trace = match &args.zc_trace {
+        Some(path) => path.clone(),
+        None => host::build_static_zc_trace(root)?,
+    };
+    host::ensure_static(&zc_trace)?;
+    let extra_binaries =
+        if args.break_guest == Some(Break::Lockup) { vec![host::build_static_spinner(root)?] } else { Vec::new() };
+
+    let series: &[Series] = match args.kernel {
+        KernelChoice::V6_1 => &[Series::V6_1],
+        KernelChoice::V6_12 => &[Series::V6_12],
+        KernelChoice::All => &[Series::V6_1, Series::V6_12],
+    };
+    // Resolve every kernel before booting any, so a missing suite is reported at once.
+    let packages = series.iter().map(|&s| debian::newest_kernel(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let machine = Machine { smp: args.smp, tcg_thread: args.tcg_thread, append: args.append.clone() };
+    say(&format!("guest: {} vCPU(s), TCG thread={:?}", machine.smp, machine.tcg_thread).to_lowercase());
+    let setup =
+        Setup { plan, packages, zc_trace, extra_binaries, machine, dirs: Dirs::new(root), timeout: Duration::from_secs(args.timeout * 60) };
+
+    if args.runs == 1 {
+        // A guest broken on purpose is not booted again.
+        let verdict = run_all_kernels(root, &setup, args, args.break_guest.is_none())?;
+        if !verdict.failures.is_empty() {
+            bail!("vm-test failed:\n  {}", verdict.failures.join("\n  "));
+        }
+        say("all checks passed");
+        return Ok(());
+    }
+
+    // The loop: every run counts, nothing is retried.
+    let (mut passed, mut with_trouble) = (0, 0);
+    let mut lines = Vec::new();
+    for n in 1..=args.runs {
+        say(&format!("run {n} of {}", args.runs));
+        let verdict = run_all_kernels(root, &setup, args, false)?;
+        let ok = verdict.failures.is_empty();
+        passed += u32::from(ok);
+        with_trouble += u32::from(!verdict.troubles.is_empty());
+        let line = if ok {
+            format!("run {n}: passed")
+        } else {
+            format!("run {n}: FAILED: {}", verdict.failures.first().map(|f| f.lines().next().unwrap_or_default()).unwrap_or_default())
+        };
+        let line = verdict.troubles.iter().fold(line, |line, t| format!("{line}\n    kernel trouble: {t}"));
+        say(&line);
+        lines.push(line);
+    }
+    let kernels: Vec<&str> = setup.packages.iter().map(|p| p.release()).collect();
+    eprintln!("\nvm-test loop on {}:", kernels.join(", "));
+    for line in &lines {
+        eprintln!("  {line}");
+    }
+    eprintln!(
+        "vm-test loop: {} runs, {passed} passed, {} failed; {with_trouble} with a lockup, stall or oops on a guest console",
+        args.runs,
+        args.runs - passed
+    );
+    if passed != args.runs {
+        bail!("{} of {} runs failed", args.runs - passed, args.runs);
+    }
+    Ok(())
+}
+
+/// Boots every kernel once (a guest whose kernel broke is booted once more when `retry`),
+/// prints the summary, verifies the results and, when asked, writes the docs' tables.
+fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -> anyhow::Result<Verdict> {
+    let mut runs: Vec<KernelRun> = Vec::new();
+    let mut troubles = Vec::new();
+    for package in &setup.packages {
+        say(&format!("{}: {} {} from {}", package.release(), package.name, package.version, package.suite));
+        // One kernel failing to download or boot must not hide the other kernel's results.
+        let attempt = || {
+            run_kernel(setup, package, args.keep).unwrap_or_else(|err| KernelRun {
+                release: package.release().to_string(),
+                boot_secs: None,
+                total_secs: 0.0,
+                results: setup.plan.checks.iter().map(|c| CheckResult { name: c.name.clone(), outcome: Outcome::NotRun }).collect(),
+                problems: vec![format!("{err:#}")],
+                doctor_summary: None,
+                kernel_trouble: None,
+            })
+        };
+        let mut run = attempt();
+        troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
+        // A guest whose kernel broke under TCG (docs/vm-test.md) says nothing about zc-trace
+        // when a second boot passes: boot it once more, saying so loudly. A check that ran
+        // and failed is never retried.
+        if retry && let Some(why) = outcome::died(&run) {
+            say(&format!(
+                "{}: RETRYING ONCE: the guest did not finish ({}); its kernel log is in target/vm/results/{}/kernel.log",
+                run.release,
+                why.lines().next().unwrap_or_default(),
+                run.release
+            ));
+            let first = run.kernel_trouble.clone();
+            run = attempt();
+            troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
+            if let Some(why) = outcome::died(&run) {
+                run.problems.push(format!("the guest did not finish twice: {}", why.lines().next().unwrap_or_default()));
+            } else if let Some(first) = first {
+                say(&format!("{}: the second boot passed; the first had: {first}", run.release));
+            }
+        }
+        runs.push(run);
+    }
+    outcome::print_summary(&runs);
+
+    // What the runs mean: tiers agree, the fentry tier observes, the classic story.
+    if setup.plan.complete {
+        for run in runs.iter_mut().filter(|r| r.problems.is_empty()) {
+            let dir = setup.dirs.results.join(&run.release);
+            run.problems.extend(verify::verify(&dir).into_iter().map(|p| format!("check: {p}")));
+            run.problems.extend(verify::verify_classic(&dir).into_iter().map(|p| format!("classic: {p}")));
+        }
+    }
+    let all_passed = runs.iter().all(|r| r.problems.is_empty() && r.results.iter().all(CheckResult::passed));
+    if args.write_docs {
+        if !(all_passed && setup.plan.complete && setup.packages.len() == 2) {
+            bail!("--write-docs needs a complete run of every kernel (no --only/--repeat/--break-guest) that passed");
+        }
+        write_docs(root, setup, &runs)?;
+    }
+
+    let failures = runs
+        .iter()
+        .flat_map(|r| {
+            let failed_checks = r.results.iter().filter(|c| !c.passed()).map(move |c| {
+                let why = c.failure().unwrap_or_default();
+                format!("{}: {}: {}", r.release, c.name, why.lines().next().unwrap_or_default())
+            });
+            r.problems.iter().map(move |p| format!("{}: {p}", r.release)).chain(failed_checks)
+        })
+        .collect();
+    Ok(Verdict { failures, troubles })
+}
+
+/// docs/classic-story.md from the newest kernel (the one with `dma:*` tracepoints) and
+/// docs/compat.md from doctor on the host and in every guest.
+fn write_docs(root: &Path, setup: &Setup, runs: &[KernelRun]) -> anyhow::Result<()> {
+    let docs = root.join("docs");
+    if let Some(run) = runs.iter().rev().find(|r| r.release.starts_with("6.12")) {
+        let table = verify::classic_table(&setup.dirs.results.join(&run.release), &run.release).map_err(anyhow::Error::msg)?;
+        let source = format!(
+            "The classic story measured by `cargo xtask vm-test` on Debian {} in QEMU: the lab's `--cold` senders over \
+             an emulated NVMe disk and e1000 NIC (see README, \"The classic story, measured\").",
+            run.release
+        );
+        verify::write_doc(&docs.join("classic-story.md"), "The classic story, measured", &source, &table)?;
+        say("docs/classic-story.md written");
+    }
+    let mut kernels = Vec::new();
+    if let Ok(out) = Command::new(&setup.zc_trace).args(["doctor", "--json"]).output()
+        && let Ok(v) = serde_json::from_slice(&out.stdout)
+    {
+        kernels.push((format!("host {}", host::kernel_release()), v));
+    }
+    for run in runs {
+        let path = setup.dirs.results.join(&run.release).join("doctor.json");
+        if let Ok(v) = std::fs::read_to_string(&path).map(|t| serde_json::from_str(&t).unwrap_or_default()) {
+            kernels.push((run.release.clone(), v));
+        }
+    }
+    let source = "What `zc-trace doctor --json` found on the host and in each guest of `cargo xtask vm-test`: \
+                  each attach kind and copy site really loaded and attached.";
+    verify::write_doc(&docs.join("compat.md"), "Compatibility", source, &verify::compat_table(&kernels))?;
+    say("docs/compat.md written");
+    Ok(())
+}
+
+fn say(what: &str) {
+    eprintln!("xtask vm-test: {what}");
+}
+
+fn run_kernel(setup: &Setup, package: &KernelPackage, keep: bool) -> anyhow::Result<KernelRun> {
+    let dirs = &setup.dirs;
+    let release = package.release().to_string();
+    std::fs::create_dir_all(&dirs.cache)?;
+    std::fs::create_dir_all(&dirs.kernels)?;
+    std::fs::create_dir_all(&dirs.work)?;
+    let deb = debian::fetch_deb(&dirs.cache, package)?;
+    let kernel = debian::unpack_kernel(&deb, &dirs.kernels.join(&release), &release)?;
+    let work = dirs.work.join(&release);
+    let initrd = initramfs::build_initramfs(&work, &kernel, &setup.zc_trace, &setup.extra_binaries, &setup.plan.checks)?;
+    let disk = devices::make_disk(&work)?;
+
+    // Stale results from an earlier run must not pass for this one's.
+    let results_dir = dirs.results.join(&release);
+    let _ = std::fs::remove_dir_all(&results_dir);
+    std::fs::create_dir_all(&results_dir)?;
+
+    let kernel_log = results_dir.join("kernel.log");
+    let qemu = qemu::qemu_command(&kernel, &initrd, &disk, &kernel_log, &setup.machine);
+    say(&format!("{release}: booting (TCG; the whole run is killed after {} min)", setup.timeout.as_secs() / 60));
+    let boot = qemu::boot(qemu, &release, setup.timeout, &results_dir.join("console.log"), &kernel_log)?;
+    let run = outcome::evaluate(&release, &setup.plan.checks, &boot, &results_dir)?;
+
+    if keep {
+        let cmd = qemu::qemu_command(&kernel, &initrd, &disk, &kernel_log, &setup.machine);
+        let argv: Vec<String> = cmd.get_args().map(|a| initramfs::sh_quote(&a.to_string_lossy())).collect();
+        say(&format!("{release}: kept; boot it again with:\n  qemu-system-x86_64 {}", argv.join(" ")));
+    } else {
+        let _ = std::fs::remove_dir_all(dirs.kernels.join(&release));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(run)
+}
