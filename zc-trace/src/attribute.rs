@@ -7,7 +7,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use zc_trace_common::{End, OpClass, Stats, Tally, ZeroCopyKind, delivers};
 
-use crate::{collect::GlobalEvents, report, session::Evidence, workloads::ZerocopyCompletions};
+use crate::{
+    collect::GlobalEvents,
+    evidence::{Attach, Covers, DmaEvidence, DmaNote, Evidence, Probe, Rule},
+    report, session,
+    workloads::ZerocopyCompletions,
+};
 
 pub const SKB_COPY: &str = "skb:skb_copy_datagram_iovec";
 pub const PAGE_FAULT_USER: &str = "exceptions:page_fault_user";
@@ -20,7 +25,21 @@ pub const NET_XMIT: &str = "net:net_dev_start_xmit";
 pub struct Part {
     pub bytes: u64,
     pub calls: u64,
-    pub evidence: String,
+    pub evidence: Evidence,
+    /// Of `bytes`, those derived because the observing probe did not see them (a tmpfs read
+    /// never calls filemap_read); evidence then ends in `... for the bytes it did not see`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived_bytes: Option<u64>,
+    /// Bytes taken out of this part because they were copied at transmit (now in
+    /// `cpu_copy.kernel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied_at_transmit_bytes: Option<u64>,
+}
+
+impl Part {
+    fn new(bytes: u64, calls: u64, evidence: Evidence) -> Self {
+        Self { bytes, calls, evidence, derived_bytes: None, copied_at_transmit_bytes: None }
+    }
 }
 
 /// One direction of CPU copies: totals, the sources that cover it, and a breakdown by the
@@ -29,7 +48,7 @@ pub struct Part {
 pub struct CopyCell {
     pub bytes: u64,
     pub calls: u64,
-    pub evidence: String,
+    pub evidence: Evidence,
     pub by_end: BTreeMap<&'static str, Part>,
 }
 
@@ -45,7 +64,7 @@ pub struct ZeroCopy {
     /// Bytes that reached their destination without a CPU copy (moves into intermediate
     /// pipes are in `by_kind` only, so a splice strategy is not counted twice).
     pub bytes: u64,
-    pub evidence: String,
+    pub evidence: Evidence,
     pub by_kind: BTreeMap<&'static str, Part>,
 }
 
@@ -60,7 +79,10 @@ pub struct Dma {
     pub dma_api_maps: Option<u64>,
     pub direct_io_read_bytes: u64,
     pub direct_io_write_bytes: u64,
-    pub evidence: String,
+    pub evidence: DmaEvidence,
+    /// Why the DMA-API mappings are counted without their bytes and direction, when they are
+    /// (the tracepoints' arguments or `struct scatterlist` not found in BTF).
+    pub dma_layout_error: Option<String>,
     /// Bytes of the DMA-API mappings made in this process's context, by direction
     /// (`dma:*` size and `dir`; `dma_map_sg` lists summed). `None` when not observable: no
     /// `dma:*` tracepoint, none fired system-wide, or their arguments unknown.
@@ -222,7 +244,7 @@ pub struct Input<'a> {
     pub msg_zerocopy: Option<ZerocopyCompletions>,
 }
 
-pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row {
+pub fn row(input: Input<'_>, evidence: &session::Evidence, global: &GlobalEvents) -> Row {
     let mut total = Stats::default();
     for s in input.by_class.values() {
         crate::collect::add_stats(&mut total, s);
@@ -251,22 +273,25 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
         kernel: copy_cell(input.by_class, |s| &s.kernel, |end| kernel_source(end, evidence)),
     };
     // Where a function probe watches a path but some bytes did not pass through it (a
-    // tmpfs read never calls filemap_read), those bytes were derived: say so.
-    for (cell, derived, label) in [
-        (&mut cpu_copy.to_user, total.to_user_pc_derived, "derived:read(2)"),
-        (&mut cpu_copy.from_user, total.from_user_pc_derived, "derived:write(2)"),
+    // tmpfs read never calls filemap_read), those bytes were derived: say so, and how many
+    // in a field of their own (a count in the evidence would make every label value unique).
+    for (cell, derived, rule) in [
+        (&mut cpu_copy.to_user, total.to_user_pc_derived, Rule::Read),
+        (&mut cpu_copy.from_user, total.from_user_pc_derived, Rule::Write),
     ] {
         if derived > 0
             && let Some(part) = cell.by_end.get_mut("page_cache")
         {
-            part.evidence = format!("{} + {label} for {derived} bytes it did not see (e.g. tmpfs)", part.evidence);
+            part.evidence.push(Evidence::DerivedUnseen(rule));
+            part.derived_bytes = Some(derived);
         }
     }
     let mut zero_copy = zero_copy(&total, evidence);
     if total.page_refs_derived > 0
         && let Some(part) = zero_copy.by_kind.get_mut("page_refs")
     {
-        part.evidence = format!("{} + derived:splice(2) for {} bytes it did not see (e.g. tmpfs)", part.evidence, total.page_refs_derived);
+        part.evidence.push(Evidence::DerivedUnseen(Rule::Splice));
+        part.derived_bytes = Some(total.page_refs_derived);
     }
     if let Some(zc) = input.msg_zerocopy {
         apply_zerocopy_completions(&mut cpu_copy, &mut zero_copy, zc);
@@ -332,27 +357,27 @@ pub fn row(input: Input<'_>, evidence: &Evidence, global: &GlobalEvents) -> Row 
     }
 }
 
-/// Who counted a cell: an observing probe, or the syscall-semantics rules (then the label
-/// names the syscall classes that contributed).
+/// Who counted a cell: an observing probe, or the syscall-semantics rules (then the
+/// evidence names the rules of the syscall classes that contributed).
 enum Source {
-    Observed(String),
+    Observed(Evidence),
     Derived,
 }
 
-/// The label of a derived figure, by the class of the syscall it was derived from.
-fn derived_label(class: OpClass) -> &'static str {
+/// The rule a figure is derived by, by the class of the syscall it was derived from.
+fn derived_rule(class: OpClass) -> Rule {
     match class {
-        OpClass::Read => "derived:read(2)",
-        OpClass::Write => "derived:write(2)",
-        OpClass::Send => "derived:send(2)",
-        OpClass::Recv => "derived:recv(2)",
-        OpClass::Sendfile => "derived:sendfile(2)",
-        OpClass::Splice => "derived:splice(2)",
-        OpClass::Vmsplice => "derived:vmsplice(2)",
-        OpClass::Tee => "derived:tee(2)",
-        OpClass::CopyFileRange => "derived:copy_file_range(2)",
-        OpClass::IoUring => "derived:io_uring:io_uring_complete",
-        OpClass::Mmap | OpClass::Munmap | OpClass::None | OpClass::Other => "derived",
+        OpClass::Read => Rule::Read,
+        OpClass::Write => Rule::Write,
+        OpClass::Send => Rule::Send,
+        OpClass::Recv => Rule::Recv,
+        OpClass::Sendfile => Rule::Sendfile,
+        OpClass::Splice => Rule::Splice,
+        OpClass::Vmsplice => Rule::Vmsplice,
+        OpClass::Tee => Rule::Tee,
+        OpClass::CopyFileRange => Rule::CopyFileRange,
+        OpClass::IoUring => Rule::IoUringComplete,
+        OpClass::Mmap | OpClass::Munmap | OpClass::None | OpClass::Other => Rule::Unnamed,
     }
 }
 
@@ -362,7 +387,7 @@ fn copy_cell(
     source: impl Fn(End) -> Option<Source>,
 ) -> CopyCell {
     let mut by_end = BTreeMap::new();
-    let mut sources: Vec<String> = Vec::new();
+    let mut sources: Vec<Evidence> = Vec::new();
     let (mut bytes, mut calls) = (0, 0);
     for end in End::ALL {
         let Some(src) = source(end) else { continue };
@@ -372,24 +397,26 @@ fn copy_cell(
             if t.calls > 0 || t.bytes > 0 {
                 b += t.bytes;
                 c += t.calls;
-                derived_from.push(derived_label(*class));
+                derived_from.push(Evidence::Derived(derived_rule(*class)));
             }
         }
         let label = match src {
             Source::Observed(label) => label,
-            Source::Derived if derived_from.is_empty() => "derived".to_string(),
-            Source::Derived => derived_from.join(" + "),
+            Source::Derived if derived_from.is_empty() => Evidence::Derived(Rule::Unnamed),
+            Source::Derived => Evidence::mixed(derived_from),
         };
-        if !sources.contains(&label) && (c > 0 || label != "derived") {
+        // A probe that could have counted here is named even when it counted nothing; a
+        // derivation with nothing to derive is not.
+        if !sources.contains(&label) && (c > 0 || label != Evidence::Derived(Rule::Unnamed)) {
             sources.push(label.clone());
         }
         if c > 0 || b > 0 {
-            by_end.insert(end.name(), Part { bytes: b, calls: c, evidence: label });
+            by_end.insert(end.name(), Part::new(b, c, label));
         }
         bytes += b;
         calls += c;
     }
-    CopyCell { bytes, calls, evidence: if sources.is_empty() { "derived (none seen)".into() } else { sources.join(" + ") }, by_end }
+    CopyCell { bytes, calls, evidence: Evidence::mixed(sources), by_end }
 }
 
 /// MSG_ZEROCOPY pins pages at send time, but the kernel may still copy them later (always
@@ -405,43 +432,53 @@ fn apply_zerocopy_completions(cpu: &mut CpuCopy, zc: &mut ZeroCopy, done: Zeroco
     part.bytes -= copied_bytes;
     part.calls -= copied_calls;
     zc.bytes -= copied_bytes.min(zc.bytes);
-    let label = "error queue: SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pinned pages)";
-    zc.evidence = format!("{} + {label}: copied sends moved to kernel copies", zc.evidence);
+    zc.evidence.push(Evidence::ZerocopyCopiedMoved);
     let kernel = &mut cpu.kernel;
     kernel.bytes += copied_bytes;
     kernel.calls += copied_calls;
-    kernel.evidence = if kernel.calls == copied_calls { label.to_string() } else { format!("{} + {label}", kernel.evidence) };
-    kernel.by_end.insert("socket", Part { bytes: copied_bytes, calls: copied_calls, evidence: label.into() });
+    if kernel.calls == copied_calls {
+        kernel.evidence = Evidence::ZerocopyCopied;
+    } else {
+        kernel.evidence.push(Evidence::ZerocopyCopied);
+    }
+    kernel.by_end.insert("socket", Part::new(copied_bytes, copied_calls, Evidence::ZerocopyCopied));
 }
 
 /// What observes (or derives) copies into user memory from each kind of source.
-fn function_or_derived(ev: &Evidence, function: &str) -> Source {
+fn function_or_derived(ev: &session::Evidence, function: &str) -> Source {
     first_function(ev, &[function])
 }
 
 /// The first of these functions that is probed on this run, or derived.
-fn first_function(ev: &Evidence, functions: &[&str]) -> Source {
-    functions
-        .iter()
-        .find_map(|f| ev.functions.get(f))
-        .map_or(Source::Derived, |probe| Source::Observed(probe.clone()))
+fn first_function(ev: &session::Evidence, functions: &[&str]) -> Source {
+    first_probe(ev, functions).map_or(Source::Derived, |probe| Source::Observed(Evidence::Observed { probe, covers: Covers::All }))
 }
 
-fn to_user_source(end: End, ev: &Evidence) -> Option<Source> {
+/// The first of these functions that is probed on this run.
+fn first_probe(ev: &session::Evidence, functions: &[&str]) -> Option<Probe> {
+    functions.iter().find_map(|f| ev.probe(f))
+}
+
+/// Seen by `probe` on the part of the path it covers, derived by `rest` elsewhere.
+fn covers_part(probe: Probe, covers: Covers, rest: Rule) -> Evidence {
+    Evidence::Observed { probe, covers }.plus(Evidence::Derived(rest))
+}
+
+fn to_user_source(end: End, ev: &session::Evidence) -> Option<Source> {
     Some(match end {
         End::PageCache => function_or_derived(ev, "filemap_read"),
-        End::Socket if ev.tracepoint(SKB_COPY) => Source::Observed(format!("raw_tracepoint:{SKB_COPY}")),
+        End::Socket if ev.tracepoint(SKB_COPY) => Source::Observed(Evidence::observed(SKB_COPY, Attach::RawTracepoint)),
         End::Socket | End::Memory => return None,
         End::Pipe => function_or_derived(ev, "pipe_read"),
         End::Other => Source::Derived,
     })
 }
 
-fn from_user_source(end: End, ev: &Evidence) -> Option<Source> {
+fn from_user_source(end: End, ev: &session::Evidence) -> Option<Source> {
     Some(match end {
         End::PageCache => function_or_derived(ev, "generic_perform_write"),
-        End::Socket => match ev.functions.get("tcp_sendmsg_locked") {
-            Some(f) => Source::Observed(format!("{f} (TCP) + derived (other sockets)")),
+        End::Socket => match ev.probe("tcp_sendmsg_locked") {
+            Some(p) => Source::Observed(covers_part(p, Covers::Tcp, Rule::OtherSockets)),
             None => Source::Derived,
         },
         End::Pipe => function_or_derived(ev, "pipe_write"),
@@ -450,7 +487,7 @@ fn from_user_source(end: End, ev: &Evidence) -> Option<Source> {
     })
 }
 
-fn kernel_source(end: End, ev: &Evidence) -> Option<Source> {
+fn kernel_source(end: End, ev: &session::Evidence) -> Option<Source> {
     Some(match end {
         End::PageCache => function_or_derived(ev, "iter_file_splice_write"),
         End::Socket => first_function(ev, &["tcp_sendmsg_locked", "do_tcp_sendpages"]),
@@ -458,23 +495,26 @@ fn kernel_source(end: End, ev: &Evidence) -> Option<Source> {
     })
 }
 
-fn zero_copy_source(kind: ZeroCopyKind, ev: &Evidence) -> String {
+fn zero_copy_source(kind: ZeroCopyKind, ev: &session::Evidence) -> Evidence {
     match kind {
-        ZeroCopyKind::SplicePages => match ["tcp_sendmsg_locked", "do_tcp_sendpages"].iter().find_map(|f| ev.functions.get(f)) {
-            Some(probe) => format!("{probe} (TCP) + derived (other sockets)"),
-            None => "derived:sendfile(2)/splice(2) to a socket whose route has NETIF_F_SG".into(),
+        ZeroCopyKind::SplicePages => match first_probe(ev, &["tcp_sendmsg_locked", "do_tcp_sendpages"]) {
+            Some(p) => covers_part(p, Covers::Tcp, Rule::OtherSockets),
+            None => Evidence::Derived(Rule::SpliceToGatheringSocket),
         },
-        ZeroCopyKind::MsgZerocopy => ev.function_or("tcp_sendmsg_locked", "derived:send(2) with MSG_ZEROCOPY"),
-        ZeroCopyKind::PageRefs => match ["filemap_splice_read", "generic_file_splice_read"].iter().find_map(|f| ev.functions.get(f)) {
-            Some(probe) => format!("{probe} (from files) + derived (tee, sockets)"),
-            None => "derived:splice(2)/sendfile(2)/tee(2) into a pipe".into(),
+        ZeroCopyKind::MsgZerocopy => match ev.probe("tcp_sendmsg_locked") {
+            Some(probe) => Evidence::Observed { probe, covers: Covers::All },
+            None => Evidence::Derived(Rule::MsgZerocopy),
         },
-        ZeroCopyKind::Vmsplice => "derived:vmsplice(2)".into(),
-        ZeroCopyKind::FileRange => "derived:copy_file_range(2) on a reflink-capable file system".into(),
+        ZeroCopyKind::PageRefs => match first_probe(ev, &["filemap_splice_read", "generic_file_splice_read"]) {
+            Some(p) => covers_part(p, Covers::Files, Rule::TeeAndSockets),
+            None => Evidence::Derived(Rule::IntoPipe),
+        },
+        ZeroCopyKind::Vmsplice => Evidence::Derived(Rule::Vmsplice),
+        ZeroCopyKind::FileRange => Evidence::Derived(Rule::Reflink),
     }
 }
 
-fn zero_copy(total: &Stats, ev: &Evidence) -> ZeroCopy {
+fn zero_copy(total: &Stats, ev: &session::Evidence) -> ZeroCopy {
     let mut by_kind = BTreeMap::new();
     let mut bytes = 0;
     let mut sources = Vec::new();
@@ -488,43 +528,38 @@ fn zero_copy(total: &Stats, ev: &Evidence) -> ZeroCopy {
             }
         }
         if t.calls > 0 {
-            by_kind.insert(kind.name(), Part { bytes: t.bytes, calls: t.calls, evidence: src });
+            by_kind.insert(kind.name(), Part::new(t.bytes, t.calls, src));
         }
     }
-    let evidence = if sources.is_empty() { "derived (none seen)".to_string() } else { sources.join(" + ") };
-    ZeroCopy { bytes, evidence, by_kind }
+    ZeroCopy { bytes, evidence: Evidence::mixed(sources), by_kind }
 }
 
-fn dma(total: &Stats, ev: &Evidence, global: &GlobalEvents) -> Dma {
+fn dma(total: &Stats, ev: &session::Evidence, global: &GlobalEvents) -> Dma {
     let block = ev.tracepoint(BLOCK_RQ_ISSUE);
     let net = ev.tracepoint(NET_XMIT);
     let mut notes = Vec::new();
     if block {
-        notes.push(format!("disk: raw_tracepoint:{BLOCK_RQ_ISSUE} in the process's context"));
+        notes.push(DmaNote::Disk(Probe { name: BLOCK_RQ_ISSUE, attach: Attach::RawTracepoint }));
     }
     if net {
-        notes.push(format!("NIC: raw_tracepoint:{NET_XMIT}, charged to the owner of skb->sk"));
+        notes.push(DmaNote::Nic(Probe { name: NET_XMIT, attach: Attach::RawTracepoint }));
     }
     let dma_api_maps = if ev.dma.is_empty() {
-        notes.push("DMA API: no dma:* tracepoint on this kernel".into());
+        notes.push(DmaNote::NoDmaTracepoint);
         None
     } else if global.dma_maps_system == 0 {
-        notes.push(format!(
-            "DMA API: no DMA-API mappings observed for these devices ({} attached, 0 events system-wide: \
-             e.g. virtio without an IOMMU bypasses the DMA API)",
-            ev.dma.join(", ")
-        ));
+        notes.push(DmaNote::DmaApiSilent(ev.dma.clone()));
         None
     } else {
-        notes.push(format!("DMA API: {} in the process's context", ev.dma.join(", ")));
+        notes.push(DmaNote::DmaApi(ev.dma.clone()));
         Some(total.dma_maps.calls)
     };
-    // Bytes and direction need the tracepoints' arguments, found in BTF.
+    // Bytes and direction need the tracepoints' arguments, found in BTF. Why they were not
+    // found is run-time text: it has a field of its own, the evidence points to it.
     let dma_bytes = dma_api_maps.is_some() && ev.dma_layout_error.is_none();
-    if dma_api_maps.is_some()
-        && let Some(e) = &ev.dma_layout_error
-    {
-        notes.push(format!("DMA API bytes: not read ({e})"));
+    let dma_layout_error = dma_api_maps.and(ev.dma_layout_error.clone());
+    if dma_layout_error.is_some() {
+        notes.push(DmaNote::DmaApiBytesNotRead);
     }
     Dma {
         disk_read_bytes: block.then_some(total.disk_read.bytes),
@@ -536,7 +571,8 @@ fn dma(total: &Stats, ev: &Evidence, global: &GlobalEvents) -> Dma {
         dma_api_maps,
         direct_io_read_bytes: total.direct_read.bytes,
         direct_io_write_bytes: total.direct_write.bytes,
-        evidence: notes.join("; "),
+        evidence: DmaEvidence(notes),
+        dma_layout_error,
         dma_map_bytes_to_device: dma_bytes.then_some(total.dma_to_device.bytes),
         dma_map_bytes_from_device: dma_bytes.then_some(total.dma_from_device.bytes),
         dma_map_bytes_bidirectional: dma_bytes.then_some(total.dma_bidirectional.bytes),
@@ -611,10 +647,6 @@ pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
     name.into()
 }
 
-/// Evidence of a copy made between TCP and the NIC.
-const LINEARIZED: &str = "derived: pages TCP took by reference reached the NIC in linear skbs \
-     (raw_tracepoint:net:net_dev_start_xmit, data_len 0): software GSO copied them (skb_segment -> skb_copy_bits)";
-
 /// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is
 /// possible, and TCP always uses GSO), so `tcp_sendmsg_locked` takes spliced page-cache pages
 /// by reference even when the NIC cannot gather. Such a NIC gets linear packets: software GSO
@@ -633,17 +665,19 @@ pub fn copied_at_transmit(row: &mut Row) {
     let calls = row.dma.net_tx_packets.unwrap_or(0);
     if let Some(part) = row.zero_copy.by_kind.get_mut("splice_pages") {
         part.bytes -= copied;
-        part.evidence = format!("{} - {copied} bytes copied at transmit (see cpu_copy.kernel)", part.evidence);
+        part.evidence.push(Evidence::CopiedAtTransmit);
+        part.copied_at_transmit_bytes = Some(copied);
     }
     row.zero_copy.bytes = row.zero_copy.bytes.saturating_sub(copied);
+    let linearized = Evidence::Derived(Rule::LinearizedAtTransmit);
     let kernel = &mut row.cpu_copy.kernel;
     kernel.bytes += copied;
     kernel.calls += calls;
-    kernel.evidence = format!("{} + {LINEARIZED}", kernel.evidence);
-    let socket = kernel.by_end.entry("socket").or_insert(Part { bytes: 0, calls: 0, evidence: String::new() });
+    kernel.evidence.push(linearized.clone());
+    let socket = kernel.by_end.entry("socket").or_insert(Part::new(0, 0, Evidence::NoneSeen));
     socket.bytes += copied;
     socket.calls += calls;
-    socket.evidence = if socket.evidence.is_empty() { LINEARIZED.into() } else { format!("{} + {LINEARIZED}", socket.evidence) };
+    socket.evidence.push(linearized);
     let copies = row.cpu_copy.to_user.bytes + row.cpu_copy.from_user.bytes + row.cpu_copy.kernel.bytes;
     row.copies_per_payload_byte = (row.payload_bytes > 0).then(|| copies as f64 / row.payload_bytes as f64);
 }
@@ -652,12 +686,21 @@ pub fn copied_at_transmit(row: &mut Row) {
 mod tests {
     use super::*;
 
-    fn evidence_host() -> Evidence {
-        Evidence {
+    fn evidence_host() -> session::Evidence {
+        session::Evidence {
             tracepoints: vec![SKB_COPY, PAGE_FAULT_USER, PAGE_FAULT_KERNEL, SCHED_SWITCH, BLOCK_RQ_ISSUE, NET_XMIT],
-            dma: vec!["dma:dma_map_sg".into()],
+            dma: vec!["dma_map_sg"],
             ..Default::default()
         }
+    }
+
+    /// The host's tracepoints with every function probe attached by fexit.
+    fn evidence_fentry() -> session::Evidence {
+        let mut ev = evidence_host();
+        for f in crate::probes::FUNCTIONS {
+            ev.functions.insert(f.function, Attach::Fexit);
+        }
+        ev
     }
 
     fn read_write_sender() -> BTreeMap<OpClass, Stats> {
@@ -691,9 +734,16 @@ mod tests {
         assert_eq!(r.payload_bytes, 8 << 20);
         assert_eq!(r.cpu_copy.to_user.bytes, 8 << 20);
         assert_eq!(r.cpu_copy.from_user.bytes, 8 << 20);
-        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence, "derived:read(2)");
-        assert_eq!(r.cpu_copy.from_user.by_end["socket"].evidence, "derived:write(2)");
-        assert!(r.cpu_copy.to_user.evidence.contains("raw_tracepoint:skb:skb_copy_datagram_iovec"));
+        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence, Evidence::Derived(Rule::Read));
+        assert_eq!(r.cpu_copy.from_user.by_end["socket"].evidence, Evidence::Derived(Rule::Write));
+        // The skb tracepoint could have counted socket copies: it is named though it saw none.
+        assert_eq!(
+            r.cpu_copy.to_user.evidence.to_string(),
+            "derived:read(2) + raw_tracepoint:skb:skb_copy_datagram_iovec"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["cpu_copy"]["to_user"]["by_end"]["page_cache"]["evidence"], "derived:read(2)");
+        assert!(json["cpu_copy"]["to_user"]["by_end"]["page_cache"].get("derived_bytes").is_none());
         assert_eq!(r.copies_per_payload_byte, Some(2.0));
         assert_eq!(r.syscalls, 257);
         assert_eq!(r.by_class["read"].syscalls, 129);
@@ -705,16 +755,38 @@ mod tests {
     #[test]
     fn function_probes_replace_derived_labels() {
         let mut ev = evidence_host();
-        ev.functions.insert("filemap_read", "fexit:filemap_read".into());
+        ev.functions.insert("filemap_read", Attach::Fexit);
         let classes = read_write_sender();
         let r = row(input(&classes, Role::Sender), &ev, &GlobalEvents::default());
-        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence, "fexit:filemap_read");
+        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence, Evidence::observed("filemap_read", Attach::Fexit));
+        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].evidence.to_string(), "fexit:filemap_read");
+        let r = row(input(&classes, Role::Sender), &evidence_fentry(), &GlobalEvents::default());
+        assert_eq!(
+            r.cpu_copy.from_user.by_end["socket"].evidence.to_string(),
+            "fexit:tcp_sendmsg_locked (TCP) + derived (other sockets)"
+        );
+    }
+
+    #[test]
+    fn bytes_a_probe_missed_are_counted_in_a_field_not_in_the_evidence() {
+        let mut classes = read_write_sender();
+        classes.get_mut(&OpClass::Read).unwrap().to_user_pc_derived = 4096;
+        let r = row(input(&classes, Role::Sender), &evidence_fentry(), &GlobalEvents::default());
+        let part = &r.cpu_copy.to_user.by_end["page_cache"];
+        assert_eq!(part.derived_bytes, Some(4096));
+        assert_eq!(
+            part.evidence,
+            Evidence::observed("filemap_read", Attach::Fexit).plus(Evidence::DerivedUnseen(Rule::Read))
+        );
+        assert_eq!(part.evidence.to_string(), "fexit:filemap_read + derived:read(2) for the bytes it did not see (e.g. tmpfs)");
+        let json = serde_json::to_value(part).unwrap();
+        assert_eq!(json["derived_bytes"], 4096);
     }
 
     #[test]
     fn unobservable_figures_are_null_not_zero() {
         let classes = read_write_sender();
-        let ev = Evidence::default(); // no optional tracepoint attached
+        let ev = session::Evidence::default(); // no optional tracepoint attached
         let r = row(input(&classes, Role::Sender), &ev, &GlobalEvents::default());
         assert_eq!(r.page_faults, None);
         assert_eq!(r.context_switches, None);
@@ -730,10 +802,20 @@ mod tests {
         let classes = read_write_sender();
         let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
         assert_eq!(r.dma.dma_api_maps, None);
-        assert!(r.dma.evidence.contains("no DMA-API mappings observed"));
+        assert!(r.dma.evidence.0.contains(&DmaNote::DmaApiSilent(vec!["dma_map_sg"])));
+        assert!(r.dma.evidence.to_string().contains("no DMA-API mappings observed for these devices (dma:dma_map_sg attached"));
         let busy = GlobalEvents { dma_maps_system: 5, ..Default::default() };
         let r = row(input(&classes, Role::Sender), &evidence_host(), &busy);
         assert_eq!(r.dma.dma_api_maps, Some(0));
+        assert_eq!(r.dma.dma_layout_error, None);
+        // Arguments not in BTF: the evidence says bytes were not read, the field says why.
+        let mut ev = evidence_host();
+        ev.dma_layout_error = Some("struct scatterlist not in BTF".into());
+        let r = row(input(&classes, Role::Sender), &ev, &busy);
+        assert_eq!(r.dma.dma_map_bytes_to_device, None);
+        assert_eq!(r.dma.dma_layout_error.as_deref(), Some("struct scatterlist not in BTF"));
+        assert_eq!(r.dma.evidence.0.last(), Some(&DmaNote::DmaApiBytesNotRead));
+        assert!(!r.dma.evidence.to_string().contains("scatterlist"));
     }
 
     #[test]
@@ -759,7 +841,12 @@ mod tests {
         let r = row(inp, &evidence_host(), &GlobalEvents::default());
         assert_eq!(r.zero_copy.bytes, 0);
         assert_eq!(r.cpu_copy.kernel.bytes, 8 << 20);
-        assert!(r.cpu_copy.kernel.by_end["socket"].evidence.contains("SO_EE_CODE_ZEROCOPY_COPIED"));
+        assert_eq!(r.cpu_copy.kernel.by_end["socket"].evidence, Evidence::ZerocopyCopied);
+        assert_eq!(r.cpu_copy.kernel.evidence, Evidence::ZerocopyCopied);
+        assert_eq!(
+            r.zero_copy.evidence,
+            Evidence::Derived(Rule::MsgZerocopy).plus(Evidence::ZerocopyCopiedMoved)
+        );
         assert_eq!(r.copies_per_payload_byte, Some(1.0));
     }
 

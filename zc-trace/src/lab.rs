@@ -3,6 +3,7 @@ use prettytable::{Cell, Row as TRow, Table, format};
 
 use crate::{
     attribute::Row,
+    evidence::Evidence,
     report::{AttributionReport, render_drops},
     workloads::{Strategy, sinks::SinkKind},
 };
@@ -131,16 +132,11 @@ fn evidence_notes(rows: &[Row]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let distinct = |f: &dyn Fn(&Row) -> &str| -> String {
-        let mut seen: Vec<&str> = Vec::new();
-        for r in rows {
-            for part in f(r).split(" + ") {
-                if !seen.contains(&part) && part != "derived (none seen)" {
-                    seen.push(part);
-                }
-            }
+    let distinct = |f: &dyn Fn(&Row) -> &Evidence| -> String {
+        match Evidence::mixed(rows.iter().map(|r| f(r).clone())) {
+            Evidence::NoneSeen => "nothing seen".into(),
+            seen => seen.to_string(),
         }
-        if seen.is_empty() { "nothing seen".into() } else { seen.join(" + ") }
     };
     let mut out = String::from("where the figures come from:\n");
     out += &format!("  syscalls: observed, {}\n", crate::report::EVIDENCE_SYSCALLS);

@@ -8,6 +8,7 @@
 //! - [`target`]: the process being traced (an existing PID or a spawned command);
 //! - [`session`], [`collect`]: attaching the counting programs and reading their counters;
 //! - [`workloads`]: one real implementation per copy strategy, for the lab;
+//! - [`evidence`]: where each figure came from, as a value with a fixed vocabulary;
 //! - [`syscall_names`], [`report`]: turning counts into tables and JSON;
 //! - [`commands`]: one function per subcommand, gluing the above together.
 pub mod attribute;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod doctor;
+pub mod evidence;
 pub mod exit;
 pub mod export;
 pub mod flows;

@@ -6,7 +6,12 @@ use prettytable::{Cell, Row, Table, format};
 use serde::Serialize;
 
 use crate::{
-    attribute, collect::GlobalEvents, doctor::DoctorReport, kernel::KernelInfo, session::Tier,
+    attribute,
+    collect::GlobalEvents,
+    doctor::DoctorReport,
+    evidence::{self, Attach, Covers, Probe, Rule},
+    kernel::KernelInfo,
+    session::Tier,
     syscall_names,
 };
 
@@ -84,9 +89,11 @@ pub fn mode_switches(name: &str, calls: u64) -> u64 {
     if NO_RETURN.contains(&name) { calls } else { 2 * calls }
 }
 
-pub const EVIDENCE_SYSCALLS: &str = "raw_tracepoint:sys_enter";
-pub const EVIDENCE_MODE_SWITCHES: &str =
-    "derived: 2 per syscall (entry + return), 1 for exit/exit_group which never return";
+pub const EVIDENCE_SYSCALLS: evidence::Evidence = evidence::Evidence::Observed {
+    probe: Probe { name: "sys_enter", attach: Attach::RawTracepoint },
+    covers: Covers::All,
+};
+pub const EVIDENCE_MODE_SWITCHES: evidence::Evidence = evidence::Evidence::Derived(Rule::ModeSwitches);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SyscallRow {
@@ -119,8 +126,8 @@ impl Drops {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
-    pub calls: &'static str,
-    pub mode_switches: &'static str,
+    pub calls: evidence::Evidence,
+    pub mode_switches: evidence::Evidence,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -15,6 +15,7 @@ use crate::{
     btf_offsets::KernelBtf,
     collect::{self, SyscallCounts},
     doctor,
+    evidence::{Attach, Probe},
     exit::{ExitKind, Fatal},
     loader::{self, Filter, Settings},
     probes::{self, FunctionProbe},
@@ -38,12 +39,13 @@ pub enum Tier {
 /// Where each kind of figure comes from on this run; attribution labels cells with it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Evidence {
-    /// Function probe that observes each copy site, by function name (absent = derived).
-    pub functions: BTreeMap<&'static str, String>,
+    /// How the function probe that observes each copy site is attached, by function name
+    /// (absent = derived).
+    pub functions: BTreeMap<&'static str, Attach>,
     /// Tracepoints that attached, by `category:name`.
     pub tracepoints: Vec<&'static str>,
-    /// `dma:*` tracepoints that attached.
-    pub dma: Vec<String>,
+    /// `dma:*` tracepoints that attached, by their name after `dma:`.
+    pub dma: Vec<&'static str>,
     /// Why DMA mappings are counted without bytes and direction, when they are (the
     /// tracepoints' parameters or `struct scatterlist` not found in BTF).
     pub dma_layout_error: Option<String>,
@@ -55,9 +57,9 @@ impl Evidence {
     pub fn tracepoint(&self, name: &str) -> bool {
         self.tracepoints.contains(&name)
     }
-    /// `fexit:filemap_read`, or the derived label when no function probe observes it.
-    pub fn function_or(&self, function: &str, derived: &str) -> String {
-        self.functions.get(function).cloned().unwrap_or_else(|| derived.to_string())
+    /// The probe that observes this function's copies, if one is attached.
+    pub fn probe(&self, function: &str) -> Option<Probe> {
+        self.functions.get_key_value(function).map(|(&name, &attach)| Probe { name, attach })
     }
 }
 
@@ -191,9 +193,9 @@ impl Session {
         // load of the counting object, not one more per refused kind.
         let mut doctor_obj = loader::load_doctor_with(&mut loader).ok();
         let refused = refused_kinds(doctor_obj.as_mut(), btf.as_ref(), tier);
-        let usable = |f: &FunctionProbe| candidates(f, tier).iter().any(|(k, _)| !refused.contains_key(k));
+        let usable = |f: &FunctionProbe| candidates(f, tier).iter().any(|(k, _)| !refused.contains_key(k.name()));
         for f in probes::FUNCTIONS.iter().filter(|f| in_kernel(f) && !candidates(f, tier).is_empty() && !usable(f)) {
-            let reasons = candidates(f, tier).iter().map(|(k, _)| format!("{k}: {}", refused[k])).collect();
+            let reasons = candidates(f, tier).iter().map(|(k, _)| format!("{k}: {}", refused[k.name()])).collect();
             failures.insert(f.function, reasons);
         }
         let mut viable: Vec<&FunctionProbe> =
@@ -226,8 +228,8 @@ impl Session {
             for f in &viable {
                 match attach_function(&mut ebpf, btf.as_ref(), f, tier, &refused) {
                     Ok(kind) => {
-                        evidence.functions.insert(f.function, format!("{kind}:{}", f.function));
-                        probes.push(ProbeStatus::attached(f.function, kind));
+                        evidence.functions.insert(f.function, kind);
+                        probes.push(ProbeStatus::attached(f.function, kind.name()));
                     }
                     Err(reasons) => {
                         failures.insert(f.function, reasons);
@@ -245,7 +247,7 @@ impl Session {
                 });
                 probes.push(ProbeStatus::unavailable(
                     f.function,
-                    &candidates(f, Tier::Auto).iter().map(|(k, _)| *k).collect::<Vec<_>>().join("/"),
+                    &candidates(f, Tier::Auto).iter().map(|(k, _)| k.name()).collect::<Vec<_>>().join("/"),
                     format!("{tried}; counted as {}", f.derived),
                 ));
             }
@@ -407,9 +409,9 @@ fn tier_name(tier: Tier) -> &'static str {
 }
 
 /// (attach kind, program) pairs to try for a function probe, best first.
-fn candidates(f: &FunctionProbe, tier: Tier) -> Vec<(&'static str, &'static str)> {
-    let fexit = ("fexit", f.fexit);
-    let kret = f.kretprobe.map(|p| ("kretprobe", p));
+fn candidates(f: &FunctionProbe, tier: Tier) -> Vec<(Attach, &'static str)> {
+    let fexit = (Attach::Fexit, f.fexit);
+    let kret = f.kretprobe.map(|p| (Attach::Kretprobe, p));
     match tier {
         Tier::Auto => std::iter::once(fexit).chain(kret).collect(),
         Tier::Fentry => vec![fexit],
@@ -424,15 +426,15 @@ fn attach_function(
     f: &FunctionProbe,
     tier: Tier,
     refused: &BTreeMap<&'static str, String>,
-) -> Result<&'static str, Vec<String>> {
+) -> Result<Attach, Vec<String>> {
     let mut reasons = Vec::new();
     for (kind, program) in candidates(f, tier) {
-        if let Some(why) = refused.get(kind) {
+        if let Some(why) = refused.get(kind.name()) {
             reasons.push(format!("{kind}: {why}"));
             continue;
         }
         let result = match kind {
-            "fexit" => match btf {
+            Attach::Fexit => match btf {
                 None => Err("no kernel BTF".to_string()),
                 Some(btf) => (|| {
                     let p: &mut FExit = ebpf.program_mut(program).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
@@ -514,7 +516,7 @@ fn attach_tracepoints(
         match prog.attach(event) {
             Ok(_) => {
                 probes.push(ProbeStatus::attached(&name, "raw_tracepoint"));
-                evidence.dma.push(name);
+                evidence.dma.push(*event);
             }
             Err(e) => probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))),
         }

@@ -118,7 +118,11 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
         None => (Vec::new(), Drops::new(Default::default()), Default::default()),
     };
     let chunks = args.size.div_ceil(args.chunk);
-    let path = model::Path { loopback: args.sink == SinkKind::Tcp && endpoint(&args).is_loopback(), cold: args.cold };
+    let path = model::Path {
+        loopback: args.sink == SinkKind::Tcp && endpoint(&args).is_loopback(),
+        cold: args.cold,
+        tcp: args.sink == SinkKind::Tcp,
+    };
     let classic = rows
         .iter()
         .filter(|r| r.role == "sender")
@@ -499,17 +503,23 @@ mod tests {
     use zc_trace_common::{OpClass, Stats, Tally, ZeroCopyKind};
 
     use super::*;
-    use crate::{attribute::NET_XMIT, session::Evidence};
+    use crate::{
+        attribute::NET_XMIT,
+        evidence::{Evidence as Source, Rule},
+        session::Evidence,
+    };
 
     /// A sendfile sender whose 8 MiB TCP took by reference reached the NIC `paged` bytes in
     /// page frags and the rest linear.
     fn sendfile_row(paged: u64) -> attribute::Row {
         let mut send = Stats { payload_out: 8 << 20, ..Default::default() };
         send.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: 8 << 20, calls: 128 };
-        let mut none = Stats::default();
-        none.net_tx = Tally { bytes: (8 << 20) + 400_000, calls: 5800 };
-        none.net_tx_paged_bytes = paged;
-        none.net_tx_linear_bytes = (8 << 20) + 400_000 - paged;
+        let none = Stats {
+            net_tx: Tally { bytes: (8 << 20) + 400_000, calls: 5800 },
+            net_tx_paged_bytes: paged,
+            net_tx_linear_bytes: (8 << 20) + 400_000 - paged,
+            ..Default::default()
+        };
         let classes: BTreeMap<_, _> = [(OpClass::Sendfile, send), (OpClass::None, none)].into_iter().collect();
         let evidence = Evidence { tracepoints: vec![NET_XMIT], ..Default::default() };
         let input = Input {
@@ -532,7 +542,13 @@ mod tests {
         attribute::copied_at_transmit(&mut row);
         assert_eq!(row.zero_copy.bytes, 0);
         assert_eq!(row.cpu_copy.kernel.bytes, 8 << 20);
-        assert!(row.cpu_copy.kernel.by_end["socket"].evidence.contains("skb_segment"));
+        let linearized = Source::Derived(Rule::LinearizedAtTransmit);
+        assert_eq!(row.cpu_copy.kernel.by_end["socket"].evidence, linearized);
+        assert_eq!(row.cpu_copy.kernel.evidence, linearized, "nothing else counted kernel copies");
+        // How many bytes were taken out is a field, not words in the evidence.
+        let spliced = &row.zero_copy.by_kind["splice_pages"];
+        assert_eq!(spliced.copied_at_transmit_bytes, Some(8 << 20));
+        assert_eq!(spliced.evidence.to_string(), format!("{} - copied at transmit (see cpu_copy.kernel)", Rule::SpliceToGatheringSocket.text()));
         assert_eq!(row.copies_per_payload_byte, Some(1.0));
     }
 
