@@ -5,6 +5,16 @@
 //! (the verifier rejects map keys with holes read from the stack).
 #![no_std]
 
+pub mod classify;
+pub mod derive;
+mod dma;
+pub mod flow;
+mod layouts;
+pub mod linux;
+
+pub use dma::*;
+pub use layouts::*;
+
 /// Key of the `SYSCALL_COUNTS` map: one counter per (thread group, syscall number).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -254,6 +264,15 @@ pub struct Tally {
     pub calls: u64,
 }
 
+impl Tally {
+    /// One more operation, which moved `bytes`.
+    #[inline(always)]
+    pub fn add(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        self.calls += 1;
+    }
+}
+
 /// How the source of a flow was found (see [`FlowKey::how`]).
 pub mod how {
     /// The syscall's own fds (or the user buffer) are the ends.
@@ -468,176 +487,10 @@ pub struct FileMaps {
 /// A process's command name as the kernel knows it (updated at exec).
 pub type Comm = [u8; 16];
 
-/// Byte offsets of the kernel struct members the programs read, resolved by user space from
-/// the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and written before load. A zero
-/// `valid` means BTF was unavailable and fd classification is off.
-#[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct KernelOffsets {
-    pub valid: u32,
-    pub task_files: u32,
-    pub files_fdt: u32,
-    pub fdtable_max_fds: u32,
-    pub fdtable_fd: u32,
-    pub file_f_inode: u32,
-    pub file_f_flags: u32,
-    pub file_private_data: u32,
-    pub inode_i_mode: u32,
-    pub socket_sk: u32,
-    pub sock_family: u32,
-    pub sock_type: u32,
-    pub sock_protocol: u32,
-    pub skb_len: u32,
-    pub skb_data_len: u32,
-    pub skb_head: u32,
-    pub skb_end: u32,
-    pub shinfo_nr_frags: u32,
-    pub request_data_len: u32,
-    pub request_cmd_flags: u32,
-    pub inode_i_rdev: u32,
-    pub inode_i_sb: u32,
-    pub super_block_s_magic: u32,
-    pub sock_route_caps: u32,
-    pub msghdr_flags: u32,
-    pub skb_sk: u32,
-    pub task_tgid: u32,
-    /// For `--by fd` names: file -> f_path.dentry -> d_name.name, inode -> i_ino, and the
-    /// socket's addresses (`skc_v6_*` are 0 on kernels built without IPv6).
-    pub file_dentry: u32,
-    pub dentry_name: u32,
-    pub inode_i_ino: u32,
-    pub sock_daddr: u32,
-    pub sock_rcv_saddr: u32,
-    pub sock_dport: u32,
-    pub sock_num: u32,
-    pub sock_v6_daddr: u32,
-    pub sock_v6_rcv_saddr: u32,
-    /// For `--by fd` paths: walking up dentries and across mounts (as d_path does).
-    pub file_mnt: u32,
-    pub dentry_parent: u32,
-    pub vfsmount_mnt_root: u32,
-    pub mount_mnt: u32,
-    pub mount_mnt_parent: u32,
-    pub mount_mnt_mountpoint: u32,
-    /// The six syscall argument registers in `struct pt_regs`, in argument order.
-    pub regs_args: [u32; 6],
-}
-
-/// Where the `dma:*` tracepoints keep the arguments zc-trace reads, and the struct members
-/// behind them, from the running kernel's BTF (the `btf_trace_dma_*` prototypes name their
-/// parameters; their order changed between kernels). Argument indices count `TP_PROTO`
-/// parameters from 0; [`DmaLayout::NO_ARG`] marks one the kernel does not pass. A zero `valid`
-/// means only events are counted (no bytes, no direction).
-#[repr(C)]
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct DmaLayout {
-    pub valid: u32,
-    /// `dma_map_page` / `dma_map_phys` / `dma_map_resource`: the device, size and direction.
-    pub map_dev_arg: u32,
-    pub map_size_arg: u32,
-    pub map_dir_arg: u32,
-    /// `dma_map_sg`: the device, the list, its entry count and the direction.
-    pub sg_dev_arg: u32,
-    pub sg_list_arg: u32,
-    pub sg_nents_arg: u32,
-    pub sg_dir_arg: u32,
-    /// `struct scatterlist`: `page_link` (chain/end bits), `length`, and its size (the stride
-    /// of an array of them).
-    pub sg_page_link: u32,
-    pub sg_length: u32,
-    pub sg_stride: u32,
-    /// `struct device`: `driver` and `kobj.name`; `struct device_driver`: `name`.
-    pub device_driver: u32,
-    pub device_name: u32,
-    pub driver_name: u32,
-}
-
-impl DmaLayout {
-    pub const NO_ARG: u32 = 0xff;
-    pub const EMPTY: DmaLayout = DmaLayout {
-        valid: 0,
-        map_dev_arg: Self::NO_ARG,
-        map_size_arg: Self::NO_ARG,
-        map_dir_arg: Self::NO_ARG,
-        sg_dev_arg: Self::NO_ARG,
-        sg_list_arg: Self::NO_ARG,
-        sg_nents_arg: Self::NO_ARG,
-        sg_dir_arg: Self::NO_ARG,
-        sg_page_link: 0,
-        sg_length: 0,
-        sg_stride: 0,
-        device_driver: 0,
-        device_name: 0,
-        driver_name: 0,
-    };
-}
-
-/// `enum dma_data_direction`, as the kernel numbers it.
-pub mod dma_dir {
-    pub const BIDIRECTIONAL: u32 = 0;
-    pub const TO_DEVICE: u32 = 1;
-    pub const FROM_DEVICE: u32 = 2;
-}
-
-/// Entries of a scatterlist the `dma_map_sg` program walks at most (NVMe lists are far
-/// shorter); a longer list's remaining bytes are counted in `DmaDevice::sg_truncated`.
-pub const DMA_SG_MAX_WALK: u32 = 256;
-/// Devices whose DMA-API mappings are counted system-wide.
-pub const DMA_DEVICES_MAX_ENTRIES: u32 = 64;
-
-/// Value of the `DMA_DEVICES` map (key: the `struct device *`): every DMA-API mapping of one
-/// device while the programs are attached, whoever's context it was made in. Per-CPU.
-#[repr(C)]
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct DmaDevice {
-    /// The bound driver's name (`e1000`, `nvme`) and the device's own (`0000:00:06.0`),
-    /// NUL-padded.
-    pub driver: [u8; 16],
-    pub name: [u8; 32],
-    pub to_device: Tally,
-    pub from_device: Tally,
-    pub bidirectional: Tally,
-    pub segments: u64,
-    /// Of all those bytes, the ones mapped in a traced process's context.
-    pub traced_bytes: u64,
-    /// `dma_map_sg` lists longer than [`DMA_SG_MAX_WALK`]: their bytes are undercounted.
-    pub sg_truncated: u64,
-    /// How many of the mappings were whole scatterlists (`dma_map_sg`).
-    pub sg_lists: u64,
-}
-
-impl DmaDevice {
-    pub const ZERO: DmaDevice = DmaDevice {
-        driver: [0; 16],
-        name: [0; 32],
-        to_device: Tally { bytes: 0, calls: 0 },
-        from_device: Tally { bytes: 0, calls: 0 },
-        bidirectional: Tally { bytes: 0, calls: 0 },
-        segments: 0,
-        traced_bytes: 0,
-        sg_truncated: 0,
-        sg_lists: 0,
-    };
-}
-
 /// Zero-copy kinds that deliver bytes to their final destination (the others move them into
 /// a pipe, an intermediate step): only these count towards a strategy's zero-copy total.
 pub const fn delivers(kind: ZeroCopyKind) -> bool {
     matches!(kind, ZeroCopyKind::SplicePages | ZeroCopyKind::MsgZerocopy | ZeroCopyKind::FileRange)
-}
-
-/// Where `io_uring:io_uring_complete` finds what it needs, from BTF (separate from
-/// [`KernelOffsets`] because kernels without io_uring lack these structs).
-#[repr(C)]
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct IoUringOffsets {
-    pub valid: u32,
-    pub req_opcode: u32,
-    pub req_file: u32,
-    pub cqe_res: u32,
-    /// 1: the tracepoint passes `struct io_uring_cqe *` as argument 2 (5.19+ style);
-    /// 0: it passes `int res` as argument 3 (older kernels).
-    pub res_in_cqe: u32,
 }
 
 /// Which copy paths a function probe observes on this run. Where a bit is set, the syscall
@@ -709,41 +562,6 @@ pub mod maps {
     pub const COMMS: &str = "COMMS";
     /// `struct device *` -> [`DmaDevice`](super::DmaDevice), per CPU.
     pub const DMA_DEVICES: &str = "DMA_DEVICES";
-}
-
-/// Argument index meaning "this syscall has no such argument".
-pub const NO_ARG: u8 = 0xff;
-
-/// How a syscall number moves data: its [`OpClass`] and which arguments hold the source fd,
-/// the destination fd and the flags. Written by user space (which knows the architecture's
-/// numbering) so that the kernel programs are architecture-neutral.
-#[repr(C)]
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct SyscallDesc {
-    pub class: u8,
-    pub fd_in: u8,
-    pub fd_out: u8,
-    pub flags_arg: u8,
-    /// The user buffer argument of read/write-like calls (to pair a write with the read that
-    /// filled its buffer); [`NO_ARG`] for vectored calls and the rest.
-    pub buf_arg: u8,
-}
-
-impl SyscallDesc {
-    pub const NONE: SyscallDesc = SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG };
-}
-
-/// Syscall numbers at or above this are class `Other`.
-pub const SYSCALL_TABLE_LEN: usize = 512;
-
-#[repr(C)]
-#[derive(Copy, Clone, Debug)]
-pub struct SyscallTable {
-    pub entries: [SyscallDesc; SYSCALL_TABLE_LEN],
-}
-
-impl SyscallTable {
-    pub const EMPTY: SyscallTable = SyscallTable { entries: [SyscallDesc::NONE; SYSCALL_TABLE_LEN] };
 }
 
 /// Events counted for the whole system, not per process: index into `GLOBAL_EVENTS`.

@@ -1,8 +1,13 @@
 //! Reading kernel memory at offsets resolved from the running kernel's BTF (see
-//! `KernelOffsets`), and classifying file descriptors with it.
+//! `KernelOffsets`), and classifying file descriptors with it (the reads are here, the
+//! decision is `zc_trace_common::classify`).
 
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
-use zc_trace_common::{FdIdentity, FdKind, KernelOffsets, PATH_DEPTH};
+use zc_trace_common::{
+    FdIdentity, FdKind, KernelOffsets, PATH_DEPTH,
+    classify::{FileFields, classify},
+    linux::{AF_INET, AF_INET6},
+};
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets {
@@ -78,21 +83,6 @@ pub fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
     }
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
 }
-
-const S_IFMT: u16 = 0o170000;
-const S_IFREG: u16 = 0o100000;
-const S_IFIFO: u16 = 0o010000;
-const S_IFSOCK: u16 = 0o140000;
-const S_IFCHR: u16 = 0o020000;
-/// O_DIRECT on x86-64 (and most architectures; arm64 differs and would need its own value).
-const O_DIRECT: u32 = 0o40000;
-const AF_UNIX: u16 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-const IPPROTO_TCP: u16 = 6;
-const IPPROTO_UDP: u16 = 17;
-/// MKDEV(1, 3) in the kernel's internal dev_t encoding (major << 20 | minor).
-const DEV_NULL: u32 = (1 << 20) | 3;
 
 /// The `struct file *` behind `fd` in the current task's fd table, read at this moment: an
 /// fd closed and reused a microsecond later is classified as what it is now.
@@ -228,34 +218,34 @@ pub fn file_kind(file: u64) -> FdKind {
 fn classify_file(file: u64) -> Option<FdKind> {
     let inode: u64 = read(file, off!(file_f_inode))?;
     let mode: u16 = read(inode, off!(inode_i_mode))?;
-    Some(match mode & S_IFMT {
-        S_IFREG => {
-            let flags: u32 = read(file, off!(file_f_flags))?;
-            if flags & O_DIRECT != 0 { FdKind::FileDirect } else { FdKind::File }
-        }
-        S_IFIFO => FdKind::Pipe,
-        S_IFSOCK => socket_kind(file)?,
-        S_IFCHR => {
-            let rdev: u32 = read(inode, off!(inode_i_rdev))?;
-            if rdev == DEV_NULL { FdKind::DevNull } else { FdKind::CharDevice }
-        }
-        _ => FdKind::Other,
-    })
+    classify(mode, &OpenFile { file, inode })
 }
 
-#[inline(always)]
-fn socket_kind(file: u64) -> Option<FdKind> {
-    // For socket files, file->private_data is the `struct socket`.
-    let socket: u64 = read(file, off!(file_private_data))?;
-    let sk: u64 = read(socket, off!(socket_sk))?;
-    let family: u16 = read(sk, off!(sock_family))?;
-    let protocol: u16 = read(sk, off!(sock_protocol))?;
-    Some(match family {
-        AF_UNIX => FdKind::Unix,
-        AF_INET | AF_INET6 if protocol == IPPROTO_TCP => FdKind::Tcp,
-        AF_INET | AF_INET6 if protocol == IPPROTO_UDP => FdKind::Udp,
-        _ => FdKind::OtherSocket,
-    })
+/// An open file and its inode, read field by field as `classify` asks.
+struct OpenFile {
+    file: u64,
+    inode: u64,
+}
+
+impl FileFields for OpenFile {
+    #[inline(always)]
+    fn f_flags(&self) -> Option<u32> {
+        read(self.file, off!(file_f_flags))
+    }
+
+    #[inline(always)]
+    fn i_rdev(&self) -> Option<u32> {
+        read(self.inode, off!(inode_i_rdev))
+    }
+
+    #[inline(always)]
+    fn sock_family_protocol(&self) -> Option<(u16, u16)> {
+        // For socket files, file->private_data is the `struct socket`.
+        let sk = file_sock(self.file)?;
+        let family: u16 = read(sk, off!(sock_family))?;
+        let protocol: u16 = read(sk, off!(sock_protocol))?;
+        Some((family, protocol))
+    }
 }
 
 /// The magic number of the file system holding `fd` (e.g. 0xEF53 for ext4).

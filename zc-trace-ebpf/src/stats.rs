@@ -1,10 +1,11 @@
-//! The per-(thread group, op class) counters, and small helpers to add to them.
+//! The per-(thread group, op class) counters.
 
 use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
     maps::{PerCpuArray, PerCpuHashMap},
 };
-use zc_trace_common::{DropReason, OpClass, STATS_MAX_ENTRIES, Stats, StatsKey, Tally};
+use zc_trace_common::{DropReason, OpClass, STATS_MAX_ENTRIES, Stats, StatsKey};
 
 use crate::probes::drops;
 
@@ -15,8 +16,6 @@ use crate::probes::drops;
 static STATS: PerCpuHashMap<StatsKey, Stats> =
     PerCpuHashMap::with_max_entries(STATS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
 
-pub const BPF_F_NO_PREALLOC: u32 = 1;
-
 /// The counters of the one traced process (`FILTER_TGID` set, counters per process), by op
 /// class: an array slot instead of a hash lookup on every data syscall.
 #[map]
@@ -25,8 +24,6 @@ static STATS_ONE: PerCpuArray<Stats> = PerCpuArray::with_max_entries(OpClass::CO
 /// An all-zero `Stats` to insert from: the struct is larger than the 512-byte BPF stack.
 #[map]
 static ZERO_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
-
-const BPF_NOEXIST: u64 = 1;
 
 /// This CPU's counters for (tgid, class), created on first use. `None` only when the map is
 /// full, which is counted as a drop.
@@ -44,7 +41,7 @@ pub fn stats(tgid: u32, class: OpClass) -> Option<&'static mut Stats> {
     let zero = ZERO_STATS.get_ptr(0)?;
     // Another CPU may insert the same key first: then our insert fails and the lookup below
     // finds the entry (with a zero slot for this CPU).
-    let _ = STATS.insert(&key, unsafe { &*zero }, BPF_NOEXIST);
+    let _ = STATS.insert(&key, unsafe { &*zero }, BPF_NOEXIST as u64);
     match STATS.get_ptr_mut(&key) {
         Some(p) => Some(unsafe { &mut *p }),
         None => {
@@ -52,10 +49,4 @@ pub fn stats(tgid: u32, class: OpClass) -> Option<&'static mut Stats> {
             None
         }
     }
-}
-
-#[inline(always)]
-pub fn add(t: &mut Tally, bytes: u64) {
-    t.bytes += bytes;
-    t.calls += 1;
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{macros::{map, raw_tracepoint}, maps::PerCpuArray, programs::RawTr
 use zc_trace_common::{GLOBAL_EVENT_SLOTS, GlobalEvent};
 
 use super::inflight::class_of;
-use crate::{filter::traced, kmem, stats::{add, stats}};
+use crate::{filter::traced, kmem, stats::stats};
 
 #[map]
 pub static GLOBAL_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_EVENT_SLOTS, 0);
@@ -38,7 +38,7 @@ pub fn zc_block_rq_issue(ctx: RawTracePointContext) -> i32 {
     match traced() {
         Some((tgid, tid)) => {
             if let Some(s) = stats(tgid, class_of(tid)) {
-                add(if op == REQ_OP_READ { &mut s.disk_read } else { &mut s.disk_write }, bytes);
+                (if op == REQ_OP_READ { &mut s.disk_read } else { &mut s.disk_write }).add(bytes);
             }
         }
         None => bump_global(

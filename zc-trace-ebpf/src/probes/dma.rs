@@ -13,6 +13,7 @@
 
 use aya_ebpf::{
     EbpfContext as _,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::bpf_probe_read_kernel_str_bytes,
     macros::{map, raw_tracepoint},
     maps::PerCpuHashMap,
@@ -26,7 +27,7 @@ use super::{block::bump_global, inflight::class_of};
 use crate::{
     filter::traced,
     kmem,
-    stats::{BPF_F_NO_PREALLOC, add, stats},
+    stats::stats,
 };
 
 #[unsafe(no_mangle)]
@@ -40,8 +41,6 @@ static DMA_DEVICES: PerCpuHashMap<u64, DmaDevice> =
 /// and this entry is the last.
 const SG_CHAIN: u64 = 0x01;
 const SG_END: u64 = 0x02;
-
-const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
 fn layout() -> DmaLayout {
@@ -155,14 +154,14 @@ fn record(mapping: Option<Mapping>, l: &DmaLayout) {
     if let Some((tgid, tid)) = traced
         && let Some(s) = stats(tgid, class_of(tid))
     {
-        add(&mut s.dma_maps, 0);
+        s.dma_maps.add(0);
         if let Some(m) = &mapping {
             charge_process(s, m);
         }
     }
     let Some(m) = mapping else { return };
     let Some(d) = device(m.dev, l) else { return };
-    add(direction(&mut d.to_device, &mut d.from_device, &mut d.bidirectional, m.dir), m.bytes);
+    direction(&mut d.to_device, &mut d.from_device, &mut d.bidirectional, m.dir).add(m.bytes);
     d.segments += m.segments;
     if traced.is_some() {
         d.traced_bytes += m.bytes;
@@ -177,7 +176,7 @@ fn record(mapping: Option<Mapping>, l: &DmaLayout) {
 
 #[inline(always)]
 fn charge_process(s: &mut Stats, m: &Mapping) {
-    add(direction(&mut s.dma_to_device, &mut s.dma_from_device, &mut s.dma_bidirectional, m.dir), m.bytes);
+    direction(&mut s.dma_to_device, &mut s.dma_from_device, &mut s.dma_bidirectional, m.dir).add(m.bytes);
     s.dma_segments += m.segments;
 }
 
@@ -209,6 +208,6 @@ fn device(dev: u64, l: &DmaLayout) -> Option<&'static mut DmaDevice> {
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut fresh.name) };
     }
     // A full map loses this device's figures; the report shows the devices it has.
-    let _ = DMA_DEVICES.insert(&dev, &fresh, BPF_NOEXIST);
+    let _ = DMA_DEVICES.insert(&dev, &fresh, BPF_NOEXIST as u64);
     DMA_DEVICES.get_ptr_mut(&dev).map(|p| unsafe { &mut *p })
 }

@@ -5,16 +5,19 @@
 //! of those files was called (or, for sockets, its addresses) while it was open.
 
 use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::{map, raw_tracepoint},
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 use zc_trace_common::{
-    DropReason, FD_NAMES_MAX_ENTRIES, FLOWS_MAX_ENTRIES, FdIdentity, FdKey, FdKind, FlowKey, FlowValue, OpClass, how,
+    DropReason, FD_NAMES_MAX_ENTRIES, FLOWS_MAX_ENTRIES, FdIdentity, FdKey, FdKind, FlowKey, FlowValue, OpClass,
+    flow::{FlowEnds, flow_ends},
+    how,
 };
 
 use super::{drops, inflight::InFlight};
-use crate::{kmem, stats::BPF_F_NO_PREALLOC};
+use crate::kmem;
 
 #[map]
 static FLOWS: PerCpuHashMap<FlowKey, FlowValue> = PerCpuHashMap::with_max_entries(FLOWS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
@@ -35,33 +38,14 @@ pub fn by_fd() -> bool {
     unsafe { core::ptr::read_volatile(&BY_FD) != 0 }
 }
 
-const MSG_ZEROCOPY: u64 = 0x400_0000;
-const MEMORY: u8 = FdKind::UserMemory as u8;
-
 /// Adds a data syscall that returned `n` bytes to its flow.
 #[inline(always)]
 pub fn add(key: u32, f: &InFlight, n: u64) {
     let class = OpClass::from_u32(f.class);
-    let (src, dst, how) = match class {
-        OpClass::Read | OpClass::Recv => (f.kind_in, MEMORY, how::PLAIN),
-        OpClass::Write | OpClass::Send => {
-            // The buffer's origin: the fd a read on this thread filled it from, a file
-            // mapping, or plain user memory. MSG_ZEROCOPY names the strategy whatever it is.
-            let paired = f.after_read != FdKind::Unknown as u8;
-            let (src, how) = if paired {
-                (f.after_read, how::AFTER_READ)
-            } else if f.from_mapping != 0 {
-                (FdKind::File as u8, how::FROM_MAPPING)
-            } else {
-                (MEMORY, how::PLAIN)
-            };
-            let zerocopy = class == OpClass::Send && f.flags & MSG_ZEROCOPY != 0;
-            (src, f.kind_out, if zerocopy { how::MSG_ZEROCOPY } else { how })
-        }
-        // vmsplice(pipe, iov): user pages into the pipe (argument 0 is the pipe).
-        OpClass::Vmsplice => (MEMORY, f.kind_in, how::PLAIN),
-        OpClass::Sendfile | OpClass::Splice | OpClass::Tee | OpClass::CopyFileRange => (f.kind_in, f.kind_out, how::PLAIN),
-        _ => return,
+    let Some(FlowEnds { src, dst, how }) =
+        flow_ends(class, f.kind_in, f.kind_out, f.after_read, f.from_mapping != 0, f.flags)
+    else {
+        return;
     };
     let flow = FlowKey {
         key,
@@ -103,8 +87,8 @@ fn bump(flow: &FlowKey, n: u64) {
         return;
     }
     let first = FlowValue { calls: 1, bytes: n };
-    // BPF_NOEXIST: another CPU may have created the key meanwhile; then add to it.
-    if FLOWS.insert(flow, &first, 1).is_ok() {
+    // Another CPU may have created the key meanwhile; then add to it.
+    if FLOWS.insert(flow, &first, BPF_NOEXIST as u64).is_ok() {
         return;
     }
     match FLOWS.get_ptr_mut(flow) {
@@ -169,7 +153,7 @@ pub fn zc_sys_enter_names(_ctx: RawTracePointContext) -> i32 {
         id.depth = 0;
         id.truncated = 0;
         kmem::describe_file(pending.file, FdKind::from_u8(pending.kind as u8), id);
-        let _ = FD_NAMES.insert(&pending.key, id, 0);
+        let _ = FD_NAMES.insert(&pending.key, id, BPF_ANY as u64);
     }
     0
 }

@@ -20,10 +20,13 @@ use aya_ebpf::{
     macros::{fexit, kretprobe},
     programs::{FExitContext, RetProbeContext},
 };
-use zc_trace_common::{End, OpClass, ZeroCopyKind};
+use zc_trace_common::{
+    End, FdKind, OpClass, ZeroCopyKind,
+    derive::{PendingKind, into_socket, tcp_sendmsg},
+};
 
-use super::inflight::{PendingKind, add_pending, class_of};
-use crate::{filter::traced, kmem, stats::{add, stats}};
+use super::inflight::{add_pending, class_of};
+use crate::{filter::traced, kmem, stats::stats};
 
 #[inline(always)]
 fn file_read(ret: i64, already_read: i64) {
@@ -38,7 +41,7 @@ fn file_read(ret: i64, already_read: i64) {
     if copied > 0
         && let Some(s) = stats(tgid, class_of(tid))
     {
-        add(&mut s.to_user[End::PageCache as usize], copied as u64);
+        s.to_user[End::PageCache as usize].add(copied as u64);
         add_pending(tid, PendingKind::Read, copied as u64);
     }
 }
@@ -49,7 +52,7 @@ fn file_write(ret: i64) {
     if ret > 0
         && let Some(s) = stats(tgid, class_of(tid))
     {
-        add(&mut s.from_user[End::PageCache as usize], ret as u64);
+        s.from_user[End::PageCache as usize].add(ret as u64);
         add_pending(tid, PendingKind::Write, ret as u64);
     }
 }
@@ -85,9 +88,6 @@ pub fn zc_kretprobe_generic_perform_write(ctx: RetProbeContext) -> u32 {
     0
 }
 
-const MSG_ZEROCOPY: u32 = 0x400_0000;
-const MSG_SPLICE_PAGES: u32 = 0x800_0000;
-
 #[fexit(function = "tcp_sendmsg_locked")]
 pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     let Some((tgid, tid)) = traced() else { return 0 };
@@ -98,17 +98,10 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
         return 0;
     }
     let flags: u32 = kmem::read(msg, kmem::off!(msghdr_flags)).unwrap_or(0);
-    // tcp_sendmsg_locked honours MSG_SPLICE_PAGES and MSG_ZEROCOPY only when the route's
-    // device can gather; otherwise it copies (spliced page-cache pages: kernel -> kernel).
+    // Whether the route's device can gather decides copy or reference (see tcp_sendmsg).
     let gather = kmem::sock_can_gather(sk);
     let Some(s) = stats(tgid, class_of(tid)) else { return 0 };
-    let n = ret as u64;
-    match (flags & MSG_SPLICE_PAGES != 0, flags & MSG_ZEROCOPY != 0, gather) {
-        (true, _, true) => add(&mut s.zero_copy[ZeroCopyKind::SplicePages as usize], n),
-        (true, _, false) => add(&mut s.kernel[End::Socket as usize], n),
-        (false, true, true) => add(&mut s.zero_copy[ZeroCopyKind::MsgZerocopy as usize], n),
-        _ => add(&mut s.from_user[End::Socket as usize], n),
-    }
+    tcp_sendmsg(s, flags, gather, ret as u64);
     0
 }
 
@@ -127,19 +120,13 @@ pub fn zc_fexit_do_tcp_sendpages(ctx: FExitContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(5);
     let gather = kmem::sock_can_gather(sk);
-    tally(ret, |s, n| {
-        if gather {
-            add(&mut s.zero_copy[ZeroCopyKind::SplicePages as usize], n);
-        } else {
-            add(&mut s.kernel[End::Socket as usize], n);
-        }
-    });
+    tally(ret, |s, n| into_socket(s, FdKind::Tcp, gather, n));
     0
 }
 
 #[inline(always)]
 fn page_refs(s: &mut zc_trace_common::Stats, n: u64) {
-    add(&mut s.zero_copy[ZeroCopyKind::PageRefs as usize], n);
+    s.zero_copy[ZeroCopyKind::PageRefs as usize].add(n);
     add_pending(aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32, PendingKind::SpliceRead, n);
 }
 
@@ -169,7 +156,7 @@ pub fn zc_kretprobe_generic_file_splice_read(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn into_file(s: &mut zc_trace_common::Stats, n: u64) {
-    add(&mut s.kernel[End::PageCache as usize], n);
+    s.kernel[End::PageCache as usize].add(n);
 }
 
 #[fexit(function = "iter_file_splice_write")]
@@ -186,12 +173,12 @@ pub fn zc_kretprobe_iter_file_splice_write(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn pipe_to_user(s: &mut zc_trace_common::Stats, n: u64) {
-    add(&mut s.to_user[End::Pipe as usize], n);
+    s.to_user[End::Pipe as usize].add(n);
 }
 
 #[inline(always)]
 fn user_to_pipe(s: &mut zc_trace_common::Stats, n: u64) {
-    add(&mut s.from_user[End::Pipe as usize], n);
+    s.from_user[End::Pipe as usize].add(n);
 }
 
 #[fexit(function = "pipe_read")]

@@ -13,10 +13,11 @@
 //! sched_switch), which never nest on one CPU; interrupt-context probes only read it.
 
 use aya_ebpf::{
+    bindings::BPF_ANY,
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray},
 };
-use zc_trace_common::{DropReason, FdKind, INFLIGHT_MAX_ENTRIES, OpClass};
+use zc_trace_common::{DropReason, FdKind, INFLIGHT_MAX_ENTRIES, OpClass, derive::PendingKind};
 
 use super::drops;
 
@@ -90,11 +91,11 @@ fn slot() -> Option<&'static mut ThreadState> {
 /// Moves the slot's state into the hash maps and frees the slot.
 #[inline(always)]
 fn spill(s: &mut ThreadState) {
-    if s.in_syscall != 0 && INFLIGHT.insert(&s.tid, &s.record, 0).is_err() {
+    if s.in_syscall != 0 && INFLIGHT.insert(&s.tid, &s.record, BPF_ANY as u64).is_err() {
         drops::record(DropReason::InflightMapFull);
     }
     if s.last_read.len != 0 {
-        let _ = LAST_READS.insert(&s.tid, &s.last_read, 0);
+        let _ = LAST_READS.insert(&s.tid, &s.last_read, BPF_ANY as u64);
     }
     s.tid = 0;
     s.in_syscall = 0;
@@ -199,13 +200,6 @@ pub struct Pending {
 pub static PENDING: aya_ebpf::maps::LruHashMap<u32, Pending> =
     aya_ebpf::maps::LruHashMap::with_max_entries(zc_trace_common::PENDING_MAX_ENTRIES, 0);
 
-#[derive(Copy, Clone)]
-pub enum PendingKind {
-    Read,
-    Write,
-    SpliceRead,
-}
-
 /// Called by function probes: remember what they counted on this thread.
 #[inline(always)]
 pub fn add_pending(tid: u32, kind: PendingKind, n: u64) {
@@ -215,7 +209,7 @@ pub fn add_pending(tid: u32, kind: PendingKind, n: u64) {
         PendingKind::Write => p.write += n,
         PendingKind::SpliceRead => p.splice_read += n,
     }
-    let _ = PENDING.insert(&tid, &p, 0);
+    let _ = PENDING.insert(&tid, &p, BPF_ANY as u64);
 }
 
 /// Called by the derivation: takes up to `n` observed bytes of `kind` and returns how many of

@@ -5,25 +5,13 @@
 //! completes inline, or its io-wq worker threads (same thread group).
 
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
-use zc_trace_common::{FdKind, IoUringOffsets, OpClass};
+use zc_trace_common::{FdKind, IoUringOffsets, OpClass, derive::io_uring_class};
 
 use super::{derive, flows};
 use crate::{filter::traced, kmem, stats::stats};
 
 #[unsafe(no_mangle)]
 static IO_URING: IoUringOffsets = IoUringOffsets { valid: 0, req_opcode: 0, req_file: 0, cqe_res: 0, res_in_cqe: 0 };
-
-// UAPI opcodes (include/uapi/linux/io_uring.h): stable numbers.
-const IORING_OP_READV: u8 = 1;
-const IORING_OP_WRITEV: u8 = 2;
-const IORING_OP_READ_FIXED: u8 = 4;
-const IORING_OP_WRITE_FIXED: u8 = 5;
-const IORING_OP_SENDMSG: u8 = 9;
-const IORING_OP_RECVMSG: u8 = 10;
-const IORING_OP_READ: u8 = 22;
-const IORING_OP_WRITE: u8 = 23;
-const IORING_OP_SEND: u8 = 26;
-const IORING_OP_RECV: u8 = 27;
 
 #[raw_tracepoint(tracepoint = "io_uring_complete")]
 pub fn zc_io_uring_complete(ctx: RawTracePointContext) -> i32 {
@@ -52,22 +40,22 @@ pub fn zc_io_uring_complete(ctx: RawTracePointContext) -> i32 {
     let Some(s) = stats(tgid, OpClass::IoUring) else { return 0 };
     let n = res as u64;
     let memory = FdKind::UserMemory;
-    match opcode {
-        IORING_OP_READ | IORING_OP_READV | IORING_OP_READ_FIXED => {
+    match io_uring_class(opcode) {
+        OpClass::Read => {
             derive::read(s, kind, n);
             flows::add_io_uring(tgid, kind, memory, n);
         }
-        IORING_OP_WRITE | IORING_OP_WRITEV | IORING_OP_WRITE_FIXED => {
+        OpClass::Write => {
             derive::write(s, kind, n);
             flows::add_io_uring(tgid, memory, kind, n);
         }
-        IORING_OP_SEND | IORING_OP_SENDMSG => {
-            derive::send(s, kind, 0, false, n);
+        OpClass::Send => {
+            derive::send(s, kind, n);
             flows::add_io_uring(tgid, memory, kind, n);
         }
         // The copy itself is observed by skb_copy_datagram_iovec.
-        IORING_OP_RECV | IORING_OP_RECVMSG => {
-            s.payload_in += n;
+        OpClass::Recv => {
+            zc_trace_common::derive::recv(s, n);
             flows::add_io_uring(tgid, kind, memory, n);
         }
         _ => {}

@@ -9,6 +9,7 @@
 //! someone else's (on loopback, an ACK processed by the peer pushes our data out).
 
 use aya_ebpf::{
+    bindings::BPF_ANY,
     macros::{map, raw_tracepoint},
     maps::LruHashMap,
     programs::RawTracePointContext,
@@ -16,7 +17,7 @@ use aya_ebpf::{
 use zc_trace_common::{GlobalEvent, OpClass, SOCK_OWNER_MAX_ENTRIES};
 
 use super::block::bump_global;
-use crate::{kmem, stats::{add, stats}};
+use crate::{kmem, stats::stats};
 
 /// `struct sock *` -> thread group that used it.
 #[map]
@@ -25,7 +26,7 @@ static SOCK_OWNER: LruHashMap<u64, u32> = LruHashMap::with_max_entries(SOCK_OWNE
 #[inline(always)]
 pub fn remember_owner(sk: u64, tgid: u32) {
     if sk != 0 && unsafe { SOCK_OWNER.get(&sk) }.copied() != Some(tgid) {
-        let _ = SOCK_OWNER.insert(&sk, &tgid, 0);
+        let _ = SOCK_OWNER.insert(&sk, &tgid, BPF_ANY as u64);
     }
 }
 
@@ -43,7 +44,7 @@ pub fn zc_net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
     let frags = kmem::read::<u8>(head + end as u64, off.shinfo_nr_frags).unwrap_or(0);
     // Not inside the owner's syscall: charged to its "none" class.
     if let Some(s) = stats(tgid, OpClass::None) {
-        add(&mut s.net_tx, len as u64);
+        s.net_tx.add(len as u64);
         s.net_tx_linear_bytes += len.saturating_sub(data_len) as u64;
         s.net_tx_paged_bytes += data_len as u64;
         s.net_tx_frags += frags as u64;

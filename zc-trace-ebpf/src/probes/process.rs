@@ -4,6 +4,7 @@
 //! still have a name.
 
 use aya_ebpf::{
+    bindings::BPF_ANY,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::{map, raw_tracepoint},
     maps::HashMap,
@@ -24,7 +25,7 @@ static COMMS: HashMap<u32, Comm> = HashMap::with_max_entries(TRACED_MAX_ENTRIES 
 #[inline(always)]
 fn remember_comm(key: u32) {
     if let Ok(comm) = bpf_get_current_comm() {
-        let _ = COMMS.insert(&key, &comm, 0);
+        let _ = COMMS.insert(&key, &comm, BPF_ANY as u64);
     }
 }
 
@@ -40,13 +41,13 @@ pub fn zc_sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if child_tgid == parent_tgid {
         return 0; // a new thread: already traced with its group
     }
-    if TRACED.insert(&child_tgid, &1, 0).is_err() {
+    if TRACED.insert(&child_tgid, &1, BPF_ANY as u64).is_err() {
         drops::record(DropReason::TracedMapFull);
         return 0;
     }
     // The child starts with the parent's name; exec will update it.
     if let Ok(comm) = bpf_get_current_comm() {
-        let _ = COMMS.insert(&child_tgid, &comm, 0);
+        let _ = COMMS.insert(&child_tgid, &comm, BPF_ANY as u64);
     }
     0
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use zc_trace_common::End;
 
 use super::inflight::class_of;
-use crate::{filter::traced, stats::{add, stats}};
+use crate::{filter::traced, stats::stats};
 
 #[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
 pub fn zc_skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
@@ -16,7 +16,7 @@ pub fn zc_skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     if let Some(s) = stats(tgid, class_of(tid)) {
-        add(&mut s.to_user[End::Socket as usize], len as u64);
+        s.to_user[End::Socket as usize].add(len as u64);
     }
     0
 }

@@ -5,6 +5,7 @@
 //! return, and a call that was already blocked when we attached is not ours to count.
 
 use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::bpf_get_current_pid_tgid,
     macros::{map, raw_tracepoint},
     maps::{PerCpuArray, PerCpuHashMap},
@@ -12,7 +13,7 @@ use aya_ebpf::{
 };
 use zc_trace_common::{
     DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc,
-    SyscallKey, SyscallTable,
+    SyscallKey, SyscallTable, flow,
 };
 
 use super::{
@@ -20,11 +21,7 @@ use super::{
     inflight::{InFlight, LastRead},
     mappings, net,
 };
-use crate::{
-    filter::traced,
-    kmem,
-    stats::BPF_F_NO_PREALLOC,
-};
+use crate::{filter::traced, kmem};
 
 #[map]
 static SYSCALL_COUNTS: PerCpuHashMap<SyscallKey, u64> =
@@ -140,9 +137,8 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let buf = if desc.buf_arg == NO_ARG { 0 } else { args.get(desc.buf_arg).unwrap_or(0) };
     // write(fd, buf, n): did a read on this thread fill buf (read + write), or is buf inside
     // a file mapping (mmap + write)?
-    let writes = matches!(class, OpClass::Write | OpClass::Send);
     let last = state.last_read;
-    let after_read = if writes && buf != 0 && last.buf <= buf && buf < last.buf + last.len { last.kind } else { 0 };
+    let after_read = flow::after_read(class, buf, last.buf, last.len, last.kind);
     let from_mapping = class == OpClass::Write && after_read == 0 && mappings::contains(tgid, buf);
     let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out, 0);
     let (mut fd_in, mut ino_in, kind_in, _) = fd_of(desc.fd_in, 1);
@@ -225,7 +221,7 @@ fn count_syscall(key: u32, nr: u64) {
     }
     // BPF_NOEXIST: another CPU may have created the key between our lookup and this insert;
     // then the key exists with a zero slot for this CPU, and a second lookup finds it.
-    if SYSCALL_COUNTS.insert(&key, &1, 1 /* BPF_NOEXIST */).is_ok() {
+    if SYSCALL_COUNTS.insert(&key, &1, BPF_NOEXIST as u64).is_ok() {
         return;
     }
     match SYSCALL_COUNTS.get_ptr_mut(&key) {

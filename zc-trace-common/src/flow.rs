@@ -1,0 +1,220 @@
+//! How a data syscall's flow is named: its two ends and how its source was found (the
+//! strategy a program used), decided from what `sys_enter` recorded. The kernel programs
+//! (`zc-trace-ebpf/src/probes/flows.rs`, `syscalls.rs`, `mappings.rs`) keep the maps; the
+//! decisions are here, so that the host can test them.
+
+use crate::{FILE_MAP_SLOTS, FdKind, FileMaps, OpClass, how, linux::MSG_ZEROCOPY};
+
+/// A flow's ends and strategy, as they go into a [`FlowKey`](crate::FlowKey): [`FdKind`]s as
+/// u8 ([`FdKind::UserMemory`] for a user buffer) and one of the [`how`] constants.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FlowEnds {
+    pub src: u8,
+    pub dst: u8,
+    pub how: u8,
+}
+
+const MEMORY: u8 = FdKind::UserMemory as u8;
+
+/// The flow of a data syscall of class `class` whose fds were of kinds `kind_in` and
+/// `kind_out` (as recorded: u8, 0 for none). For a write or send, `after_read` is the kind a
+/// read on the same thread filled its buffer from (0: none, see [`after_read`]) and
+/// `from_mapping` whether the buffer lies in a file mapping; `flags` are its flags argument.
+/// `None` for classes that are not flows.
+#[inline(always)]
+pub fn flow_ends(
+    class: OpClass,
+    kind_in: u8,
+    kind_out: u8,
+    after_read: u8,
+    from_mapping: bool,
+    flags: u64,
+) -> Option<FlowEnds> {
+    let (src, dst, how) = match class {
+        OpClass::Read | OpClass::Recv => (kind_in, MEMORY, how::PLAIN),
+        OpClass::Write | OpClass::Send => {
+            // The buffer's origin: the fd a read on this thread filled it from, a file
+            // mapping, or plain user memory. MSG_ZEROCOPY names the strategy whatever it is.
+            let paired = after_read != FdKind::Unknown as u8;
+            let (src, how) = if paired {
+                (after_read, how::AFTER_READ)
+            } else if from_mapping {
+                (FdKind::File as u8, how::FROM_MAPPING)
+            } else {
+                (MEMORY, how::PLAIN)
+            };
+            let zerocopy = class == OpClass::Send && flags & MSG_ZEROCOPY as u64 != 0;
+            (src, kind_out, if zerocopy { how::MSG_ZEROCOPY } else { how })
+        }
+        // vmsplice(pipe, iov): user pages into the pipe (argument 0 is the pipe).
+        OpClass::Vmsplice => (MEMORY, kind_in, how::PLAIN),
+        OpClass::Sendfile | OpClass::Splice | OpClass::Tee | OpClass::CopyFileRange => (kind_in, kind_out, how::PLAIN),
+        _ => return None,
+    };
+    Some(FlowEnds { src, dst, how })
+}
+
+/// At the entry of a syscall of class `class` with user buffer `buf` (0: none): the kind of
+/// the fd that the thread's last read came from (`last_kind`, as u8), when that read filled
+/// `last_len` bytes at `last_buf` and `buf` points inside them, which is what a read + write
+/// copy loop does; else 0 ([`FdKind::Unknown`]). Only writes and sends have such a source.
+#[inline(always)]
+pub fn after_read(class: OpClass, buf: u64, last_buf: u64, last_len: u64, last_kind: u8) -> u8 {
+    let writes = matches!(class, OpClass::Write | OpClass::Send);
+    // Wrapping: what the kernel program computes (no overflow checks there); a range that
+    // wraps matches nothing.
+    if writes && buf != 0 && last_buf <= buf && buf < last_buf.wrapping_add(last_len) { last_kind } else { 0 }
+}
+
+/// The recent file-backed mappings of a process, for telling mmap + write from read + write:
+/// mmap(2) of a regular file records the range; a write(2) whose buffer lies in a recorded
+/// range copies from the page cache through the mapping. The last `FILE_MAP_SLOTS` are kept,
+/// round robin; munmap forgets the ranges it overlaps.
+impl FileMaps {
+    /// mmap returned `start` for `len` bytes of a regular file.
+    #[inline(always)]
+    pub fn record(&mut self, start: u64, len: u64) {
+        let slot = (self.next as usize) % FILE_MAP_SLOTS;
+        self.ranges[slot] = [start, start.wrapping_add(len)];
+        self.next = self.next.wrapping_add(1);
+    }
+
+    /// munmap of `len` bytes at `start`: every recorded range it overlaps is forgotten whole.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // the loop shape of the kernel program, unchanged
+    pub fn forget(&mut self, start: u64, len: u64) {
+        let end = start.wrapping_add(len);
+        for i in 0..FILE_MAP_SLOTS {
+            let r = self.ranges[i];
+            if r[0] < end && start < r[1] {
+                self.ranges[i] = [0, 0];
+            }
+        }
+    }
+
+    /// Whether `addr` lies in a recorded mapping.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // the loop shape of the kernel program, unchanged
+    pub fn contains(&self, addr: u64) -> bool {
+        let mut hit = false;
+        for i in 0..FILE_MAP_SLOTS {
+            let r = self.ranges[i];
+            hit |= r[0] <= addr && addr < r[1];
+        }
+        hit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FdKind::*;
+
+    const ZC: u64 = MSG_ZEROCOPY as u64;
+
+    fn ends(src: FdKind, dst: FdKind, how: u8) -> Option<FlowEnds> {
+        Some(FlowEnds { src: src as u8, dst: dst as u8, how })
+    }
+
+    #[test]
+    fn flow_ends_by_class_and_strategy() {
+        let none = Unknown as u8;
+        // (class, kind_in, kind_out, after_read, from_mapping, flags, expected)
+        let rows = [
+            (OpClass::Read, File, Unknown, none, false, 0, ends(File, UserMemory, how::PLAIN)),
+            (OpClass::Read, FileDirect, Unknown, none, false, 0, ends(FileDirect, UserMemory, how::PLAIN)),
+            (OpClass::Recv, Tcp, Unknown, none, false, 0, ends(Tcp, UserMemory, how::PLAIN)),
+            // A read's own strategy does not depend on what a write would look at.
+            (OpClass::Read, Pipe, Unknown, File as u8, true, ZC, ends(Pipe, UserMemory, how::PLAIN)),
+            (OpClass::Write, Unknown, File, none, false, 0, ends(UserMemory, File, how::PLAIN)),
+            (OpClass::Write, Unknown, Tcp, File as u8, false, 0, ends(File, Tcp, how::AFTER_READ)),
+            (OpClass::Write, Unknown, File, FileDirect as u8, false, 0, ends(FileDirect, File, how::AFTER_READ)),
+            (OpClass::Write, Unknown, Tcp, none, true, 0, ends(File, Tcp, how::FROM_MAPPING)),
+            // A buffer a read filled wins over a mapping it may lie in.
+            (OpClass::Write, Unknown, Tcp, Pipe as u8, true, 0, ends(Pipe, Tcp, how::AFTER_READ)),
+            // write(2) has no MSG_ flags: a flags value never names MSG_ZEROCOPY for it.
+            (OpClass::Write, Unknown, Tcp, none, false, ZC, ends(UserMemory, Tcp, how::PLAIN)),
+            (OpClass::Send, Unknown, Tcp, none, false, 0, ends(UserMemory, Tcp, how::PLAIN)),
+            (OpClass::Send, Unknown, Tcp, none, false, ZC, ends(UserMemory, Tcp, how::MSG_ZEROCOPY)),
+            (OpClass::Send, Unknown, Udp, none, false, 0x40, ends(UserMemory, Udp, how::PLAIN)),
+            // MSG_ZEROCOPY names the strategy whatever the buffer's origin.
+            (OpClass::Send, Unknown, Tcp, File as u8, false, ZC, ends(File, Tcp, how::MSG_ZEROCOPY)),
+            (OpClass::Send, Unknown, Tcp, File as u8, false, 0, ends(File, Tcp, how::AFTER_READ)),
+            (OpClass::Send, Unknown, Tcp, none, true, 0, ends(File, Tcp, how::FROM_MAPPING)),
+            // vmsplice(pipe, iov): the pipe is argument 0, recorded as the source fd.
+            (OpClass::Vmsplice, Pipe, Unknown, none, false, 0, ends(UserMemory, Pipe, how::PLAIN)),
+            (OpClass::Sendfile, File, Tcp, none, false, 0, ends(File, Tcp, how::PLAIN)),
+            (OpClass::Splice, Pipe, File, none, false, 0, ends(Pipe, File, how::PLAIN)),
+            (OpClass::Tee, Pipe, Pipe, none, false, 0, ends(Pipe, Pipe, how::PLAIN)),
+            (OpClass::CopyFileRange, File, File, none, false, 0, ends(File, File, how::PLAIN)),
+            (OpClass::None, File, File, none, false, 0, None),
+            (OpClass::Mmap, File, Unknown, none, false, 0, None),
+            (OpClass::IoUring, File, Unknown, none, false, 0, None),
+            (OpClass::Other, File, File, none, false, 0, None),
+            (OpClass::Munmap, Unknown, Unknown, none, false, 0, None),
+        ];
+        for (class, kind_in, kind_out, after, mapped, flags, expected) in rows {
+            let got = flow_ends(class, kind_in as u8, kind_out as u8, after, mapped, flags);
+            assert_eq!(
+                got, expected,
+                "{class:?} {kind_in:?} -> {kind_out:?} after {after} mapped {mapped} flags {flags:#x}"
+            );
+        }
+        // Every class is a flow or explicitly not one.
+        for class in OpClass::ALL {
+            assert!(rows.iter().any(|r| r.0 == class), "{class:?} has no row");
+        }
+    }
+
+    #[test]
+    fn a_write_pairs_with_the_read_that_filled_its_buffer() {
+        let (start, len, kind) = (0x7f00_0000_1000u64, 4096u64, Tcp as u8);
+        // (class, buffer, expected source kind)
+        let rows = [
+            (OpClass::Write, start, kind),
+            (OpClass::Send, start, kind),
+            (OpClass::Write, start + 100, kind),
+            (OpClass::Write, start + len - 1, kind),
+            (OpClass::Write, start + len, 0),
+            (OpClass::Write, start - 1, 0),
+            (OpClass::Write, 0, 0),
+            // Only writes and sends have a buffer's source.
+            (OpClass::Read, start, 0),
+            (OpClass::Recv, start, 0),
+            (OpClass::Sendfile, start, 0),
+            (OpClass::Vmsplice, start, 0),
+        ];
+        for (class, buf, expected) in rows {
+            assert_eq!(after_read(class, buf, start, len, kind), expected, "{class:?} {buf:#x}");
+        }
+        // No read yet (length 0), and a range at the top of the address space.
+        assert_eq!(after_read(OpClass::Write, start, start, 0, kind), 0);
+        assert_eq!(after_read(OpClass::Write, u64::MAX - 1, u64::MAX - 10, 100, kind), 0);
+        assert_eq!(after_read(OpClass::Write, 0x1000, 0, 0x2000, kind), kind);
+    }
+
+    #[test]
+    fn file_mappings_are_kept_round_robin_and_forgotten_by_overlap() {
+        let mut maps = FileMaps::default();
+        assert!(!maps.contains(0x1000));
+        maps.record(0x10_000, 0x4000);
+        assert!(maps.contains(0x10_000) && maps.contains(0x13_fff));
+        assert!(!maps.contains(0xf_fff) && !maps.contains(0x14_000));
+        // The ninth mapping takes the first one's slot.
+        for i in 1..=FILE_MAP_SLOTS as u64 {
+            maps.record(0x100_000 * i, 0x1000);
+        }
+        assert!(!maps.contains(0x10_000));
+        assert!((1..=FILE_MAP_SLOTS as u64).all(|i| maps.contains(0x100_000 * i)));
+        assert_eq!(maps.next, FILE_MAP_SLOTS as u64 + 1);
+        // munmap of part of a mapping forgets it whole; a range touching none forgets none.
+        maps.forget(0x200_800, 0x10);
+        assert!(!maps.contains(0x200_000));
+        maps.forget(0x301_000, 0x1000);
+        assert!(maps.contains(0x300_000));
+        // One munmap across several mappings.
+        maps.forget(0x400_000, 0x300_000);
+        assert!(!maps.contains(0x400_000) && !maps.contains(0x600_000));
+        assert!(maps.contains(0x700_000) && maps.contains(0x100_000));
+    }
+}

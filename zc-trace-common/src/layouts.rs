@@ -1,0 +1,107 @@
+//! What user space writes into the kernel programs' read-only globals before load: the
+//! running kernel's struct layouts (from its BTF) and the syscall table. Re-exported at the
+//! crate root.
+
+/// Byte offsets of the kernel struct members the programs read, resolved by user space from
+/// the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and written before load. A zero
+/// `valid` means BTF was unavailable and fd classification is off.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub valid: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_f_inode: u32,
+    pub file_f_flags: u32,
+    pub file_private_data: u32,
+    pub inode_i_mode: u32,
+    pub socket_sk: u32,
+    pub sock_family: u32,
+    pub sock_type: u32,
+    pub sock_protocol: u32,
+    pub skb_len: u32,
+    pub skb_data_len: u32,
+    pub skb_head: u32,
+    pub skb_end: u32,
+    pub shinfo_nr_frags: u32,
+    pub request_data_len: u32,
+    pub request_cmd_flags: u32,
+    pub inode_i_rdev: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_magic: u32,
+    pub sock_route_caps: u32,
+    pub msghdr_flags: u32,
+    pub skb_sk: u32,
+    pub task_tgid: u32,
+    /// For `--by fd` names: file -> f_path.dentry -> d_name.name, inode -> i_ino, and the
+    /// socket's addresses (`skc_v6_*` are 0 on kernels built without IPv6).
+    pub file_dentry: u32,
+    pub dentry_name: u32,
+    pub inode_i_ino: u32,
+    pub sock_daddr: u32,
+    pub sock_rcv_saddr: u32,
+    pub sock_dport: u32,
+    pub sock_num: u32,
+    pub sock_v6_daddr: u32,
+    pub sock_v6_rcv_saddr: u32,
+    /// For `--by fd` paths: walking up dentries and across mounts (as d_path does).
+    pub file_mnt: u32,
+    pub dentry_parent: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    /// The six syscall argument registers in `struct pt_regs`, in argument order.
+    pub regs_args: [u32; 6],
+}
+
+/// Where `io_uring:io_uring_complete` finds what it needs, from BTF (separate from
+/// [`KernelOffsets`] because kernels without io_uring lack these structs).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct IoUringOffsets {
+    pub valid: u32,
+    pub req_opcode: u32,
+    pub req_file: u32,
+    pub cqe_res: u32,
+    /// 1: the tracepoint passes `struct io_uring_cqe *` as argument 2 (5.19+ style);
+    /// 0: it passes `int res` as argument 3 (older kernels).
+    pub res_in_cqe: u32,
+}
+
+/// Argument index meaning "this syscall has no such argument".
+pub const NO_ARG: u8 = 0xff;
+
+/// How a syscall number moves data: its [`OpClass`](crate::OpClass) and which arguments hold the source fd,
+/// the destination fd and the flags. Written by user space (which knows the architecture's
+/// numbering) so that the kernel programs are architecture-neutral.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SyscallDesc {
+    pub class: u8,
+    pub fd_in: u8,
+    pub fd_out: u8,
+    pub flags_arg: u8,
+    /// The user buffer argument of read/write-like calls (to pair a write with the read that
+    /// filled its buffer); [`NO_ARG`] for vectored calls and the rest.
+    pub buf_arg: u8,
+}
+
+impl SyscallDesc {
+    pub const NONE: SyscallDesc = SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG };
+}
+
+/// Syscall numbers at or above this are class `Other`.
+pub const SYSCALL_TABLE_LEN: usize = 512;
+
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct SyscallTable {
+    pub entries: [SyscallDesc; SYSCALL_TABLE_LEN],
+}
+
+impl SyscallTable {
+    pub const EMPTY: SyscallTable = SyscallTable { entries: [SyscallDesc::NONE; SYSCALL_TABLE_LEN] };
+}
