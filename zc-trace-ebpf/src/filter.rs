@@ -1,5 +1,14 @@
-//! Which tasks are counted. The settings are read-only globals written by user space before
-//! load, so the verifier sees constants and drops the unused filter entirely.
+//! Which tasks are counted, and under which key. The settings are read-only globals written
+//! by user space before load, so the verifier sees constants and drops the unused filter
+//! entirely.
+//!
+//! Counter keys. The maps that count per process (`STATS`, `SYSCALL_COUNTS`, `FLOWS`,
+//! `FD_NAMES`, `COMMS`, `SOCK_OWNER`'s values) are keyed by a *counter key*: the thread group
+//! id (the PID user space sees), or with `BY_THREAD` (`--by thread`) the thread id. Only
+//! `counter_key` applies that rule. A variable that holds one is called `key` (`owner` for a
+//! socket's); `tgid` and `tid` always mean what the kernel means by them. The shared key
+//! structs still call the field `tgid` (`StatsKey`, `SyscallKey`: user space reads them by
+//! that name); it holds a counter key.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::map, maps::HashMap};
 use zc_trace_common::TRACED_MAX_ENTRIES;
@@ -62,14 +71,29 @@ pub fn is_traced_tgid(tgid: u32) -> bool {
     tgid != setting(&EXCLUDE_TGID) && tgid != 0
 }
 
-/// (counter key, tid) of the current task if it is one we trace. The key is the thread
-/// group id, or the thread id with `BY_THREAD`.
+/// The counter key of a task (see the module doc).
 #[inline(always)]
-pub fn traced() -> Option<(u32, u32)> {
+pub fn counter_key(tgid: u32, tid: u32) -> u32 {
+    if by_thread() { tid } else { tgid }
+}
+
+/// The current task, when it is one we trace.
+#[derive(Copy, Clone)]
+pub struct Traced {
+    /// Its counter key: `tgid`, or `tid` with `BY_THREAD`.
+    pub key: u32,
+    pub tid: u32,
+    pub tgid: u32,
+}
+
+/// The current task if it is one we trace. A struct rather than a tuple so that a caller
+/// cannot bind the counter key to a name that says it is something else.
+#[inline(always)]
+pub fn traced() -> Option<Traced> {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
     if !is_traced_tgid(tgid) {
         return None;
     }
-    Some((if by_thread() { tid } else { tgid }, tid))
+    Some(Traced { key: counter_key(tgid, tid), tid, tgid })
 }

@@ -5,6 +5,7 @@
 
 mod filter;
 mod kmem;
+mod maps;
 mod probes;
 mod stats;
 

@@ -8,7 +8,11 @@ use aya_ebpf::{macros::{map, raw_tracepoint}, maps::PerCpuArray, programs::RawTr
 use zc_trace_common::{GLOBAL_EVENT_SLOTS, GlobalEvent};
 
 use super::inflight::class_of;
-use crate::{filter::traced, kmem, stats::stats};
+use crate::{
+    filter::{Traced, traced},
+    kmem,
+    stats::with_stats,
+};
 
 #[map]
 pub static GLOBAL_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_EVENT_SLOTS, 0);
@@ -16,6 +20,8 @@ pub static GLOBAL_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBA
 #[inline(always)]
 pub fn bump_global(event: GlobalEvent, n: u64) {
     if let Some(slot) = GLOBAL_EVENTS.get_ptr_mut(event as u32) {
+        // SAFETY: this CPU's slot, added to through the pointer (no reference is made); a
+        // program interrupting this add on the same CPU can at worst make it lose one.
         unsafe { *slot += n };
     }
 }
@@ -36,10 +42,10 @@ pub fn zc_block_rq_issue(ctx: RawTracePointContext) -> i32 {
     }
     let bytes = bytes as u64;
     match traced() {
-        Some((tgid, tid)) => {
-            if let Some(s) = stats(tgid, class_of(tid)) {
+        Some(Traced { key, tid, .. }) => {
+            with_stats(key, class_of(tid), |s| {
                 (if op == REQ_OP_READ { &mut s.disk_read } else { &mut s.disk_write }).add(bytes);
-            }
+            });
         }
         None => bump_global(
             if op == REQ_OP_READ {

@@ -13,7 +13,7 @@ use zc_trace_common::{
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 
 use super::inflight::{InFlight, take_pending};
-use crate::stats::stats;
+use crate::stats::with_stats;
 
 #[unsafe(no_mangle)]
 static OBSERVED: u32 = 0;
@@ -41,11 +41,11 @@ impl Probes for Kernel {
     }
 }
 
-/// Counts what the syscall recorded in `f`, which returned `n` > 0 bytes, did.
+/// Counts what the syscall recorded in `f`, which returned `n` > 0 bytes, did, under the
+/// counter key `key` (filter.rs).
 #[inline(always)]
-pub fn account(tgid: u32, f: &InFlight, n: u64) {
+pub fn account(key: u32, f: &InFlight, n: u64) {
     let class = OpClass::from_u32(f.class);
-    let Some(s) = stats(tgid, class) else { return };
     let op = Op {
         class,
         from: f.kind_in(),
@@ -55,7 +55,7 @@ pub fn account(tgid: u32, f: &InFlight, n: u64) {
         from_mapping: f.from_mapping != 0,
         fs_magic: f.extra,
     };
-    rules::account(s, &op, n, &mut Kernel);
+    with_stats(key, class, |s| rules::account(s, &op, n, &mut Kernel));
 }
 
 /// An io_uring read of `n` bytes from a `from` file.

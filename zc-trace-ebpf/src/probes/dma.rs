@@ -11,9 +11,11 @@
 //! transmitted from softirq context often are not). Devices that bypass the DMA API (virtio
 //! without an IOMMU) fire nothing, which the report says instead of showing a zero.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    bindings::BPF_F_NO_PREALLOC,
     helpers::bpf_probe_read_kernel_str_bytes,
     macros::{map, raw_tracepoint},
     maps::PerCpuHashMap,
@@ -25,9 +27,10 @@ use zc_trace_common::{
 
 use super::{block::bump_global, inflight::class_of};
 use crate::{
-    filter::traced,
+    filter::{Traced, traced},
     kmem,
-    stats::stats,
+    maps::lookup_or_try_init,
+    stats::with_stats,
 };
 
 #[unsafe(no_mangle)]
@@ -151,16 +154,21 @@ fn walk_sg(mut sg: u64, nents: u32, l: &DmaLayout) -> (u64, u64, bool) {
 #[inline(always)]
 fn record(mapping: Option<Mapping>, l: &DmaLayout) {
     let traced = traced();
-    if let Some((tgid, tid)) = traced
-        && let Some(s) = stats(tgid, class_of(tid))
-    {
-        s.dma_maps.add(0);
-        if let Some(m) = &mapping {
-            charge_process(s, m);
-        }
+    if let Some(Traced { key, tid, .. }) = traced {
+        with_stats(key, class_of(tid), |s| {
+            s.dma_maps.add(0);
+            if let Some(m) = &mapping {
+                charge_process(s, m);
+            }
+        });
     }
     let Some(m) = mapping else { return };
     let Some(d) = device(m.dev, l) else { return };
+    // SAFETY: this CPU's copy of the device's counters (per-CPU map), used for these updates
+    // only. A mapping made in a softirq on this CPU can run the other `dma_*` program in the
+    // middle of them and add to the same device: it finishes before this one goes on, and the
+    // worst case is a lost increment, as for `with_stats`.
+    let d = unsafe { &mut *d };
     direction(&mut d.to_device, &mut d.from_device, &mut d.bidirectional, m.dir).add(m.bytes);
     d.segments += m.segments;
     if traced.is_some() {
@@ -189,13 +197,20 @@ fn direction<'a>(to: &'a mut Tally, from: &'a mut Tally, both: &'a mut Tally, di
     }
 }
 
-/// This CPU's counters of a device, created (with its names read once) on first use.
+/// This CPU's counters of a device, created (with its names read once) on first use. A full
+/// map loses this device's figures (no drop is counted); the report shows the devices it has.
 #[inline(always)]
-fn device(dev: u64, l: &DmaLayout) -> Option<&'static mut DmaDevice> {
-    if let Some(p) = DMA_DEVICES.get_ptr_mut(&dev) {
-        return Some(unsafe { &mut *p });
-    }
-    let mut fresh = DmaDevice::ZERO;
+fn device(dev: u64, l: &DmaLayout) -> Option<*mut DmaDevice> {
+    // Written only if the device is new (`named`): a known device costs no stack clearing.
+    let mut fresh = MaybeUninit::<DmaDevice>::uninit();
+    let fresh = &mut fresh;
+    lookup_or_try_init(&DMA_DEVICES, &dev, move || Some(&*named(fresh, dev, l)))
+}
+
+/// A zeroed `DmaDevice` in `fresh`, with the names of `dev` and its driver.
+#[inline(always)]
+fn named<'a>(fresh: &'a mut MaybeUninit<DmaDevice>, dev: u64, l: &DmaLayout) -> &'a mut DmaDevice {
+    let fresh = fresh.write(DmaDevice::ZERO);
     if let Some(driver) = kmem::read::<u64>(dev, l.device_driver)
         && let Some(name) = kmem::read::<u64>(driver, l.driver_name)
         && name != 0
@@ -207,7 +222,5 @@ fn device(dev: u64, l: &DmaLayout) -> Option<&'static mut DmaDevice> {
     {
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut fresh.name) };
     }
-    // A full map loses this device's figures; the report shows the devices it has.
-    let _ = DMA_DEVICES.insert(&dev, &fresh, BPF_NOEXIST as u64);
-    DMA_DEVICES.get_ptr_mut(&dev).map(|p| unsafe { &mut *p })
+    fresh
 }

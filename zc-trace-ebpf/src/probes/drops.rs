@@ -10,8 +10,10 @@ static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 #[inline(always)]
 pub fn record(reason: DropReason) {
     if let Some(slot) = DROPS.get_ptr_mut(reason as u32) {
-        // Per-CPU slot: no other CPU writes it, and programs do not nest on one CPU for the
-        // same attach point, so a plain add is exact.
+        // SAFETY: this CPU's slot, added to through the pointer (no reference is made). No
+        // other CPU writes it. A program of another kind that interrupts this one on the same
+        // CPU (a softirq's `dma_map` inside a syscall program) could record a drop between our
+        // load and store and have it lost; drops are rare enough that a plain add is kept.
         unsafe { *slot += 1 };
     }
 }

@@ -5,30 +5,29 @@
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 
 use super::inflight::class_of;
-use crate::{filter::traced, stats::stats};
+use crate::{
+    filter::{Traced, traced},
+    stats::with_stats,
+};
 
 /// Top of the x86-64 user address space (47-bit; 5-level paging raises it, never lowers it).
 const USER_ADDRESS_LIMIT: u64 = 0x0000_8000_0000_0000;
 
 #[raw_tracepoint(tracepoint = "page_fault_user")]
 pub fn zc_page_fault_user(_ctx: RawTracePointContext) -> i32 {
-    let Some((tgid, tid)) = traced() else { return 0 };
-    if let Some(s) = stats(tgid, class_of(tid)) {
-        s.user_faults += 1;
-    }
+    let Some(Traced { key, tid, .. }) = traced() else { return 0 };
+    with_stats(key, class_of(tid), |s| s.user_faults += 1);
     0
 }
 
 /// `page_fault_kernel(unsigned long address, struct pt_regs *regs, unsigned long error_code)`.
 #[raw_tracepoint(tracepoint = "page_fault_kernel")]
 pub fn zc_page_fault_kernel(ctx: RawTracePointContext) -> i32 {
-    let Some((tgid, tid)) = traced() else { return 0 };
+    let Some(Traced { key, tid, .. }) = traced() else { return 0 };
     let address: u64 = ctx.arg(0);
     if address >= USER_ADDRESS_LIMIT {
         return 0;
     }
-    if let Some(s) = stats(tgid, class_of(tid)) {
-        s.kernel_faults += 1;
-    }
+    with_stats(key, class_of(tid), |s| s.kernel_faults += 1);
     0
 }

@@ -26,11 +26,15 @@ use zc_trace_common::{
 };
 
 use super::inflight::{add_pending, class_of};
-use crate::{filter::traced, kmem, stats::stats};
+use crate::{
+    filter::{Traced, traced},
+    kmem,
+    stats::with_stats,
+};
 
 #[inline(always)]
 fn file_read(ret: i64, already_read: i64) {
-    let Some((tgid, tid)) = traced() else { return };
+    let Some(Traced { key, tid, .. }) = traced() else { return };
     // Before 6.5, generic_file_splice_read (sendfile, splice, copy_file_range) calls
     // filemap_read with an ITER_PIPE iterator, which takes page references: no copy to user
     // memory. Found on Debian 6.1 once the lab's file was on ext4.
@@ -38,22 +42,22 @@ fn file_read(ret: i64, already_read: i64) {
         return;
     }
     let copied = ret - already_read;
-    if copied > 0
-        && let Some(s) = stats(tgid, class_of(tid))
-    {
-        s.to_user[End::PageCache as usize].add(copied as u64);
-        add_pending(tid, PendingKind::Read, copied as u64);
+    if copied > 0 {
+        with_stats(key, class_of(tid), |s| {
+            s.to_user[End::PageCache as usize].add(copied as u64);
+            add_pending(tid, PendingKind::Read, copied as u64);
+        });
     }
 }
 
 #[inline(always)]
 fn file_write(ret: i64) {
-    let Some((tgid, tid)) = traced() else { return };
-    if ret > 0
-        && let Some(s) = stats(tgid, class_of(tid))
-    {
-        s.from_user[End::PageCache as usize].add(ret as u64);
-        add_pending(tid, PendingKind::Write, ret as u64);
+    let Some(Traced { key, tid, .. }) = traced() else { return };
+    if ret > 0 {
+        with_stats(key, class_of(tid), |s| {
+            s.from_user[End::PageCache as usize].add(ret as u64);
+            add_pending(tid, PendingKind::Write, ret as u64);
+        });
     }
 }
 
@@ -90,7 +94,7 @@ pub fn zc_kretprobe_generic_perform_write(ctx: RetProbeContext) -> u32 {
 
 #[fexit(function = "tcp_sendmsg_locked")]
 pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
-    let Some((tgid, tid)) = traced() else { return 0 };
+    let Some(Traced { key, tid, .. }) = traced() else { return 0 };
     let sk: u64 = ctx.arg(0);
     let msg: u64 = ctx.arg(1);
     let ret: i64 = ctx.arg(3);
@@ -100,18 +104,15 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     let flags: u32 = kmem::read(msg, kmem::off!(msghdr_flags)).unwrap_or(0);
     // Whether the route's device can gather decides copy or reference (see tcp_sendmsg).
     let gather = kmem::sock_can_gather(sk);
-    let Some(s) = stats(tgid, class_of(tid)) else { return 0 };
-    tcp_sendmsg(s, flags, gather, ret as u64);
+    with_stats(key, class_of(tid), |s| tcp_sendmsg(s, flags, gather, ret as u64));
     0
 }
 
 #[inline(always)]
 fn tally(ret: i64, f: impl FnOnce(&mut zc_trace_common::Stats, u64)) {
-    let Some((key, tid)) = traced() else { return };
-    if ret > 0
-        && let Some(s) = stats(key, class_of(tid))
-    {
-        f(s, ret as u64);
+    let Some(Traced { key, tid, .. }) = traced() else { return };
+    if ret > 0 {
+        with_stats(key, class_of(tid), |s| f(s, ret as u64));
     }
 }
 

@@ -10,7 +10,8 @@
 //! are touched once per context switch instead of twice per syscall.
 //!
 //! The slot is written only in the task's own process context (sys_enter, sys_exit,
-//! sched_switch), which never nest on one CPU; interrupt-context probes only read it.
+//! sched_switch), which never nest on one CPU; interrupt-context probes only read it. It is
+//! handed around as a raw pointer, never as a long-lived reference (see `slot`).
 
 use aya_ebpf::{
     bindings::BPF_ANY,
@@ -83,9 +84,49 @@ pub static INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(INFLIGHT
 #[map]
 static LAST_READS: LruHashMap<u32, LastRead> = LruHashMap::with_max_entries(INFLIGHT_MAX_ENTRIES, 0);
 
+/// This CPU's slot, as a raw pointer. Several paths reach it within one program (`end` looks
+/// before it adopts, and the charging probes' `class_of`), so a `&'static mut` handed out here
+/// could be alive twice at once; each function below makes a reference for the few
+/// statements that use it instead.
+///
+/// SAFETY of those references: a per-CPU slot, so no other CPU touches it. On this CPU it is
+/// written only in the thread's own process context (sys_enter, sys_exit, sched_switch, which
+/// never nest in each other), and no reference to it is held across a call that reaches it
+/// again. Programs that can interrupt those (a softirq's `dma_map`, a page fault in a helper)
+/// only read it, through `class_of`, and run to completion before the interrupted program
+/// goes on; one that arrives in the middle of an update charges its event to the class the
+/// slot had just before or just after it (or to none).
 #[inline(always)]
-fn slot() -> Option<&'static mut ThreadState> {
-    CURRENT.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+fn slot() -> Option<*mut ThreadState> {
+    CURRENT.get_ptr_mut(0)
+}
+
+/// This CPU's slot once it holds the current thread's state: what the syscall programs get
+/// from `adopt` and `end`. Not `Clone`; the reference each method makes ends with the method.
+pub struct Slot(*mut ThreadState);
+
+impl Slot {
+    /// The last read of this thread that returned data.
+    #[inline(always)]
+    pub fn last_read(&self) -> LastRead {
+        // SAFETY: see `slot`.
+        unsafe { (*self.0).last_read }
+    }
+
+    #[inline(always)]
+    pub fn set_last_read(&mut self, read: LastRead) {
+        // SAFETY: see `slot`.
+        unsafe { (*self.0).last_read = read };
+    }
+
+    /// sys_enter of a data syscall: its record, until `end`.
+    #[inline(always)]
+    pub fn begin(self, record: &InFlight) {
+        // SAFETY: see `slot`.
+        let s = unsafe { &mut *self.0 };
+        s.record = *record;
+        s.in_syscall = 1;
+    }
 }
 
 /// Moves the slot's state into the hash maps and frees the slot.
@@ -104,10 +145,19 @@ fn spill(s: &mut ThreadState) {
 /// The slot, holding `tid`'s state: taken back from the hash maps if the thread left a CPU
 /// since its last syscall.
 #[inline(always)]
-pub fn adopt(tid: u32) -> Option<&'static mut ThreadState> {
-    let s = slot()?;
+pub fn adopt(tid: u32) -> Option<Slot> {
+    let p = slot()?;
+    take_over(p, tid);
+    Some(Slot(p))
+}
+
+/// Makes the slot at `p` hold `tid`'s state.
+#[inline(always)]
+fn take_over(p: *mut ThreadState, tid: u32) {
+    // SAFETY: see `slot`; the only reference to the slot until this function returns.
+    let s = unsafe { &mut *p };
     if s.tid == tid {
-        return Some(s);
+        return;
     }
     if s.tid != 0 {
         spill(s); // defensive: sched_switch frees the slot of a thread leaving the CPU
@@ -123,40 +173,37 @@ pub fn adopt(tid: u32) -> Option<&'static mut ThreadState> {
         s.in_syscall = 1;
         let _ = INFLIGHT.remove(&tid);
     }
-    Some(s)
-}
-
-/// sys_enter of a data syscall.
-#[inline(always)]
-pub fn begin(s: &mut ThreadState, record: &InFlight) {
-    s.record = *record;
-    s.in_syscall = 1;
 }
 
 /// sys_exit: the record of the syscall `tid` is leaving, if it entered one we recorded.
 #[inline(always)]
-pub fn end(tid: u32) -> Option<(&'static mut ThreadState, InFlight)> {
-    let s = slot()?;
-    if s.tid != tid {
+pub fn end(tid: u32) -> Option<(Slot, InFlight)> {
+    let p = slot()?;
+    // SAFETY: see `slot`; a read of one field, no reference kept.
+    if unsafe { (*p).tid } != tid {
         // Not this thread's slot: only a thread that left the CPU inside a data syscall has
         // a record elsewhere (one failed lookup for every other syscall exit).
         unsafe { INFLIGHT.get(&tid) }?;
     }
-    let s = adopt(tid)?;
+    // The same slot as above: one lookup serves both (the program cannot change CPU).
+    take_over(p, tid);
+    // SAFETY: see `slot`; ends before the slot is handed on.
+    let s = unsafe { &mut *p };
     if s.in_syscall == 0 {
         return None;
     }
     s.in_syscall = 0;
     let record = s.record;
-    Some((s, record))
+    Some((Slot(p), record))
 }
 
 /// sched_switch, in the context of the thread leaving the CPU.
 #[inline(always)]
 pub fn leave_cpu(tid: u32) {
-    if let Some(s) = slot()
-        && s.tid == tid
-    {
+    let Some(p) = slot() else { return };
+    // SAFETY: see `slot`; the only reference to the slot in this program.
+    let s = unsafe { &mut *p };
+    if s.tid == tid {
         spill(s);
     }
 }
@@ -164,10 +211,12 @@ pub fn leave_cpu(tid: u32) {
 /// The class of the data syscall thread `tid` is in, or `None` outside one.
 #[inline(always)]
 pub fn class_of(tid: u32) -> OpClass {
-    if let Some(s) = slot()
-        && s.tid == tid
-    {
-        return if s.in_syscall != 0 { OpClass::from_u32(s.record.class) } else { OpClass::None };
+    if let Some(p) = slot() {
+        // SAFETY: see `slot`; read-only, and no reference outlives this block.
+        let s = unsafe { &*p };
+        if s.tid == tid {
+            return if s.in_syscall != 0 { OpClass::from_u32(s.record.class) } else { OpClass::None };
+        }
     }
     match unsafe { INFLIGHT.get(&tid) } {
         Some(f) => OpClass::from_u32(f.class),

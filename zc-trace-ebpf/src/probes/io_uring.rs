@@ -8,14 +8,18 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use zc_trace_common::{FdKind, IoUringOffsets, OpClass, derive::io_uring_class};
 
 use super::{derive, flows};
-use crate::{filter::traced, kmem, stats::stats};
+use crate::{
+    filter::{Traced, traced},
+    kmem,
+    stats::with_stats,
+};
 
 #[unsafe(no_mangle)]
 static IO_URING: IoUringOffsets = IoUringOffsets { valid: 0, req_opcode: 0, req_file: 0, cqe_res: 0, res_in_cqe: 0 };
 
 #[raw_tracepoint(tracepoint = "io_uring_complete")]
 pub fn zc_io_uring_complete(ctx: RawTracePointContext) -> i32 {
-    let Some((tgid, _)) = traced() else { return 0 };
+    let Some(Traced { key, .. }) = traced() else { return 0 };
     let off = unsafe { core::ptr::read_volatile(&IO_URING) };
     if off.valid == 0 {
         return 0;
@@ -35,30 +39,30 @@ pub fn zc_io_uring_complete(ctx: RawTracePointContext) -> i32 {
     let file: u64 = kmem::read(req, off.req_file).unwrap_or(0);
     let kind = kmem::file_kind(file);
     if kind.is_socket() {
-        super::net::remember_owner(kmem::file_sock(file).unwrap_or(0), tgid);
+        super::net::remember_owner(kmem::file_sock(file).unwrap_or(0), key);
     }
-    let Some(s) = stats(tgid, OpClass::IoUring) else { return 0 };
     let n = res as u64;
     let memory = FdKind::UserMemory;
-    match io_uring_class(opcode) {
+    // The flow is added inside: when the counters cannot be created, neither is it.
+    with_stats(key, OpClass::IoUring, |s| match io_uring_class(opcode) {
         OpClass::Read => {
             derive::read(s, kind, n);
-            flows::add_io_uring(tgid, kind, memory, n);
+            flows::add_io_uring(key, kind, memory, n);
         }
         OpClass::Write => {
             derive::write(s, kind, n);
-            flows::add_io_uring(tgid, memory, kind, n);
+            flows::add_io_uring(key, memory, kind, n);
         }
         OpClass::Send => {
             derive::send(s, kind, n);
-            flows::add_io_uring(tgid, memory, kind, n);
+            flows::add_io_uring(key, memory, kind, n);
         }
         // The copy itself is observed by skb_copy_datagram_iovec.
         OpClass::Recv => {
             zc_trace_common::derive::recv(s, n);
-            flows::add_io_uring(tgid, kind, memory, n);
+            flows::add_io_uring(key, kind, memory, n);
         }
         _ => {}
-    }
+    });
     0
 }

@@ -1,7 +1,8 @@
 //! File-backed mappings, to tell mmap + write from read + write: mmap(2) of a regular file
 //! records the range; a write(2) whose buffer lies in a recorded range copies from the page
 //! cache through the mapping. The ranges and their rules are `FileMaps` (zc-trace-common);
-//! here they are kept per process in a map.
+//! here they are kept per process in a map, keyed by the thread group id even with
+//! `--by thread`: a mapping belongs to the address space, which all threads share.
 
 use aya_ebpf::{bindings::BPF_ANY, macros::map, maps::LruHashMap};
 use zc_trace_common::{FILE_MAPS_MAX_ENTRIES, FileMaps};

@@ -17,16 +17,17 @@ use aya_ebpf::{
 use zc_trace_common::{GlobalEvent, OpClass, SOCK_OWNER_MAX_ENTRIES};
 
 use super::block::bump_global;
-use crate::{kmem, stats::stats};
+use crate::{kmem, stats::with_stats};
 
-/// `struct sock *` -> thread group that used it.
+/// `struct sock *` -> the counter key (filter.rs) of the traced task that last used it in a
+/// data syscall or io_uring operation: a process, or with `--by thread` a thread.
 #[map]
 static SOCK_OWNER: LruHashMap<u64, u32> = LruHashMap::with_max_entries(SOCK_OWNER_MAX_ENTRIES, 0);
 
 #[inline(always)]
-pub fn remember_owner(sk: u64, tgid: u32) {
-    if sk != 0 && unsafe { SOCK_OWNER.get(&sk) }.copied() != Some(tgid) {
-        let _ = SOCK_OWNER.insert(&sk, &tgid, BPF_ANY as u64);
+pub fn remember_owner(sk: u64, owner: u32) {
+    if sk != 0 && unsafe { SOCK_OWNER.get(&sk) }.copied() != Some(owner) {
+        let _ = SOCK_OWNER.insert(&sk, &owner, BPF_ANY as u64);
     }
 }
 
@@ -36,18 +37,18 @@ pub fn zc_net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
     let skb: u64 = ctx.arg(0);
     let off = kmem::offsets();
     let sk: u64 = kmem::read(skb, off.skb_sk).unwrap_or(0);
-    let Some(tgid) = (unsafe { SOCK_OWNER.get(&sk) }).copied() else { return 0 };
+    let Some(owner) = (unsafe { SOCK_OWNER.get(&sk) }).copied() else { return 0 };
     let Some(len) = kmem::read::<u32>(skb, off.skb_len) else { return 0 };
     let data_len = kmem::read::<u32>(skb, off.skb_data_len).unwrap_or(0);
     let head: u64 = kmem::read(skb, off.skb_head).unwrap_or(0);
     let end = kmem::read::<u32>(skb, off.skb_end).unwrap_or(0);
     let frags = kmem::read::<u8>(head + end as u64, off.shinfo_nr_frags).unwrap_or(0);
     // Not inside the owner's syscall: charged to its "none" class.
-    if let Some(s) = stats(tgid, OpClass::None) {
+    with_stats(owner, OpClass::None, |s| {
         s.net_tx.add(len as u64);
         s.net_tx_linear_bytes += len.saturating_sub(data_len) as u64;
         s.net_tx_paged_bytes += data_len as u64;
         s.net_tx_frags += frags as u64;
-    }
+    });
     0
 }

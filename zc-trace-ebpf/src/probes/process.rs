@@ -14,11 +14,11 @@ use zc_trace_common::{Comm, DropReason, TRACED_MAX_ENTRIES};
 
 use super::drops;
 use crate::{
-    filter::{TRACED, follow_forks, is_traced_tgid, traced},
+    filter::{TRACED, Traced, follow_forks, is_traced_tgid, traced},
     kmem,
 };
 
-/// Counter key -> command name.
+/// Counter key (filter.rs) -> command name.
 #[map]
 static COMMS: HashMap<u32, Comm> = HashMap::with_max_entries(TRACED_MAX_ENTRIES * 4, 0);
 
@@ -45,10 +45,9 @@ pub fn zc_sched_process_fork(ctx: RawTracePointContext) -> i32 {
         drops::record(DropReason::TracedMapFull);
         return 0;
     }
-    // The child starts with the parent's name; exec will update it.
-    if let Ok(comm) = bpf_get_current_comm() {
-        let _ = COMMS.insert(&child_tgid, &comm, BPF_ANY as u64);
-    }
+    // The child starts with the parent's name; exec will update it. Its thread group id is
+    // also the counter key of its first thread, so this names its row in either mode.
+    remember_comm(child_tgid);
     0
 }
 
@@ -56,7 +55,7 @@ pub fn zc_sched_process_fork(ctx: RawTracePointContext) -> i32 {
 /// fires in the task after exec, with its new name.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn zc_sched_process_exec(_ctx: RawTracePointContext) -> i32 {
-    if let Some((key, _)) = traced() {
+    if let Some(Traced { key, .. }) = traced() {
         remember_comm(key);
     }
     0

@@ -7,7 +7,10 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 
 use super::inflight::{class_of, leave_cpu};
-use crate::{filter::traced, stats::stats};
+use crate::{
+    filter::{Traced, traced},
+    stats::with_stats,
+};
 
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn zc_sched_switch(ctx: RawTracePointContext) -> i32 {
@@ -21,18 +24,18 @@ pub fn zc_sched_switch(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn count_switch(ctx: &RawTracePointContext) {
-    let Some((tgid, tid)) = traced() else { return };
+    let Some(Traced { key, tid, .. }) = traced() else { return };
     // tid 0 is the idle task: never a traced process.
     if tid == 0 {
         return;
     }
     let preempt: u64 = ctx.arg(0);
     let prev_state: u64 = ctx.arg(3);
-    if let Some(s) = stats(tgid, class_of(tid)) {
+    with_stats(key, class_of(tid), |s| {
         if preempt & 0xff == 0 && prev_state as u32 != 0 {
             s.ctx_voluntary += 1;
         } else {
             s.ctx_involuntary += 1;
         }
-    }
+    });
 }

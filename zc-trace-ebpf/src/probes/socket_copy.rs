@@ -6,17 +6,18 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use zc_trace_common::End;
 
 use super::inflight::class_of;
-use crate::{filter::traced, stats::stats};
+use crate::{
+    filter::{Traced, traced},
+    stats::with_stats,
+};
 
 #[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
 pub fn zc_skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
-    let Some((tgid, tid)) = traced() else { return 0 };
+    let Some(Traced { key, tid, .. }) = traced() else { return 0 };
     let len: i64 = ctx.arg(1);
     if len <= 0 {
         return 0;
     }
-    if let Some(s) = stats(tgid, class_of(tid)) {
-        s.to_user[End::Socket as usize].add(len as u64);
-    }
+    with_stats(key, class_of(tid), |s| s.to_user[End::Socket as usize].add(len as u64));
     0
 }

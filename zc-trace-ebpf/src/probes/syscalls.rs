@@ -5,7 +5,7 @@
 //! return, and a call that was already blocked when we attached is not ours to count.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    bindings::BPF_F_NO_PREALLOC,
     helpers::bpf_get_current_pid_tgid,
     macros::{map, raw_tracepoint},
     maps::{PerCpuArray, PerCpuHashMap},
@@ -21,7 +21,11 @@ use super::{
     inflight::{InFlight, LastRead},
     mappings, net,
 };
-use crate::{filter::traced, kmem};
+use crate::{
+    filter::{Traced, counter_key, traced},
+    kmem,
+    maps::lookup_or_try_init,
+};
 
 #[map]
 static SYSCALL_COUNTS: PerCpuHashMap<SyscallKey, u64> =
@@ -90,8 +94,7 @@ fn arg(regs: u64, index: u8) -> Option<u64> {
 /// `sys_enter(struct pt_regs *regs, long id)`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
-    let Some((key, tid)) = traced() else { return 0 };
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(Traced { key, tid, tgid }) = traced() else { return 0 };
     let nr: u64 = ctx.arg(1);
     count_syscall(key, nr);
     let desc = describe(nr);
@@ -108,7 +111,7 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         }
         return 0;
     }
-    let Some(state) = inflight::adopt(tid) else { return 0 };
+    let Some(slot) = inflight::adopt(tid) else { return 0 };
     let by_fd = flows::by_fd();
     // The fd in argument `index`: its number, file, kind, and for sockets whether their route
     // can gather. Sockets are also remembered as ours, so that the packets they transmit can
@@ -137,7 +140,7 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let buf = if desc.buf_arg == NO_ARG { 0 } else { args.get(desc.buf_arg).unwrap_or(0) };
     // write(fd, buf, n): did a read on this thread fill buf (read + write), or is buf inside
     // a file mapping (mmap + write)?
-    let last = state.last_read;
+    let last = slot.last_read();
     let after_read = flow::after_read(class, buf, last.buf, last.len, last.kind);
     let from_mapping = class == OpClass::Write && after_read == 0 && mappings::contains(tgid, buf);
     let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out, 0);
@@ -163,7 +166,7 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         ino_in,
         ino_out,
     };
-    inflight::begin(state, &record);
+    slot.begin(&record);
     0
 }
 
@@ -173,7 +176,7 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
     let id = bpf_get_current_pid_tgid();
     let tid = id as u32;
     // Only data syscalls of traced tasks have a record: no filter check needed here.
-    let Some((state, record)) = inflight::end(tid) else { return 0 };
+    let Some((mut slot, record)) = inflight::end(tid) else { return 0 };
     // Whatever the function probes counted in this syscall is matched below or not at all
     // (nothing to clear when no function probe is attached: no map operation then).
     let _guard = derive::any_observed().then_some(ClearPending(tid));
@@ -191,16 +194,16 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     if class == OpClass::Read && record.buf != 0 {
-        state.last_read = LastRead {
+        slot.set_last_read(LastRead {
             buf: record.buf,
             len: ret as u64,
             kind: record.kind_in,
             _pad: [0; 3],
             fd: record.fd_in,
             ino: record.ino_in,
-        };
+        });
     }
-    let key = if crate::filter::by_thread() { tid } else { tgid };
+    let key = counter_key(tgid, tid);
     derive::account(key, &record, ret as u64);
     flows::add(key, &record, ret as u64);
     0
@@ -214,17 +217,11 @@ fn count_syscall(key: u32, nr: u64) {
         }
         return;
     }
-    let key = SyscallKey { tgid: key, nr: nr as u32 };
-    if let Some(count) = SYSCALL_COUNTS.get_ptr_mut(&key) {
-        unsafe { *count += 1 };
-        return;
-    }
-    // BPF_NOEXIST: another CPU may have created the key between our lookup and this insert;
-    // then the key exists with a zero slot for this CPU, and a second lookup finds it.
-    if SYSCALL_COUNTS.insert(&key, &1, BPF_NOEXIST as u64).is_ok() {
-        return;
-    }
-    match SYSCALL_COUNTS.get_ptr_mut(&key) {
+    let counts_key = SyscallKey { tgid: key, nr: nr as u32 };
+    // Created at zero, then counted like an existing one. `&0` is a constant in .rodata:
+    // nothing is stored on the hot path for it.
+    match lookup_or_try_init(&SYSCALL_COUNTS, &counts_key, || Some(&0)) {
+        // SAFETY: this CPU's copy of the count; no reference is made.
         Some(count) => unsafe { *count += 1 },
         None => drops::record(DropReason::SyscallMapFull),
     }
