@@ -20,7 +20,7 @@ fn doctor_reports_every_kind_and_copy_site() {
         assert!(kinds[kind]["works"].is_boolean(), "{kind} missing");
         assert!(!kinds[kind]["detail"].as_str().unwrap().is_empty());
     }
-    // Tracepoints exist on every kernel zc-trace supports (KERNEL-NOTES).
+    // Tracepoints exist on every kernel zc-trace supports (docs/kernels.md).
     assert_eq!(kinds["tracepoint"]["works"], true);
     assert_eq!(kinds["raw_tracepoint"]["works"], true);
 
@@ -32,7 +32,7 @@ fn doctor_reports_every_kind_and_copy_site() {
         }
     }
 
-    // The dev/CI kernel (KERNEL-NOTES): tracepoints only, fentry refused with EPERM, kprobes
+    // The dev/CI kernel (docs/kernels.md): tracepoints only, fentry refused with EPERM, kprobes
     // not built. Checked against the kernel's own evidence, not a version string.
     let no_kprobes = !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     if no_kprobes {

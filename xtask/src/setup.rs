@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: the eBPF toolchain, installed only where missing. A second run only
 //! checks, in well under a second.
 //!
-//! Why each piece (see ../shared/KERNEL-NOTES.md):
+//! Why each piece (see docs/kernels.md, "The build toolchain"):
 //! - nightly + rust-src: the eBPF crate is built with `-Z build-std=core` for bpfel-unknown-none;
 //! - LLVM 22 from Debian: bpf-linker links against the same LLVM major as nightly's rustc;
 //! - bpf-linker: links the eBPF crate's LLVM bitcode into a BPF object.

@@ -56,6 +56,20 @@ fn classic_checks() -> Vec<Check> {
     ]
 }
 
+/// Checks run only when `--only` names them: stress for reproducing kernel trouble.
+///
+/// `stress-attach-fentry` attaches and detaches every fentry-tier program 25 times (a
+/// 300 ms `trace` of PID 1 each) while the other vCPU copies through a pipe without pause,
+/// in and out of `pipe_read`/`pipe_write`, two of the functions whose entry the fexit
+/// attachments patch (and through `__schedule`, which the `sched_switch` tracepoint's static
+/// key patches).
+fn on_demand() -> Vec<Check> {
+    let script = "dd if=/dev/zero bs=64k 2>/dev/null | dd of=/dev/null bs=64k 2>/dev/null & load=$!; \
+                  for i in $(seq 25); do zc-trace trace -p 1 -d 300ms --probe-tier fentry >/dev/null || { kill $load; exit 1; }; done; \
+                  kill $load; echo 25 attach-detach cycles";
+    vec![Check::new("stress-attach-fentry", &["sh", "-c", script])]
+}
+
 /// The classic runs' file size and chunk: 128 data calls, small enough for TCG.
 pub const CLASSIC_SIZE: &str = "8MiB";
 pub const CLASSIC_CHUNK: &str = "64KiB";
@@ -98,7 +112,7 @@ pub struct Plan {
 /// The checks named in `only` (all when empty), each `repeat` times in a row (the second
 /// run of `lab-fentry` is `lab-fentry.2`), then the breaking check if asked for.
 pub fn plan(only: &[String], repeat: u32, breaking: Option<Break>) -> anyhow::Result<Plan> {
-    let all = all();
+    let all: Vec<Check> = if only.is_empty() { all() } else { all().into_iter().chain(on_demand()).collect() };
     let unknown: Vec<&String> = only.iter().filter(|name| !all.iter().any(|c| &c.name == *name)).collect();
     if !unknown.is_empty() {
         let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
@@ -146,5 +160,11 @@ mod tests {
         let err = plan(&["lab-fenty".to_string()], 1, None).unwrap_err().to_string();
         assert!(err.contains("lab-fentry"), "{err}");
         assert!(plan(&[], 0, None).is_err());
+    }
+
+    #[test]
+    fn stress_checks_run_only_when_named() {
+        assert!(!plan(&[], 1, None).unwrap().checks.iter().any(|c| c.name.starts_with("stress-")));
+        assert_eq!(plan(&["stress-attach-fentry".to_string()], 1, None).unwrap().checks.len(), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! The guest's devices for the DMA story (KERNEL-NOTES.md, "Real DMA in QEMU"): an emulated
+//! The guest's devices for the DMA story (docs/dma.md, docs/vm-test.md): an emulated
 //! NVMe disk holding an ext4 file system (the lab's TMPDIR, so its source file is read from a
 //! real disk through the page cache), and two emulated e1000 NICs joined by a QEMU hub, the
 //! second moved into a network namespace inside the guest as the receiving host. Their

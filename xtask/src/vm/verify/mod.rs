@@ -102,7 +102,7 @@ pub fn verify(dir: &Path) -> Vec<String> {
     problems
 }
 
-/// In the fentry tier, the copy sites KERNEL-NOTES lists as traceable must be observed
+/// In the fentry tier, the copy sites docs/kernels.md lists as traceable must be observed
 /// (`fexit:...`), not derived.
 fn observed_in_fentry_tier(report: &Value) -> Vec<String> {
     let rows = rows(report);
