@@ -1,232 +1,33 @@
-//! Turns the kernel's counters (per process and op class) into report rows: CPU copies by
+//! Turns the kernel's counters (per process and op class) into a report row: CPU copies by
 //! direction, zero-copy moves, DMA, mode and context switches, each figure labelled with the
 //! probe it came from or the syscall semantics it was derived from. A figure no attached
 //! probe could see is `None` (JSON `null`), never 0.
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use zc_trace_common::{End, OpClass, Stats, Tally, ZeroCopyKind, delivers};
 
 use crate::{
-    collect::GlobalEvents,
-    evidence::{Attach, Covers, DmaEvidence, DmaNote, Evidence, Probe, Rule},
-    report, session,
-    workloads::ZerocopyCompletions,
+    attribute::{
+        corrections::apply_zerocopy_completions,
+        dma::dma,
+        sources::{
+            PAGE_FAULT_KERNEL, PAGE_FAULT_USER, SCHED_SWITCH, Source, from_user_source, kernel_source, to_user_source,
+            zero_copy_source,
+        },
+        syscalls::{syscall_mode_switches, syscall_table},
+    },
+    kernel::syscall_names,
+    model::{
+        evidence::{Evidence, Rule},
+        run,
+        report::GlobalEvents,
+        row::{
+            ClassSummary, ContextSwitches, CopyCell, CpuCopy, ModeSwitchDetail, Part, Role, Row, ZeroCopy,
+            ZerocopyCompletions,
+        },
+    },
+    probe::collect,
 };
-
-pub const SKB_COPY: &str = "skb:skb_copy_datagram_iovec";
-pub const PAGE_FAULT_USER: &str = "exceptions:page_fault_user";
-pub const PAGE_FAULT_KERNEL: &str = "exceptions:page_fault_kernel";
-pub const SCHED_SWITCH: &str = "sched:sched_switch";
-pub const BLOCK_RQ_ISSUE: &str = "block:block_rq_issue";
-pub const NET_XMIT: &str = "net:net_dev_start_xmit";
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Part {
-    pub bytes: u64,
-    pub calls: u64,
-    pub evidence: Evidence,
-    /// Of `bytes`, those derived because the observing probe did not see them (a tmpfs read
-    /// never calls filemap_read); evidence then ends in `... for the bytes it did not see`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub derived_bytes: Option<u64>,
-    /// Bytes taken out of this part because they were copied at transmit (now in
-    /// `cpu_copy.kernel`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub copied_at_transmit_bytes: Option<u64>,
-}
-
-impl Part {
-    fn new(bytes: u64, calls: u64, evidence: Evidence) -> Self {
-        Self { bytes, calls, evidence, derived_bytes: None, copied_at_transmit_bytes: None }
-    }
-}
-
-/// One direction of CPU copies: totals, the sources that cover it, and a breakdown by the
-/// kind of memory at the other end.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct CopyCell {
-    pub bytes: u64,
-    pub calls: u64,
-    pub evidence: Evidence,
-    pub by_end: BTreeMap<&'static str, Part>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct CpuCopy {
-    pub to_user: CopyCell,
-    pub from_user: CopyCell,
-    pub kernel: CopyCell,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ZeroCopy {
-    /// Bytes that reached their destination without a CPU copy (moves into intermediate
-    /// pipes are in `by_kind` only, so a splice strategy is not counted twice).
-    pub bytes: u64,
-    pub evidence: Evidence,
-    pub by_kind: BTreeMap<&'static str, Part>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Dma {
-    pub disk_read_bytes: Option<u64>,
-    pub disk_write_bytes: Option<u64>,
-    pub net_tx_linear_bytes: Option<u64>,
-    pub net_tx_paged_bytes: Option<u64>,
-    pub net_tx_frags: Option<u64>,
-    pub net_tx_packets: Option<u64>,
-    pub dma_api_maps: Option<u64>,
-    pub direct_io_read_bytes: u64,
-    pub direct_io_write_bytes: u64,
-    pub evidence: DmaEvidence,
-    /// Why the DMA-API mappings are counted without their bytes and direction, when they are
-    /// (the tracepoints' arguments or `struct scatterlist` not found in BTF).
-    pub dma_layout_error: Option<String>,
-    /// Bytes of the DMA-API mappings made in this process's context, by direction
-    /// (`dma:*` size and `dir`; `dma_map_sg` lists summed). `None` when not observable: no
-    /// `dma:*` tracepoint, none fired system-wide, or their arguments unknown.
-    pub dma_map_bytes_to_device: Option<u64>,
-    pub dma_map_bytes_from_device: Option<u64>,
-    pub dma_map_bytes_bidirectional: Option<u64>,
-    /// Scatter-gather segments of those mappings (1 per single-buffer mapping).
-    pub dma_map_segments: Option<u64>,
-    /// How the DMA-API figures are attributed: `process context` for the fields above;
-    /// `system_by_device` covers every mapping while the row's process was traced.
-    pub dma_attribution: Option<String>,
-    /// Every device's DMA-API mappings during the trace (the lab's time window, system-wide,
-    /// whoever's context they were made in), by device; `None` when not collected or not
-    /// observable.
-    pub system_by_device: Option<BTreeMap<String, DeviceDma>>,
-}
-
-/// One device's DMA-API mappings during a trace, system-wide.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DeviceDma {
-    /// The bound driver (`e1000`, `nvme`) and the device's name (`0000:00:06.0`).
-    pub driver: String,
-    pub device: String,
-    pub to_device_bytes: u64,
-    pub to_device_maps: u64,
-    pub from_device_bytes: u64,
-    pub from_device_maps: u64,
-    pub bidirectional_bytes: u64,
-    pub segments: u64,
-    /// The part of all directions' bytes mapped in a traced process's context.
-    pub traced_context_bytes: u64,
-    /// `dma_map_sg` lists too long to walk whole: their bytes are undercounted.
-    pub sg_truncated: u64,
-    /// Mappings that were whole scatterlists (`dma_map_sg`); the rest were single buffers
-    /// (`dma_map_page`/`dma_map_phys`).
-    pub sg_lists: u64,
-}
-
-impl DeviceDma {
-    /// The report's key for a device: `driver device`, e.g. `e1000 0000:00:06.0`.
-    pub fn key(&self) -> String {
-        if self.driver.is_empty() { self.device.clone() } else { format!("{} {}", self.driver, self.device) }
-    }
-}
-
-impl From<&zc_trace_common::DmaDevice> for DeviceDma {
-    fn from(d: &zc_trace_common::DmaDevice) -> Self {
-        let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
-        DeviceDma {
-            driver: text(&d.driver),
-            device: text(&d.name),
-            to_device_bytes: d.to_device.bytes,
-            to_device_maps: d.to_device.calls,
-            from_device_bytes: d.from_device.bytes,
-            from_device_maps: d.from_device.calls,
-            bidirectional_bytes: d.bidirectional.bytes,
-            segments: d.segments,
-            traced_context_bytes: d.traced_bytes,
-            sg_truncated: d.sg_truncated,
-            sg_lists: d.sg_lists,
-        }
-    }
-}
-
-/// The devices' window figures, keyed for the report.
-pub fn devices_by_key(devices: &[zc_trace_common::DmaDevice]) -> BTreeMap<String, DeviceDma> {
-    devices.iter().map(DeviceDma::from).map(|d| (d.key(), d)).collect()
-}
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct ContextSwitches {
-    pub voluntary: u64,
-    pub involuntary: u64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ModeSwitchDetail {
-    pub syscalls: u64,
-    pub page_faults: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Row {
-    pub strategy: String,
-    pub role: String,
-    pub pid: u32,
-    pub comm: String,
-    pub path: Option<String>,
-    pub payload_bytes: u64,
-    pub syscalls: u64,
-    pub mode_switches: u64,
-    pub mode_switch_detail: ModeSwitchDetail,
-    /// User-mode plus kernel-mode faults on user memory; `page_fault_detail` splits them.
-    pub page_faults: Option<u64>,
-    pub page_fault_detail: Option<BTreeMap<&'static str, u64>>,
-    pub context_switches: Option<ContextSwitches>,
-    pub cpu_copy: CpuCopy,
-    pub zero_copy: ZeroCopy,
-    pub dma: Dma,
-    /// Bytes the process's data syscalls returned that no rule could attribute.
-    pub unclassified_bytes: u64,
-    pub copies_per_payload_byte: Option<f64>,
-    /// What the process did, by op class: syscalls and payload per class.
-    pub by_class: BTreeMap<&'static str, ClassSummary>,
-    /// Every syscall the process made, by name (raw_tracepoint:sys_enter).
-    pub syscall_counts: BTreeMap<String, u64>,
-    /// Lab runs: payload / wall time of the workload's copy loop.
-    pub elapsed_s: Option<f64>,
-    pub throughput_bytes_per_s: Option<f64>,
-    /// MSG_ZEROCOPY completions as the kernel reported them to the workload (error queue,
-    /// `SO_EE_CODE_ZEROCOPY_COPIED` = the kernel copied after all).
-    pub msg_zerocopy_completions: Option<ZerocopyCompletions>,
-    /// What moved where: bytes by strategy and source kind -> destination kind (and by fd
-    /// with `trace --by fd`), largest first.
-    pub flows: Vec<crate::flows::FlowRow>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ClassSummary {
-    pub syscalls: u64,
-    pub payload_out: u64,
-    pub payload_in: u64,
-}
-
-/// Which side of a transfer a process is: a sender's payload is what it delivered, a
-/// receiver's what it read; a traced process takes whichever is larger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Sender,
-    Receiver,
-    Process,
-    Thread,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Sender => "sender",
-            Role::Receiver => "receiver",
-            Role::Process => "process",
-            Role::Thread => "thread",
-        }
-    }
-}
 
 /// Everything needed to build one row.
 pub struct Input<'a> {
@@ -244,10 +45,10 @@ pub struct Input<'a> {
     pub msg_zerocopy: Option<ZerocopyCompletions>,
 }
 
-pub fn row(input: Input<'_>, evidence: &session::Evidence, global: &GlobalEvents) -> Row {
+pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) -> Row {
     let mut total = Stats::default();
     for s in input.by_class.values() {
-        crate::collect::add_stats(&mut total, s);
+        collect::add_stats(&mut total, s);
     }
     // Syscalls are counted once, per number, at sys_enter; per-class figures follow from the
     // architecture's table.
@@ -345,7 +146,7 @@ pub fn row(input: Input<'_>, evidence: &session::Evidence, global: &GlobalEvents
         syscall_counts: input
             .syscalls
             .iter()
-            .map(|(&nr, &calls)| (crate::syscall_names::name(nr), calls))
+            .map(|(&nr, &calls)| (syscall_names::name(nr), calls))
             .collect(),
         elapsed_s: input.elapsed_s,
         throughput_bytes_per_s: input
@@ -355,13 +156,6 @@ pub fn row(input: Input<'_>, evidence: &session::Evidence, global: &GlobalEvents
         msg_zerocopy_completions: input.msg_zerocopy,
         flows: Vec::new(),
     }
-}
-
-/// Who counted a cell: an observing probe, or the syscall-semantics rules (then the
-/// evidence names the rules of the syscall classes that contributed).
-enum Source {
-    Observed(Evidence),
-    Derived,
 }
 
 /// The rule a figure is derived by, by the class of the syscall it was derived from.
@@ -419,102 +213,7 @@ fn copy_cell(
     CopyCell { bytes, calls, evidence: Evidence::mixed(sources), by_end }
 }
 
-/// MSG_ZEROCOPY pins pages at send time, but the kernel may still copy them later (always
-/// when delivering to a local socket: skb_orphan_frags_rx). The error queue tells which sends
-/// were copied; those bytes move from zero-copy to a kernel copy, labelled with that source.
-fn apply_zerocopy_completions(cpu: &mut CpuCopy, zc: &mut ZeroCopy, done: ZerocopyCompletions) {
-    let Some(part) = zc.by_kind.get_mut("msg_zerocopy") else { return };
-    if done.completed == 0 || done.copied == 0 {
-        return;
-    }
-    let copied_bytes = ((part.bytes as u128 * done.copied as u128) / done.completed as u128) as u64;
-    let copied_calls = done.copied.min(part.calls);
-    part.bytes -= copied_bytes;
-    part.calls -= copied_calls;
-    zc.bytes -= copied_bytes.min(zc.bytes);
-    zc.evidence.push(Evidence::ZerocopyCopiedMoved);
-    let kernel = &mut cpu.kernel;
-    kernel.bytes += copied_bytes;
-    kernel.calls += copied_calls;
-    if kernel.calls == copied_calls {
-        kernel.evidence = Evidence::ZerocopyCopied;
-    } else {
-        kernel.evidence.push(Evidence::ZerocopyCopied);
-    }
-    kernel.by_end.insert("socket", Part::new(copied_bytes, copied_calls, Evidence::ZerocopyCopied));
-}
-
-/// What observes (or derives) copies into user memory from each kind of source.
-fn function_or_derived(ev: &session::Evidence, function: &str) -> Source {
-    first_function(ev, &[function])
-}
-
-/// The first of these functions that is probed on this run, or derived.
-fn first_function(ev: &session::Evidence, functions: &[&str]) -> Source {
-    first_probe(ev, functions).map_or(Source::Derived, |probe| Source::Observed(Evidence::Observed { probe, covers: Covers::All }))
-}
-
-/// The first of these functions that is probed on this run.
-fn first_probe(ev: &session::Evidence, functions: &[&str]) -> Option<Probe> {
-    functions.iter().find_map(|f| ev.probe(f))
-}
-
-/// Seen by `probe` on the part of the path it covers, derived by `rest` elsewhere.
-fn covers_part(probe: Probe, covers: Covers, rest: Rule) -> Evidence {
-    Evidence::Observed { probe, covers }.plus(Evidence::Derived(rest))
-}
-
-fn to_user_source(end: End, ev: &session::Evidence) -> Option<Source> {
-    Some(match end {
-        End::PageCache => function_or_derived(ev, "filemap_read"),
-        End::Socket if ev.tracepoint(SKB_COPY) => Source::Observed(Evidence::observed(SKB_COPY, Attach::RawTracepoint)),
-        End::Socket | End::Memory => return None,
-        End::Pipe => function_or_derived(ev, "pipe_read"),
-        End::Other => Source::Derived,
-    })
-}
-
-fn from_user_source(end: End, ev: &session::Evidence) -> Option<Source> {
-    Some(match end {
-        End::PageCache => function_or_derived(ev, "generic_perform_write"),
-        End::Socket => match ev.probe("tcp_sendmsg_locked") {
-            Some(p) => Source::Observed(covers_part(p, Covers::Tcp, Rule::OtherSockets)),
-            None => Source::Derived,
-        },
-        End::Pipe => function_or_derived(ev, "pipe_write"),
-        End::Other => Source::Derived,
-        End::Memory => return None,
-    })
-}
-
-fn kernel_source(end: End, ev: &session::Evidence) -> Option<Source> {
-    Some(match end {
-        End::PageCache => function_or_derived(ev, "iter_file_splice_write"),
-        End::Socket => first_function(ev, &["tcp_sendmsg_locked", "do_tcp_sendpages"]),
-        _ => return None,
-    })
-}
-
-fn zero_copy_source(kind: ZeroCopyKind, ev: &session::Evidence) -> Evidence {
-    match kind {
-        ZeroCopyKind::SplicePages => match first_probe(ev, &["tcp_sendmsg_locked", "do_tcp_sendpages"]) {
-            Some(p) => covers_part(p, Covers::Tcp, Rule::OtherSockets),
-            None => Evidence::Derived(Rule::SpliceToGatheringSocket),
-        },
-        ZeroCopyKind::MsgZerocopy => match ev.probe("tcp_sendmsg_locked") {
-            Some(probe) => Evidence::Observed { probe, covers: Covers::All },
-            None => Evidence::Derived(Rule::MsgZerocopy),
-        },
-        ZeroCopyKind::PageRefs => match first_probe(ev, &["filemap_splice_read", "generic_file_splice_read"]) {
-            Some(p) => covers_part(p, Covers::Files, Rule::TeeAndSockets),
-            None => Evidence::Derived(Rule::IntoPipe),
-        },
-        ZeroCopyKind::Vmsplice => Evidence::Derived(Rule::Vmsplice),
-        ZeroCopyKind::FileRange => Evidence::Derived(Rule::Reflink),
-    }
-}
-
-fn zero_copy(total: &Stats, ev: &session::Evidence) -> ZeroCopy {
+fn zero_copy(total: &Stats, ev: &run::Evidence) -> ZeroCopy {
     let mut by_kind = BTreeMap::new();
     let mut bytes = 0;
     let mut sources = Vec::new();
@@ -534,160 +233,20 @@ fn zero_copy(total: &Stats, ev: &session::Evidence) -> ZeroCopy {
     ZeroCopy { bytes, evidence: Evidence::mixed(sources), by_kind }
 }
 
-fn dma(total: &Stats, ev: &session::Evidence, global: &GlobalEvents) -> Dma {
-    let block = ev.tracepoint(BLOCK_RQ_ISSUE);
-    let net = ev.tracepoint(NET_XMIT);
-    let mut notes = Vec::new();
-    if block {
-        notes.push(DmaNote::Disk(Probe { name: BLOCK_RQ_ISSUE, attach: Attach::RawTracepoint }));
-    }
-    if net {
-        notes.push(DmaNote::Nic(Probe { name: NET_XMIT, attach: Attach::RawTracepoint }));
-    }
-    let dma_api_maps = if ev.dma.is_empty() {
-        notes.push(DmaNote::NoDmaTracepoint);
-        None
-    } else if global.dma_maps_system == 0 {
-        notes.push(DmaNote::DmaApiSilent(ev.dma.clone()));
-        None
-    } else {
-        notes.push(DmaNote::DmaApi(ev.dma.clone()));
-        Some(total.dma_maps.calls)
-    };
-    // Bytes and direction need the tracepoints' arguments, found in BTF. Why they were not
-    // found is run-time text: it has a field of its own, the evidence points to it.
-    let dma_bytes = dma_api_maps.is_some() && ev.dma_layout_error.is_none();
-    let dma_layout_error = dma_api_maps.and(ev.dma_layout_error.clone());
-    if dma_layout_error.is_some() {
-        notes.push(DmaNote::DmaApiBytesNotRead);
-    }
-    Dma {
-        disk_read_bytes: block.then_some(total.disk_read.bytes),
-        disk_write_bytes: block.then_some(total.disk_write.bytes),
-        net_tx_linear_bytes: net.then_some(total.net_tx_linear_bytes),
-        net_tx_paged_bytes: net.then_some(total.net_tx_paged_bytes),
-        net_tx_frags: net.then_some(total.net_tx_frags),
-        net_tx_packets: net.then_some(total.net_tx.calls),
-        dma_api_maps,
-        direct_io_read_bytes: total.direct_read.bytes,
-        direct_io_write_bytes: total.direct_write.bytes,
-        evidence: DmaEvidence(notes),
-        dma_layout_error,
-        dma_map_bytes_to_device: dma_bytes.then_some(total.dma_to_device.bytes),
-        dma_map_bytes_from_device: dma_bytes.then_some(total.dma_from_device.bytes),
-        dma_map_bytes_bidirectional: dma_bytes.then_some(total.dma_bidirectional.bytes),
-        dma_map_segments: dma_bytes.then_some(total.dma_segments),
-        dma_attribution: dma_bytes.then(|| {
-            "process context: mappings made while this process ran (its syscalls, faults, or softirqs              that interrupted it); system_by_device: every mapping of each device while it was traced"
-                .to_string()
-        }),
-        system_by_device: None,
-    }
-}
-
-/// The architecture's syscall table, built once.
-fn syscall_table() -> &'static zc_trace_common::SyscallTable {
-    static TABLE: std::sync::OnceLock<zc_trace_common::SyscallTable> = std::sync::OnceLock::new();
-    TABLE.get_or_init(crate::syscall_table::build)
-}
-
-/// Sum of `report::mode_switches` over a process's syscall counts.
-pub fn syscall_mode_switches(counts: &BTreeMap<u32, u64>) -> u64 {
-    counts.iter().map(|(&nr, &calls)| report::mode_switches(&crate::syscall_names::name(nr), calls)).sum()
-}
-
-/// The strategy a process's activity looks like, for processes the lab did not start: the
-/// data syscall that delivered most of its payload names it.
-pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
-    let out = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_out);
-    let inn = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_in);
-    let msg_zerocopy = by_class
-        .get(&OpClass::Send)
-        .is_some_and(|s| s.zero_copy[ZeroCopyKind::MsgZerocopy as usize].bytes > 0);
-    // Senders first, in order of preference on ties: the class that delivered most bytes.
-    let mut best: Option<(OpClass, u64)> = None;
-    for c in [
-        OpClass::Sendfile,
-        OpClass::Splice,
-        OpClass::CopyFileRange,
-        OpClass::Vmsplice,
-        OpClass::IoUring,
-        OpClass::Send,
-        OpClass::Write,
-    ] {
-        if out(c) > best.map_or(0, |(_, b)| b) {
-            best = Some((c, out(c)));
-        }
-    }
-    let name = match best.map(|(c, _)| c) {
-        Some(OpClass::Send) if msg_zerocopy => "msg-zerocopy",
-        Some(OpClass::Sendfile) => "sendfile",
-        // Splice also carries vmsplice's second leg: the vmsplice leg names that strategy.
-        Some(OpClass::Splice) if out(OpClass::Vmsplice) > 0 || inn(OpClass::Vmsplice) > 0 => "vmsplice",
-        Some(OpClass::Splice) => "splice",
-        Some(OpClass::CopyFileRange) => "copy-file-range",
-        Some(OpClass::Vmsplice) => "vmsplice",
-        Some(OpClass::IoUring) => "io-uring",
-        Some(_) => {
-            // write(2) from a buffer inside a file mapping (tracked from mmap to munmap).
-            let mapped = by_class.get(&OpClass::Write).map_or(0, |s| s.from_file_mapping);
-            let direct = by_class.get(&OpClass::Read).map_or(0, |s| s.direct_read.bytes);
-            if 2 * mapped >= out(OpClass::Write).max(1) {
-                "mmap-write"
-            } else if 2 * direct >= inn(OpClass::Read).max(1) {
-                "direct-io"
-            } else {
-                "read-write"
-            }
-        }
-        None if by_class.get(&OpClass::Read).is_some_and(|s| s.direct_read.bytes > 0) => "direct-io",
-        None if inn(OpClass::Read) + inn(OpClass::Recv) > 0 => "receive",
-        None => "other",
-    };
-    name.into()
-}
-
-/// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is
-/// possible, and TCP always uses GSO), so `tcp_sendmsg_locked` takes spliced page-cache pages
-/// by reference even when the NIC cannot gather. Such a NIC gets linear packets: software GSO
-/// copies the pages into them at transmit. When fewer bytes reached the NIC in page frags
-/// than TCP took by reference, the difference was copied there: moved from zero-copy to a
-/// kernel copy, labelled as derived from the NIC's packets.
-pub fn copied_at_transmit(row: &mut Row) {
-    let Some(spliced) = row.zero_copy.by_kind.get("splice_pages").map(|p| p.bytes) else { return };
-    let (Some(paged), Some(linear)) = (row.dma.net_tx_paged_bytes, row.dma.net_tx_linear_bytes) else { return };
-    let copied = spliced.saturating_sub(paged).min(linear);
-    // Retransmissions and partial frags make small differences either way: only a real
-    // shortfall is a copy.
-    if copied * 100 <= spliced {
-        return;
-    }
-    let calls = row.dma.net_tx_packets.unwrap_or(0);
-    if let Some(part) = row.zero_copy.by_kind.get_mut("splice_pages") {
-        part.bytes -= copied;
-        part.evidence.push(Evidence::CopiedAtTransmit);
-        part.copied_at_transmit_bytes = Some(copied);
-    }
-    row.zero_copy.bytes = row.zero_copy.bytes.saturating_sub(copied);
-    let linearized = Evidence::Derived(Rule::LinearizedAtTransmit);
-    let kernel = &mut row.cpu_copy.kernel;
-    kernel.bytes += copied;
-    kernel.calls += calls;
-    kernel.evidence.push(linearized.clone());
-    let socket = kernel.by_end.entry("socket").or_insert(Part::new(0, 0, Evidence::NoneSeen));
-    socket.bytes += copied;
-    socket.calls += calls;
-    socket.evidence.push(linearized);
-    let copies = row.cpu_copy.to_user.bytes + row.cpu_copy.from_user.bytes + row.cpu_copy.kernel.bytes;
-    row.copies_per_payload_byte = (row.payload_bytes > 0).then(|| copies as f64 / row.payload_bytes as f64);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        attribute::{
+            sources::{BLOCK_RQ_ISSUE, NET_XMIT, SKB_COPY},
+            strategy::infer_strategy,
+        },
+        model::evidence::{Attach, DmaNote},
+        probe::catalogue,
+    };
 
-    fn evidence_host() -> session::Evidence {
-        session::Evidence {
+    fn evidence_host() -> run::Evidence {
+        run::Evidence {
             tracepoints: vec![SKB_COPY, PAGE_FAULT_USER, PAGE_FAULT_KERNEL, SCHED_SWITCH, BLOCK_RQ_ISSUE, NET_XMIT],
             dma: vec!["dma_map_sg"],
             ..Default::default()
@@ -695,9 +254,9 @@ mod tests {
     }
 
     /// The host's tracepoints with every function probe attached by fexit.
-    fn evidence_fentry() -> session::Evidence {
+    fn evidence_fentry() -> run::Evidence {
         let mut ev = evidence_host();
-        for f in crate::probes::FUNCTIONS {
+        for f in catalogue::FUNCTIONS {
             ev.functions.insert(f.function, Attach::Fexit);
         }
         ev
@@ -786,7 +345,7 @@ mod tests {
     #[test]
     fn unobservable_figures_are_null_not_zero() {
         let classes = read_write_sender();
-        let ev = session::Evidence::default(); // no optional tracepoint attached
+        let ev = run::Evidence::default(); // no optional tracepoint attached
         let r = row(input(&classes, Role::Sender), &ev, &GlobalEvents::default());
         assert_eq!(r.page_faults, None);
         assert_eq!(r.context_switches, None);
@@ -849,17 +408,5 @@ mod tests {
         );
         assert_eq!(r.copies_per_payload_byte, Some(1.0));
     }
-
-    #[test]
-    fn strategies_are_inferred_from_what_delivered_the_payload() {
-        assert_eq!(infer_strategy(&read_write_sender()), "read-write");
-        let mut w = Stats { payload_out: 100, from_file_mapping: 100, ..Default::default() };
-        w.from_user[End::Socket as usize] = Tally { bytes: 100, calls: 1 };
-        let mmap: BTreeMap<_, _> = [(OpClass::Write, w)].into_iter().collect();
-        assert_eq!(infer_strategy(&mmap), "mmap-write");
-        let sf: BTreeMap<_, _> =
-            [(OpClass::Sendfile, Stats { payload_out: 5, ..Default::default() })].into_iter().collect();
-        assert_eq!(infer_strategy(&sf), "sendfile");
-        assert_eq!(infer_strategy(&BTreeMap::new()), "other");
-    }
 }
+
