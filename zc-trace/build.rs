@@ -1,6 +1,6 @@
 //! Builds the kernel programs (nightly, bpfel-unknown-none, -Z build-std=core, bpf-linker) and
-//! leaves them in OUT_DIR, where `src/loader.rs` embeds them with `include_bytes_aligned!`: the
-//! zc-trace binary is self-contained.
+//! leaves them in OUT_DIR, where `src/probe/loader.rs` embeds them with
+//! `include_bytes_aligned!`: the zc-trace binary is self-contained.
 //!
 //! Without bpf-linker (a fresh checkout before `cargo xtask setup`) an empty placeholder is
 //! embedded instead, so that `cargo build` / `cargo test` of the pure logic still work; every

@@ -1,5 +1,6 @@
 //! The command line. Values are validated here, with messages that say what to type instead,
-//! so that every later stage can trust them.
+//! so that every later stage can trust them. A layer of its own: above `workloads/` (its
+//! values are strategies and sinks), below `commands/` (which take its arguments).
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
@@ -88,8 +89,8 @@ pub struct LabArgs {
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
     /// Attach kind for function probes: auto picks the best the kernel allows.
-    #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
-    pub probe_tier: crate::session::Tier,
+    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
+    pub probe_tier: crate::model::run::Tier,
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,
@@ -154,8 +155,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_series: u32,
     /// Attach kind for function probes: auto picks the best the kernel allows.
-    #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
-    pub probe_tier: crate::session::Tier,
+    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
+    pub probe_tier: crate::model::run::Tier,
     /// Capacity of the in-kernel per-process counters; exited processes are folded and
     /// removed every few seconds, so this bounds the live ones.
     #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -191,8 +192,8 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub map_entries: u32,
     /// Attach kind for function probes: auto picks the best the kernel allows.
-    #[arg(long, value_enum, default_value_t = crate::session::Tier::Auto)]
-    pub probe_tier: crate::session::Tier,
+    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
+    pub probe_tier: crate::model::run::Tier,
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,

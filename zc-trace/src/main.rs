@@ -2,7 +2,7 @@ use clap::Parser as _;
 use zc_trace::{
     cli::{Cli, Command},
     commands,
-    exit::{ExitKind, exit_kind_of, one_line},
+    model::exit::{ExitKind, exit_kind_of, one_line},
 };
 
 fn main() {
@@ -25,7 +25,7 @@ fn main() {
         Command::Serve(args) => commands::serve::run(args),
         Command::Workload(args) => commands::workload::run(args),
         Command::Model => {
-            print!("{}", zc_trace::model::render_model());
+            print!("{}", zc_trace::render::classic::render_model());
             Ok(0)
         }
     };

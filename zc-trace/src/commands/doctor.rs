@@ -1,13 +1,18 @@
 use aya::Btf;
 
-use crate::{cli::DoctorArgs, doctor, kernel, loader, output, privileges, report};
+use crate::{
+    cli::DoctorArgs,
+    kernel::{facts, privileges},
+    probe::{doctor, loader},
+    render::{self, output},
+};
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     if let Some(path) = &args.output.json {
         output::check_writable(path)?;
     }
     privileges::require_tracing()?;
-    kernel::prepare_pseudo_filesystems();
+    facts::prepare_pseudo_filesystems();
     // As in a session: the loader's own BTF parse is released before ours is made (hence the
     // late initialisation), and ours serves both the load and the fentry/fexit checks.
     #[allow(clippy::needless_late_init)]
@@ -20,7 +25,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     drop(ebpf);
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
-        None => print!("{}", report::render_doctor(&report)),
+        None => print!("{}", render::doctor::render_doctor(&report)),
     }
     Ok(0)
 }

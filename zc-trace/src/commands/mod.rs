@@ -1,5 +1,6 @@
-//! One module per subcommand: each validates its arguments, checks privileges, sets up, runs,
-//! and returns the process exit code.
+//! One module per subcommand, glue only: each validates its arguments, checks privileges, sets
+//! up, runs, and returns the process exit code; the work is in the layers below. May use:
+//! every layer (model/, kernel/, probe/, attribute/, render/, workloads/, cli).
 pub mod doctor;
 pub mod lab;
 pub mod serve;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::target::{Ended, Target};
+use crate::kernel::target::{Ended, Target};
 
 /// A single-threaded runtime: zc-trace only waits on a few fds and timers, and one thread
 /// keeps the tracer's own footprint (and its noise in system-wide traces) small. It also

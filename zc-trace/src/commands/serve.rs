@@ -11,13 +11,13 @@ use tokio::{
 use super::Signals;
 use crate::{
     cli::ServeArgs,
-    exit::Fatal,
-    kernel,
-    loader::Filter,
-    metrics::Accumulator,
-    privileges,
-    session::{Options, Session},
-    target::Target,
+    kernel::{facts, privileges, target::Target},
+    model::exit::Fatal,
+    probe::{
+        loader::Filter,
+        session::{Options, Session},
+    },
+    render::metrics::Accumulator,
 };
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
@@ -25,9 +25,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         return Err(Fatal::usage("serve what? give -a (every process) or -p PID[,PID...]").into());
     }
     privileges::require_tracing()?;
-    kernel::require_host_pid_namespace()?;
+    facts::require_host_pid_namespace()?;
     let targets: Vec<Target> = args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?;
-    kernel::prepare_pseudo_filesystems();
+    facts::prepare_pseudo_filesystems();
     super::runtime()?.block_on(serve(args, targets))
 }
 

@@ -1,14 +1,20 @@
 use std::time::Instant;
 
 use crate::{
+    attribute::syscalls,
     cli::SyscallsArgs,
-    exit::Fatal,
-    kernel::{self, KernelInfo},
-    loader::Filter,
-    output, privileges,
-    report::{SyscallReport, TargetInfo},
-    session::{Session, Tier},
-    target::{Ended, Target},
+    kernel::{
+        facts::{self, kernel_info},
+        privileges,
+        target::{Ended, Target},
+    },
+    model::{
+        exit::Fatal,
+        report::{SyscallReport, TargetInfo},
+        run::Tier,
+    },
+    probe::{loader::Filter, session::Session},
+    render::{self, output},
 };
 
 pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
@@ -25,7 +31,7 @@ pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
         Some(pid) => Target::existing(pid)?,
         None => Target::spawn_held(&args.command)?,
     };
-    kernel::prepare_pseudo_filesystems();
+    facts::prepare_pseudo_filesystems();
     super::runtime()?.block_on(trace(args, &mut target))
 }
 
@@ -44,13 +50,13 @@ async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
     let probes = session.probes().to_vec();
     drop(session); // detach before printing: nothing stays attached longer than needed
 
-    let syscalls = SyscallReport::rows(&counts);
+    let syscalls = syscalls::rows(&counts);
     let exit_status = match ended {
         Some(Ended::Child(code)) => Some(code),
         _ => None,
     };
     let report = SyscallReport {
-        kernel: KernelInfo::read(),
+        kernel: kernel_info(),
         probes,
         target: TargetInfo {
             pid: target.pid,
@@ -61,13 +67,13 @@ async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
         total_calls: syscalls.iter().map(|r| r.calls).sum(),
         total_mode_switches: syscalls.iter().map(|r| r.mode_switches).sum(),
         syscalls,
-        evidence: SyscallReport::evidence(),
+        evidence: syscalls::evidence(),
         drops,
         duration_s,
     };
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
-        None => print!("{}", report.render()),
+        None => print!("{}", render::syscalls::render(&report)),
     }
     Ok(exit_status.unwrap_or(0))
 }

@@ -7,18 +7,31 @@ use tokio::signal::unix::{SignalKind, signal};
 use zc_trace_common::{OpClass, Stats};
 
 use crate::{
-    attribute::{self, Input, Role},
+    attribute::{
+        corrections::copied_at_transmit,
+        flows,
+        row::{self, Input},
+        strategy::infer_strategy,
+    },
     cli::{By, TraceArgs},
-    collect::{self, GlobalEvents},
-    exit::Fatal,
-    flows,
-    kernel::{self, KernelInfo},
-    loader::Filter,
-    output, privileges,
-    report::AttributionReport,
-    session::{Evidence, Options, Session},
-    target::{Ended, Target},
-    trace_table,
+    kernel::{
+        facts::{self, kernel_info},
+        privileges,
+        target::{Ended, Target},
+    },
+    model::{
+        exit::Fatal,
+        report::{AttributionReport, GlobalEvents},
+        row::{Role, Row},
+        run::Evidence,
+    },
+    probe::{
+        attach::attach_floor,
+        collect,
+        loader::Filter,
+        session::{Options, Session},
+    },
+    render::{self, output},
 };
 
 pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
@@ -29,7 +42,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
         return Err(Fatal::usage("nothing to trace: give -p PID[,PID...], -a, or a command after `--`").into());
     }
     privileges::require_tracing()?;
-    kernel::require_host_pid_namespace()?;
+    facts::require_host_pid_namespace()?;
     // Fork before anything else: while single-threaded, and before our private mount
     // namespace exists (the command keeps the system's).
     let mut targets: Vec<Target> = if args.all {
@@ -39,7 +52,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     } else {
         args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?
     };
-    kernel::prepare_pseudo_filesystems();
+    facts::prepare_pseudo_filesystems();
     super::runtime()?.block_on(trace(args, &mut targets))
 }
 
@@ -127,7 +140,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
                 let delta = now.minus(&previous);
                 let report = build_report(&args, &session, &delta, started.elapsed().as_secs_f64(), targets, &paths)?;
                 println!("--- interval ending at {:.1} s", started.elapsed().as_secs_f64());
-                print!("{}", trace_table::render_rows(&report, args.raw));
+                print!("{}", render::trace::render_rows(&report, args.raw));
                 previous = now;
             }
         }
@@ -141,7 +154,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     drop(session); // detach before printing
     match &args.output.json {
         Some(path) => output::write_json(path, &report)?,
-        None => print!("{}", trace_table::render(&report, args.raw)),
+        None => print!("{}", render::trace::render(&report, args.raw)),
     }
     Ok(exit_status.unwrap_or(0))
 }
@@ -210,9 +223,9 @@ fn build_report(
         .iter()
         .map(|(&key, by_class)| {
             let comm = comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));
-            attribute::row(
+            row::row(
                 Input {
-                    strategy: attribute::infer_strategy(by_class),
+                    strategy: infer_strategy(by_class),
                     role,
                     pid: key,
                     comm: comm.unwrap_or_else(|| "?".into()),
@@ -229,14 +242,14 @@ fn build_report(
         .map(|mut row| {
             // As in the lab: spliced pages that reached a NIC without scatter-gather in
             // linear packets were copied at transmit (bounded by the linear bytes seen).
-            attribute::copied_at_transmit(&mut row);
+            copied_at_transmit(&mut row);
             row.flows = flows::rows_for(row.pid, &snap.flows, paths);
             row
         })
         .collect();
     let rows = if args.all { top_rows(rows, args.top) } else { rows };
     Ok(AttributionReport {
-        kernel: KernelInfo::read(),
+        kernel: kernel_info(),
         tier: args.probe_tier,
         probes: session.probes().to_vec(),
         rows,
@@ -250,8 +263,8 @@ fn build_report(
 
 /// The `top` rows that moved most bytes (payload plus copies), most first; the others are
 /// counted in the JSON but summed up in one line of the table.
-fn top_rows(mut rows: Vec<attribute::Row>, top: usize) -> Vec<attribute::Row> {
-    let weight = |r: &attribute::Row| {
+fn top_rows(mut rows: Vec<Row>, top: usize) -> Vec<Row> {
+    let weight = |r: &Row| {
         r.payload_bytes + r.cpu_copy.to_user.bytes + r.cpu_copy.from_user.bytes + r.cpu_copy.kernel.bytes
     };
     rows.sort_by(|a, b| weight(b).cmp(&weight(a)).then(b.syscalls.cmp(&a.syscalls)));
@@ -266,7 +279,7 @@ async fn floor(
     sigterm: &mut tokio::signal::unix::Signal,
     prog_stats: Option<&std::path::Path>,
 ) -> anyhow::Result<i32> {
-    let floor = crate::session::attach_floor()?;
+    let floor = attach_floor()?;
     for t in targets.iter_mut() {
         t.release()?;
     }

@@ -4,7 +4,11 @@ use std::{io::Write as _, time::Instant};
 
 use anyhow::Context as _;
 
-use crate::{cli::WorkloadArgs, exit::Fatal, workloads};
+use crate::{
+    cli::WorkloadArgs,
+    model::exit::Fatal,
+    workloads::{self, sys},
+};
 
 pub fn run(args: WorkloadArgs) -> anyhow::Result<i32> {
     let mut total_ns = 0u128;
@@ -22,12 +26,12 @@ pub fn run(args: WorkloadArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn open_sink(sink: &str) -> anyhow::Result<workloads::Fd> {
+fn open_sink(sink: &str) -> anyhow::Result<sys::Fd> {
     if sink == "null" {
-        return Ok(workloads::open_path(std::path::Path::new("/dev/null"), libc::O_WRONLY)?);
+        return Ok(sys::open_path(std::path::Path::new("/dev/null"), libc::O_WRONLY)?);
     }
     if let Some(path) = sink.strip_prefix("file:") {
-        return Ok(workloads::open_path(std::path::Path::new(path), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?);
+        return Ok(sys::open_path(std::path::Path::new(path), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?);
     }
     let port: u16 = sink
         .strip_prefix("tcp:")

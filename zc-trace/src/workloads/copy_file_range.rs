@@ -2,7 +2,7 @@
 //! (reflink) copy nothing at all, others copy through the page cache.
 use std::{io, os::fd::RawFd};
 
-use super::check;
+use super::sys::check;
 
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
     let mut moved = 0u64;

@@ -4,10 +4,10 @@
 //! always enough).
 use std::{io, os::fd::RawFd, path::Path};
 
-use super::{check, open, write_all};
+use super::sys::{Fd, check, open, write_all};
 
 /// Fails with the kernel's EINVAL when the file system does not support O_DIRECT.
-pub fn open_source(path: &Path) -> io::Result<super::Fd> {
+pub fn open_source(path: &Path) -> io::Result<Fd> {
     open(path, libc::O_RDONLY | libc::O_DIRECT)
 }
 

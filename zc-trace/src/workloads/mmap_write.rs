@@ -5,7 +5,7 @@
 //! so the mmap/munmap count scales with the chunk size like read() does.
 use std::{io, os::fd::RawFd};
 
-use super::{for_each_mapped_chunk, write_all};
+use super::sys::{for_each_mapped_chunk, write_all};
 
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
     for_each_mapped_chunk(src, chunk, |bytes| write_all(dst, bytes))

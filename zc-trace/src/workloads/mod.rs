@@ -3,8 +3,11 @@
 //! else (no exec, no dynamic loader) shows up in its counts.
 //!
 //! Every workload returns the payload bytes it moved; the lab checks it against the file size.
+//! `sinks` is where the bytes go, `harness` what the lab runs them with (a temp dir, page-cache
+//! eviction, results shared with the forked workloads). May use: model/ (and any layer below).
 mod copy_file_range;
 pub mod direct_io;
+pub mod harness;
 mod io_uring;
 mod mmap_write;
 mod msg_zerocopy;
@@ -12,16 +15,13 @@ mod read_write;
 mod sendfile;
 pub mod sinks;
 mod splice;
+pub mod sys;
 mod vmsplice;
 
-use std::{
-    ffi::CString,
-    fmt,
-    io,
-    os::{fd::RawFd, unix::ffi::OsStrExt as _},
-    path::Path,
-    str::FromStr,
-};
+use std::{fmt, io, os::fd::RawFd, path::Path, str::FromStr};
+
+use crate::model::row::ZerocopyCompletions;
+use sys::open;
 
 /// How the bytes travel. The names are the CLI values.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,15 +96,6 @@ impl FromStr for Strategy {
     }
 }
 
-/// MSG_ZEROCOPY notifications, as the kernel reported them on the error queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ZerocopyCompletions {
-    /// send() calls the kernel has released the pages of.
-    pub completed: u64,
-    /// ... of which it had to copy after all (SO_EE_CODE_ZEROCOPY_COPIED).
-    pub copied: u64,
-}
-
 /// What a workload run reports besides its syscalls (which the kernel counts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -131,79 +122,6 @@ pub fn run(strategy: Strategy, src: &Path, dst: RawFd, chunk: usize) -> io::Resu
     }
 }
 
-/// An fd closed on drop. Raw fds (not std's File) so that every syscall is one we chose.
-pub struct Fd(pub RawFd);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-/// Opens a path with raw flags (O_CLOEXEC added).
-pub fn open_path(path: &Path, flags: i32) -> io::Result<Fd> {
-    open(path, flags)
-}
-
-pub(crate) fn open(path: &Path, flags: i32) -> io::Result<Fd> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: valid C string.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
-    if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(Fd(fd)) }
-}
-
-/// Turns a syscall's return value into a Result.
-pub(crate) fn check(ret: isize) -> io::Result<usize> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as usize) }
-}
-
-/// Writes all of `buf`, looping on short writes.
-pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        // SAFETY: buf is valid for its length.
-        let n = check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })?;
-        buf = &buf[n..];
-    }
-    Ok(())
-}
-
-/// Maps `src` one page-aligned `chunk` at a time (read-only, shared: the page cache itself)
-/// and hands each mapping to `f`; the mapping is gone when `f` returns. Returns the file size.
-pub(crate) fn for_each_mapped_chunk(
-    src: RawFd,
-    chunk: usize,
-    mut f: impl FnMut(&[u8]) -> io::Result<()>,
-) -> io::Result<u64> {
-    let size = file_size(src)?;
-    // Mappings must start on a page boundary.
-    let chunk = chunk.div_ceil(4096) * 4096;
-    let mut offset = 0u64;
-    while offset < size {
-        let len = chunk.min((size - offset) as usize);
-        // SAFETY: a fresh read-only shared mapping of a range inside the file.
-        let addr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, src, offset as libc::off_t)
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the mapping is `len` readable bytes until the munmap just below.
-        let result = f(unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), len) });
-        unsafe { libc::munmap(addr, len) };
-        result?;
-        offset += len as u64;
-    }
-    Ok(size)
-}
-
-pub(crate) fn file_size(fd: RawFd) -> io::Result<u64> {
-    // SAFETY: stat is plain data filled by fstat.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    check(unsafe { libc::fstat(fd, &mut st) } as isize)?;
-    Ok(st.st_size as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,8 +138,8 @@ mod tests {
     /// Every workload really moves the bytes: run each unprivileged on a small file.
     #[test]
     fn every_workload_copies_the_file_exactly() {
-        let dir = std::env::temp_dir().join(format!("zc-workloads-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let src = dir.join("src");
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
         std::fs::write(&src, &data).unwrap();
@@ -235,6 +153,5 @@ mod tests {
             assert_eq!(moved, data.len() as u64, "{strategy}");
             assert_eq!(std::fs::read(&dst).unwrap(), data, "{strategy}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! or a device that cannot gather). The pages here are a mapping of the source file.
 use std::{io, os::fd::RawFd};
 
-use super::{ZerocopyCompletions, check, for_each_mapped_chunk};
+use super::sys::{check, for_each_mapped_chunk};
+use crate::model::row::ZerocopyCompletions;
 
 const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
 const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;

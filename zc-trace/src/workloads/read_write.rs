@@ -2,7 +2,7 @@
 //! (page cache -> user, user -> destination).
 use std::{io, os::fd::RawFd};
 
-use super::{check, write_all};
+use super::sys::{check, write_all};
 
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
     let mut buf = vec![0u8; chunk];

@@ -2,7 +2,7 @@
 //! without them ever entering user space.
 use std::{io, os::fd::RawFd};
 
-use super::check;
+use super::sys::check;
 
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
     let mut moved = 0u64;

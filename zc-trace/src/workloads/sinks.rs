@@ -10,7 +10,7 @@ use std::{
     str::FromStr,
 };
 
-use super::{Fd, check, open};
+use super::sys::{Fd, check, open};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SinkKind {
@@ -245,35 +245,6 @@ fn in_netns<T>(ns: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     result
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every sink delivers every byte, in-process (a thread plays the receiver).
-    #[test]
-    fn sinks_deliver_everything() {
-        let dir = std::env::temp_dir().join(format!("zc-sinks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for kind in [SinkKind::Tcp, SinkKind::Unix, SinkKind::Pipe] {
-            let mut sink = Sink::prepare(kind, &dir, 0).unwrap();
-            let mut receiver = Sink {
-                kind,
-                receiver_end: sink.receiver_end.take(),
-                sender_end: None,
-                addr: sink.addr,
-                port: sink.port,
-                path: None,
-            };
-            let handle = std::thread::spawn(move || receiver.receive(4096).unwrap());
-            let out = sink.sender_fd().unwrap();
-            super::super::write_all(out.0, &vec![7u8; 100_000]).unwrap();
-            drop(out);
-            assert_eq!(handle.join().unwrap(), 100_000, "{kind}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
 /// Fails when `port` cannot be listened on at `endpoint` (in use, privileged, an address or
 /// namespace that does not exist), checked before anything runs.
 pub fn check_endpoint(endpoint: &TcpEndpoint, port: u16) -> io::Result<()> {
@@ -290,4 +261,31 @@ pub fn check_endpoint(endpoint: &TcpEndpoint, port: u16) -> io::Result<()> {
 /// Fails when `port` cannot be listened on at 127.0.0.1.
 pub fn check_port(port: u16) -> io::Result<()> {
     check_endpoint(&TcpEndpoint::default(), port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sink delivers every byte, in-process (a thread plays the receiver).
+    #[test]
+    fn sinks_deliver_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [SinkKind::Tcp, SinkKind::Unix, SinkKind::Pipe] {
+            let mut sink = Sink::prepare(kind, dir.path(), 0).unwrap();
+            let mut receiver = Sink {
+                kind,
+                receiver_end: sink.receiver_end.take(),
+                sender_end: None,
+                addr: sink.addr,
+                port: sink.port,
+                path: None,
+            };
+            let handle = std::thread::spawn(move || receiver.receive(4096).unwrap());
+            let out = sink.sender_fd().unwrap();
+            super::super::sys::write_all(out.0, &vec![7u8; 100_000]).unwrap();
+            drop(out);
+            assert_eq!(handle.join().unwrap(), 100_000, "{kind}");
+        }
+    }
 }

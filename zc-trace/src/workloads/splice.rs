@@ -2,7 +2,7 @@
 //! to the destination, the building block sendfile itself is made of.
 use std::{io, os::fd::RawFd};
 
-use super::{Fd, check};
+use super::sys::{Fd, check};
 
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
     let mut fds = [0; 2];

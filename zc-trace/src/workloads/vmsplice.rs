@@ -3,7 +3,7 @@
 //! pass through a user buffer: the user-space side of zero-copy.
 use std::{io, os::fd::RawFd};
 
-use super::{Fd, check, for_each_mapped_chunk};
+use super::sys::{Fd, check, for_each_mapped_chunk};
 
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
     let mut fds = [0; 2];

@@ -4,7 +4,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use plotters::prelude::*;
 
-use crate::{attribute::Row, lab::human_bytes};
+use crate::{model::row::Row, render::table::human_bytes};
 
 const CSV_HEADER: [&str; 22] = [
     "strategy", "role", "pid", "comm", "payload_bytes", "syscalls", "mode_switches", "page_faults",

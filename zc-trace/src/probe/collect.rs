@@ -9,6 +9,8 @@ use aya::{
 };
 use zc_trace_common::{DropReason, FdIdentity, FdKey, FlowKey, FlowValue, GlobalEvent, Stats, SyscallKey, maps};
 
+use crate::model::report::GlobalEvents;
+
 /// Syscall counts of one thread group, by syscall number.
 pub type SyscallCounts = BTreeMap<u32, u64>;
 
@@ -124,14 +126,6 @@ pub fn sub_stats(total: &mut Stats, earlier: &Stats) {
 }
 
 /// System-wide counters, by [`GlobalEvent`].
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct GlobalEvents {
-    pub disk_read_bytes_unattributed: u64,
-    pub disk_write_bytes_unattributed: u64,
-    pub dma_maps_system: u64,
-    pub net_tx_packets_system: u64,
-}
-
 pub fn global_events(ebpf: &Ebpf) -> anyhow::Result<GlobalEvents> {
     let map: PerCpuArray<_, u64> =
         PerCpuArray::try_from(ebpf.map(maps::GLOBAL_EVENTS).context("GLOBAL_EVENTS map missing")?)?;
@@ -144,25 +138,6 @@ pub fn global_events(ebpf: &Ebpf) -> anyhow::Result<GlobalEvents> {
         dma_maps_system: sum(GlobalEvent::DmaMapsSystem)?,
         net_tx_packets_system: sum(GlobalEvent::NetTxPacketsSystem)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stats_add_field_by_field() {
-        let mut total = Stats::default();
-        let mut cpu = Stats { user_faults: 2, payload_in: 7, ..Default::default() };
-        cpu.to_user[1].bytes = 100;
-        cpu.to_user[1].calls = 1;
-        add_stats(&mut total, &cpu);
-        add_stats(&mut total, &cpu);
-        assert_eq!(total.user_faults, 4);
-        assert_eq!(total.payload_in, 14);
-        assert_eq!(total.to_user[1].bytes, 200);
-        assert_eq!(total.to_user[1].calls, 2);
-    }
 }
 
 /// One loaded program's cost, from the kernel's BPF statistics (`--prog-stats`).
@@ -195,4 +170,23 @@ pub fn program_costs(ebpf: &Ebpf) -> Vec<ProgramCost> {
         .collect();
     out.sort_by_key(|p| std::cmp::Reverse(p.run_time_ns));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_add_field_by_field() {
+        let mut total = Stats::default();
+        let mut cpu = Stats { user_faults: 2, payload_in: 7, ..Default::default() };
+        cpu.to_user[1].bytes = 100;
+        cpu.to_user[1].calls = 1;
+        add_stats(&mut total, &cpu);
+        add_stats(&mut total, &cpu);
+        assert_eq!(total.user_faults, 4);
+        assert_eq!(total.payload_in, 14);
+        assert_eq!(total.to_user[1].bytes, 200);
+        assert_eq!(total.to_user[1].calls, 2);
+    }
 }

@@ -1,29 +1,17 @@
-//! The lab's table. Pure code: the measuring is in `commands::lab`.
+//! The attribution table that `lab` and `trace` print, its header and notes (where each
+//! column's figures come from, drops, unavailable probes). Pure code.
 use prettytable::{Cell, Row as TRow, Table, format};
 
 use crate::{
-    attribute::Row,
-    evidence::Evidence,
-    report::{AttributionReport, render_drops},
-    workloads::{Strategy, sinks::SinkKind},
+    attribute::syscalls::EVIDENCE_SYSCALLS,
+    model::{
+        evidence::Evidence,
+        report::AttributionReport,
+        row::Row,
+        run::{Drops, ProbeState},
+    },
+    render::classic::render_comparisons,
 };
-
-/// Strategies that cannot run against a sink (or a source on this file system), and why;
-/// checked before anything runs.
-pub fn unsupported(strategy: Strategy, sink: SinkKind, src: &std::path::Path) -> Option<String> {
-    match (strategy, sink) {
-        (Strategy::CopyFileRange, SinkKind::File) => None,
-        (Strategy::CopyFileRange, _) => {
-            Some(format!("copy_file_range(2) copies file to file; the {sink} sink is not a regular file"))
-        }
-        (Strategy::MsgZerocopy, SinkKind::Tcp) => None,
-        (Strategy::MsgZerocopy, _) => Some(format!("MSG_ZEROCOPY needs a TCP socket; the {sink} sink is not one")),
-        (Strategy::DirectIo, _) => crate::workloads::direct_io::open_source(src).err().map(|e| {
-            format!("the source's file system refuses O_DIRECT ({e}); set TMPDIR to a disk-backed directory")
-        }),
-        _ => None,
-    }
-}
 
 /// `64.0 MiB`, `512 B`: binary units, one decimal.
 pub fn human_bytes(bytes: f64) -> String {
@@ -111,20 +99,30 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
         }
     }
     if let Some(lab) = &report.lab {
-        out += &crate::model::render_comparisons(&lab.classic);
+        out += &render_comparisons(&lab.classic);
     }
     out += &evidence_notes(&report.rows);
     out += &render_drops(&report.drops);
     let unavailable: Vec<String> = report
         .probes
         .iter()
-        .filter(|p| p.status == crate::report::ProbeState::Unavailable && !p.name.starts_with("dma:"))
+        .filter(|p| p.status == ProbeState::Unavailable && !p.name.starts_with("dma:"))
         .map(|p| p.name.clone())
         .collect();
     if !unavailable.is_empty() {
         out += &format!("unavailable on this kernel: {} (see --json for why)\n", unavailable.join(", "));
     }
     out
+}
+
+/// The drops line under every table: a count of zero is a measurement too.
+pub fn render_drops(drops: &Drops) -> String {
+    if drops.total == 0 {
+        return "drops: 0 (every event was counted)\n".into();
+    }
+    let detail: Vec<String> =
+        drops.by_reason.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}: {n}")).collect();
+    format!("drops: {} events NOT counted ({}); figures above are lower bounds\n", drops.total, detail.join(", "))
 }
 
 /// Where each column came from: every distinct source among the rows, once.
@@ -139,7 +137,7 @@ fn evidence_notes(rows: &[Row]) -> String {
         }
     };
     let mut out = String::from("where the figures come from:\n");
-    out += &format!("  syscalls: observed, {}\n", crate::report::EVIDENCE_SYSCALLS);
+    out += &format!("  syscalls: observed, {}\n", EVIDENCE_SYSCALLS);
     out += "  mode sw: 2 per syscall (entry + return; 1 for exit_group) + 2 per user-mode page fault\n";
     out += "  ctx sw: raw_tracepoint:sched:sched_switch (voluntary = went to sleep, involuntary = preempted)\n";
     out += "  faults: raw_tracepoint:exceptions:page_fault_user + page_fault_kernel on user addresses\n";
@@ -163,12 +161,8 @@ mod tests {
     }
 
     #[test]
-    fn strategies_that_need_a_particular_sink() {
-        let src = std::path::Path::new("/nonexistent");
-        assert!(unsupported(Strategy::CopyFileRange, SinkKind::Tcp, src).is_some());
-        assert!(unsupported(Strategy::CopyFileRange, SinkKind::File, src).is_none());
-        assert!(unsupported(Strategy::MsgZerocopy, SinkKind::Pipe, src).is_some());
-        assert!(unsupported(Strategy::MsgZerocopy, SinkKind::Tcp, src).is_none());
-        assert!(unsupported(Strategy::Sendfile, SinkKind::Null, src).is_none());
+    fn drops_are_never_silent() {
+        let d = Drops::new([("syscall_counts map full", 3)].into_iter().collect());
+        assert!(render_drops(&d).contains("3 events NOT counted"));
     }
 }

@@ -6,8 +6,8 @@ use aya::{Btf, Ebpf, EbpfLoader, Endianness, maps::HashMap};
 use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
 
 use crate::{
-    exit::{ExitKind, Fatal},
-    kernel::VmlinuxBtf,
+    kernel::facts::VmlinuxBtf,
+    model::exit::{ExitKind, Fatal},
 };
 
 /// Counting programs (see `zc-trace-ebpf/src/probes`).

@@ -8,42 +8,18 @@
 //! file mapping is mmap + write; and so on. The bytes are what the syscalls returned.
 use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _};
 
-use serde::Serialize;
 use zc_trace_common::{FdIdentity, FdKey, FdKind, FlowKey, OpClass, how};
 
-use crate::collect::Flows;
+use crate::{
+    model::row::{FdInfo, FlowRow},
+    probe::collect::Flows,
+};
 
 /// How flow figures are obtained, for the evidence column.
 pub const EVIDENCE: &str = "raw_tracepoint:sys_exit bytes, fd kinds at sys_enter";
 pub const EVIDENCE_AFTER_READ: &str = "raw_tracepoint:sys_enter: buffer filled by the thread's last read";
 pub const EVIDENCE_MAPPING: &str = "raw_tracepoint:sys_enter: buffer inside a file mapping (mmap)";
 pub const EVIDENCE_IO_URING: &str = "raw_tracepoint:io_uring:io_uring_complete (result, opcode and file)";
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FlowRow {
-    pub strategy: &'static str,
-    /// The syscall class that moved the bytes (read, write, sendfile, ...).
-    pub syscall: &'static str,
-    pub source: String,
-    pub destination: String,
-    pub calls: u64,
-    pub bytes: u64,
-    /// `--by fd`: the fds and what they were.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fd_in: Option<FdInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fd_out: Option<FdInfo>,
-    pub evidence: &'static str,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FdInfo {
-    pub fd: i32,
-    /// A file's path (walked up from its dentry by the kernel when the flow was first seen;
-    /// /proc's when that walk was cut short) or a socket's `local -> peer` addresses.
-    pub name: String,
-    pub inode: u64,
-}
 
 /// The strategy a flow belongs to, and the labels of its ends.
 pub fn classify(key: &FlowKey) -> (&'static str, &'static str, String, String) {

@@ -3,7 +3,7 @@
 //! names so that the kernel side stays architecture-neutral.
 use zc_trace_common::{NO_ARG, OpClass, SYSCALL_TABLE_LEN, SyscallDesc, SyscallTable};
 
-use crate::syscall_names;
+use crate::kernel::syscall_names;
 
 /// (name, class, source-fd argument, destination-fd argument, flags argument, user buffer
 /// argument), arguments numbered from 0. Calls that return a count of messages or an address (sendmmsg, mmap,

@@ -15,11 +15,17 @@ use prometheus_client::{
 use zc_trace_common::{OpClass, Stats};
 
 use crate::{
-    attribute::{self, Input, Role, Row},
-    collect::{self, GlobalEvents},
-    evidence,
-    report::{Drops, ProbeState, ProbeStatus},
-    session::Evidence,
+    attribute::{
+        row::{self, Input},
+        strategy::infer_strategy,
+    },
+    model::{
+        evidence,
+        report::GlobalEvents,
+        row::{Role, Row},
+        run::{Drops, Evidence, ProbeState, ProbeStatus},
+    },
+    probe::collect,
 };
 
 type Labels = Vec<(String, String)>;
@@ -135,9 +141,9 @@ impl Accumulator {
                 .collect();
             seen.stats = by_class.clone();
             seen.syscalls = now_calls.clone();
-            let strategy = attribute::infer_strategy(by_class);
+            let strategy = infer_strategy(by_class);
             let comm = comms.get(&pid).cloned().unwrap_or_else(|| "?".into());
-            let row = attribute::row(
+            let row = row::row(
                 Input {
                     strategy: strategy.clone(),
                     role: Role::Process,
@@ -221,8 +227,10 @@ impl Accumulator {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use zc_trace_common::{End, Tally, ZeroCopyKind};
+
+    use super::*;
+    use crate::{attribute::sources::SKB_COPY, probe::catalogue};
 
     fn stats_with_read(bytes: u64, calls: u64) -> BTreeMap<OpClass, Stats> {
         let mut s = Stats { payload_in: bytes, ..Default::default() };
@@ -273,10 +281,10 @@ mod tests {
 
     #[test]
     fn evidence_labels_are_a_fixed_vocabulary() {
-        let tracepoints = Evidence { tracepoints: vec![attribute::SKB_COPY], ..Default::default() };
+        let tracepoints = Evidence { tracepoints: vec![SKB_COPY], ..Default::default() };
         let mut fexit = tracepoints.clone();
-        for f in crate::probes::FUNCTIONS {
-            fexit.functions.insert(f.function, crate::evidence::Attach::Fexit);
+        for f in catalogue::FUNCTIONS {
+            fexit.functions.insert(f.function, evidence::Attach::Fexit);
         }
         let comms: BTreeMap<u32, String> = (1..=4).map(|pid| (pid, format!("p{pid}"))).collect();
         let mut labels = std::collections::BTreeSet::new();

@@ -9,7 +9,7 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
 };
 
-use crate::exit::{ExitKind, Fatal};
+use crate::model::exit::{ExitKind, Fatal};
 
 /// Linux's PF_KTHREAD: the task is a kernel thread (no user space to trace).
 const PF_KTHREAD: u64 = 0x0020_0000;

@@ -5,7 +5,7 @@ use std::{fs::OpenOptions, io::Write as _, path::Path};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::exit::Fatal;
+use crate::model::exit::Fatal;
 
 /// `-` is standard output; anything else a file path.
 pub fn is_stdout(path: &Path) -> bool {

@@ -11,10 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use btf_rs::{Btf, BtfType as _, Type};
 use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets};
 
-use crate::{
-    kernel::{BTF_VMLINUX, VmlinuxBtf},
-    probes,
-};
+use crate::kernel::facts::{BTF_VMLINUX, VmlinuxBtf};
 
 /// A parsed kernel BTF with member-offset lookups.
 pub struct KernelBtf {
@@ -60,11 +57,12 @@ const TRACEPOINTS: &[&str] = &["io_uring_complete"];
 
 impl KernelBtf {
     /// Loads the kernel's BTF and resolves, in one pass over its types, every name this
-    /// module looks up plus `functions` (for [`Self::has_function`]).
-    pub fn load_for<'a>(functions: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Self> {
+    /// module looks up plus `functions` (for [`Self::has_function`]) and the `TP_PROTO`s of
+    /// `tracepoints` (for [`Self::dma_event_matches`]).
+    pub fn load_for<'a>(functions: impl IntoIterator<Item = &'a str>, tracepoints: &[&str]) -> anyhow::Result<Self> {
         let btf = Self::open()?;
         let mut names: Vec<String> = STRUCTS.iter().map(|s| s.to_string()).collect();
-        let tracepoints = TRACEPOINTS.iter().chain(probes::DMA_TRACEPOINTS);
+        let tracepoints = TRACEPOINTS.iter().chain(tracepoints);
         for tp in tracepoints {
             names.push(format!("btf_trace_{tp}"));
             names.push(format!("__bpf_trace_{tp}"));
@@ -127,7 +125,7 @@ impl KernelBtf {
                 ty = self.strip(member_ty)?;
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             bail!("{name}.{} is a bitfield", path.join("."));
         }
         Ok(bits / 8)
@@ -427,7 +425,7 @@ mod tests {
             eprintln!("no BTF on this kernel: nothing to check");
             return;
         }
-        let btf = KernelBtf::load_for([]).unwrap();
+        let btf = KernelBtf::load_for([], &[]).unwrap();
         let off = btf.kernel_offsets().unwrap();
         assert_eq!(off.valid, 1);
         #[cfg(target_arch = "x86_64")]
@@ -452,7 +450,7 @@ mod tests {
         if !std::path::Path::new(BTF_VMLINUX).exists() {
             return;
         }
-        let btf = KernelBtf::load_for([]).unwrap();
+        let btf = KernelBtf::load_for([], &[]).unwrap();
         let Some(params) = btf.tracepoint_params("dma_map_sg", &[]) else {
             eprintln!("no dma_map_sg on this kernel: nothing to check");
             return;
@@ -470,14 +468,17 @@ mod tests {
     }
 
     /// One pass at load must answer every lookup a session makes (the offsets, the DMA
-    /// layout, the function probes' presence), with the answers of one scan per name.
+    /// layout, the presence of the functions and `dma:*` events it passes: the probe
+    /// catalogue's, of which these are a sample), with the answers of one scan per name.
     #[test]
     fn prefetch_covers_every_session_lookup_with_the_same_answers() {
         if !std::path::Path::new(BTF_VMLINUX).exists() {
             return;
         }
-        let functions = || probes::FUNCTIONS.iter().map(|f| f.function);
-        let cached = KernelBtf::load_for(functions()).unwrap();
+        const FUNCTIONS: &[&str] = &["filemap_read", "tcp_sendmsg_locked", "do_tcp_sendpages", "pipe_write"];
+        const DMA_EVENTS: &[&str] = &["dma_map_phys", "dma_map_page", "dma_map_sg", "dma_map_resource"];
+        let functions = || FUNCTIONS.iter().copied();
+        let cached = KernelBtf::load_for(functions(), DMA_EVENTS).unwrap();
         let uncached = KernelBtf::open().unwrap();
         assert_eq!(cached.fallback_scans.get(), 0);
         for (name, ids) in cached.ids_by_name.borrow().iter() {
@@ -488,7 +489,7 @@ mod tests {
         let io_uring = |b: &KernelBtf| b.io_uring_offsets().map_err(|e| e.to_string());
         let dma = |b: &KernelBtf| b.dma_layout().map_err(|e| e.to_string());
         let dma_events = |b: &KernelBtf| match b.dma_layout() {
-            Ok(layout) => probes::DMA_TRACEPOINTS.iter().map(|e| b.dma_event_matches(e, &layout)).collect(),
+            Ok(layout) => DMA_EVENTS.iter().map(|e| b.dma_event_matches(e, &layout)).collect(),
             Err(_) => Vec::new(),
         };
         let present = |b: &KernelBtf| functions().map(|f| b.has_function(f)).collect::<Vec<_>>();

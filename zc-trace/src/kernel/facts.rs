@@ -2,30 +2,20 @@
 //! reading them needs.
 use std::{ffi::CString, fs, path::Path};
 
-use serde::Serialize;
+use crate::model::{exit::Fatal, report::KernelInfo};
 
 pub const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const TRACEFS: &str = "/sys/kernel/tracing";
 const SECURITYFS: &str = "/sys/kernel/security";
 
-#[derive(Debug, Clone, Serialize)]
-pub struct KernelInfo {
-    pub release: String,
-    /// The active lockdown mode (`none`, `integrity`, `confidentiality`), or `null` when the
-    /// kernel has no lockdown LSM or securityfs could not be read.
-    pub lockdown: Option<String>,
-    pub btf: bool,
-}
-
-impl KernelInfo {
-    pub fn read() -> Self {
-        Self {
-            release: release(),
-            lockdown: fs::read_to_string(Path::new(SECURITYFS).join("lockdown"))
-                .ok()
-                .and_then(|s| parse_lockdown(&s)),
-            btf: Path::new(BTF_VMLINUX).exists(),
-        }
+/// The running kernel's release, lockdown mode and BTF, as every report carries them.
+pub fn kernel_info() -> KernelInfo {
+    KernelInfo {
+        release: release(),
+        lockdown: fs::read_to_string(Path::new(SECURITYFS).join("lockdown"))
+            .ok()
+            .and_then(|s| parse_lockdown(&s)),
+        btf: Path::new(BTF_VMLINUX).exists(),
     }
 }
 
@@ -79,14 +69,14 @@ pub fn parse_lockdown(s: &str) -> Option<String> {
 
 /// The kernel programs see PIDs of the initial PID namespace (what `ps` shows on the host).
 /// From inside a container those differ from the PIDs the user sees, so refuse to guess.
-pub fn require_host_pid_namespace() -> Result<(), crate::exit::Fatal> {
+pub fn require_host_pid_namespace() -> Result<(), Fatal> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let nested = status
         .lines()
         .find(|l| l.starts_with("NSpid:"))
         .is_some_and(|l| l.split_whitespace().count() > 2);
     if nested {
-        return Err(crate::exit::Fatal::usage(
+        return Err(Fatal::usage(
             "zc-trace runs in a nested PID namespace: run it in the host's (e.g. `nsenter -t 1 -p -- zc-trace ...`) \
              and give host PIDs",
         ));

@@ -1,6 +1,6 @@
 //! Checked before anything is loaded, so that a missing capability is one clear line instead
 //! of an EPERM from deep inside the loader.
-use crate::exit::{ExitKind, Fatal};
+use crate::model::exit::{ExitKind, Fatal};
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;

@@ -7,12 +7,14 @@ use aya::{
     Btf, Ebpf,
     programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
-use serde::Serialize;
 
-use crate::kernel::{BTF_VMLINUX, KernelInfo};
-
-/// Attach kinds in the order zc-trace prefers them for function probes (cheapest first).
-pub const FUNCTION_KINDS: [&str; 4] = ["fentry", "fexit", "kprobe", "kretprobe"];
+use crate::{
+    kernel::{
+        btf::KernelBtf,
+        facts::{BTF_VMLINUX, kernel_info},
+    },
+    model::doctor::{Check, CopySite, DoctorReport, FUNCTION_KINDS},
+};
 
 /// Where bytes are copied, per `../shared/KERNEL-NOTES.md`: `_copy_*` are where the copy
 /// itself happens (expected not traceable), the rest are their traceable callers.
@@ -39,54 +41,22 @@ pub const COPY_SITES: [&str; 20] = [
     "do_sendfile",
 ];
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Check {
-    pub works: bool,
-    /// What was attached, or the kernel's error.
-    pub detail: String,
-}
-
-impl Check {
-    fn from(result: Result<String, String>) -> Self {
-        match result {
-            Ok(detail) => Self { works: true, detail },
-            Err(detail) => Self { works: false, detail },
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CopySite {
-    pub function: &'static str,
-    /// Present as a function in the kernel's BTF; absent usually means inlined everywhere.
-    pub in_btf: bool,
-    pub attach: BTreeMap<&'static str, Check>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DoctorReport {
-    pub kernel: KernelInfo,
-    /// Kind -> result of a real load + attach.
-    pub attach_kinds: BTreeMap<&'static str, Check>,
-    pub copy_sites: Vec<CopySite>,
-}
-
 /// Runs every check with the test programs in `ebpf` and the kernel's parsed BTF (for
 /// fentry/fexit). Each program is detached and unloaded before the next one.
 pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
-    let kernel = KernelInfo::read();
-    let btf_names = crate::btf_offsets::KernelBtf::load_for(COPY_SITES).ok();
+    let kernel = kernel_info();
+    let btf_names = KernelBtf::load_for(COPY_SITES, &[]).ok();
     let mut attach_kinds = BTreeMap::new();
 
-    attach_kinds.insert("tracepoint", Check::from(try_tracepoint(ebpf)));
-    attach_kinds.insert("raw_tracepoint", Check::from(try_raw_tracepoint(ebpf)));
-    attach_kinds.insert("tp_btf", Check::from(match btf {
+    attach_kinds.insert("tracepoint", check(try_tracepoint(ebpf)));
+    attach_kinds.insert("raw_tracepoint", check(try_raw_tracepoint(ebpf)));
+    attach_kinds.insert("tp_btf", check(match btf {
         Some(btf) => try_tp_btf(ebpf, btf),
         None => Err(no_btf()),
     }));
     // vfs_read exists on every kernel and is not notrace: a refusal here is the kind's fault.
     for kind in FUNCTION_KINDS {
-        attach_kinds.insert(kind, Check::from(try_function(ebpf, btf, kind, "vfs_read")));
+        attach_kinds.insert(kind, check(try_function(ebpf, btf, kind, "vfs_read")));
     }
 
     let copy_sites = COPY_SITES
@@ -101,7 +71,7 @@ pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
                     } else {
                         try_function(ebpf, btf, kind, function)
                     };
-                    (kind, Check::from(result))
+                    (kind, check(result))
                 })
                 .collect();
             CopySite { function, in_btf, attach }
@@ -111,10 +81,17 @@ pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
     DoctorReport { kernel, attach_kinds, copy_sites }
 }
 
+/// A check's result: what was attached, or the kernel's error.
+fn check(result: Result<String, String>) -> Check {
+    match result {
+        Ok(detail) => Check { works: true, detail },
+        Err(detail) => Check { works: false, detail },
+    }
+}
+
 fn no_btf() -> String {
     format!("no kernel BTF at {BTF_VMLINUX}")
 }
-
 
 fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
     let prog: &mut TracePoint = program(ebpf, "zc_can_tracepoint")?;

@@ -1,115 +1,14 @@
-//! The classic zero-copy story, and how a measured row compares with it. Pure code.
-//!
-//! The classic table counts, per request (one buffer served from a file to a socket): CPU
-//! copies, DMA copies and user/kernel mode switches. The lab moves a file in chunks, so the
-//! comparison is per byte for copies and per data call (one chunk) for mode switches.
-use serde::Serialize;
+//! A measured sender row beside the classic zero-copy story (`model::classic`): the classic
+//! table counts, per request (one buffer served from a file to a socket), CPU copies, DMA
+//! copies and user/kernel mode switches. The lab moves a file in chunks, so the comparison is
+//! per byte for copies and per data call (one chunk) for mode switches.
 use zc_trace_common::{ZeroCopyKind, delivers};
 
-use crate::{
-    attribute::Row,
+use crate::model::{
+    classic::{CLASSIC, ClassicRow, Comparison},
     evidence::{Basis, Evidence},
+    row::Row,
 };
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct ClassicRow {
-    pub strategy: &'static str,
-    pub cpu_copies: u32,
-    pub dma_copies: u32,
-    pub mode_switches: u32,
-    /// Where each copy and switch happens, one line per step.
-    #[serde(skip)]
-    pub steps: &'static [&'static str],
-}
-
-pub const CLASSIC: [ClassicRow; 4] = [
-    ClassicRow {
-        strategy: "read() + write()",
-        cpu_copies: 2,
-        dma_copies: 2,
-        mode_switches: 4,
-        steps: &[
-            "read(): user -> kernel (switch 1)",
-            "  DMA copy 1: disk -> page cache (skipped when the page is cached)",
-            "  CPU copy 1: page cache -> user buffer (copy_to_user)",
-            "read() returns: kernel -> user (switch 2)",
-            "write(): user -> kernel (switch 3)",
-            "  CPU copy 2: user buffer -> socket buffer (copy_from_user)",
-            "  DMA copy 2: socket buffer -> NIC",
-            "write() returns: kernel -> user (switch 4)",
-        ],
-    },
-    ClassicRow {
-        strategy: "mmap() + write()",
-        cpu_copies: 1,
-        dma_copies: 2,
-        mode_switches: 4,
-        steps: &[
-            "mmap(): user -> kernel -> user (switches 1, 2); the page cache is mapped, not copied",
-            "  DMA copy 1: disk -> page cache, on the first touch (a page fault)",
-            "write(): user -> kernel (switch 3)",
-            "  CPU copy 1: page cache (through the mapping) -> socket buffer",
-            "  DMA copy 2: socket buffer -> NIC",
-            "write() returns: kernel -> user (switch 4)",
-        ],
-    },
-    ClassicRow {
-        strategy: "sendfile()",
-        cpu_copies: 1,
-        dma_copies: 2,
-        mode_switches: 2,
-        steps: &[
-            "sendfile(): user -> kernel (switch 1)",
-            "  DMA copy 1: disk -> page cache",
-            "  CPU copy 1: page cache -> socket buffer (the NIC cannot gather)",
-            "  DMA copy 2: socket buffer -> NIC",
-            "sendfile() returns: kernel -> user (switch 2)",
-        ],
-    },
-    ClassicRow {
-        strategy: "sendfile() + SG-DMA",
-        cpu_copies: 0,
-        dma_copies: 2,
-        mode_switches: 2,
-        steps: &[
-            "sendfile(): user -> kernel (switch 1)",
-            "  DMA copy 1: disk -> page cache",
-            "  no CPU copy: the socket buffer only references the page-cache pages",
-            "  DMA copy 2: the NIC gathers straight from the page cache (scatter-gather)",
-            "sendfile() returns: kernel -> user (switch 2)",
-        ],
-    },
-];
-
-/// `zc-trace model`: the classic table and its steps.
-pub fn render_model() -> String {
-    let mut out = String::from("The classic zero-copy model (per request: one buffer from a file to a socket)\n\n");
-    out += &format!("{:<22} {:>10} {:>10} {:>14}\n", "strategy", "CPU copies", "DMA copies", "mode switches");
-    for r in &CLASSIC {
-        out += &format!("{:<22} {:>10} {:>10} {:>14}\n", r.strategy, r.cpu_copies, r.dma_copies, r.mode_switches);
-    }
-    for r in &CLASSIC {
-        out += &format!("\n{}:\n", r.strategy);
-        for step in r.steps {
-            out += &format!("  {step}\n");
-        }
-    }
-    out += "\nzc-trace lab measures each on this kernel; `zc-trace lab --cold` adds the disk DMA.\n";
-    out
-}
-
-/// A measured sender row set beside the classic row it corresponds to.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Comparison {
-    pub strategy: String,
-    pub classic: ClassicRow,
-    pub observed_cpu_copies_per_byte: Option<f64>,
-    pub cpu_verdict: String,
-    pub observed_dma_copies: String,
-    pub dma_verdict: String,
-    pub observed_mode_switches_per_call: Option<f64>,
-    pub switch_verdict: String,
-}
 
 /// What the lab knows about the path the bytes took (the sink decides the device).
 #[derive(Debug, Clone, Copy)]
@@ -256,26 +155,6 @@ pub fn compare(row: &Row, path: Path, chunks: u64) -> Option<Comparison> {
     })
 }
 
-pub fn render_comparisons(comparisons: &[Comparison]) -> String {
-    if comparisons.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("\nthe classic model beside the measurement (senders):\n");
-    for c in comparisons {
-        out += &format!(
-            "  {} vs classic {}: CPU copies {} -> {}: {}\n",
-            c.strategy,
-            c.classic.strategy,
-            c.classic.cpu_copies,
-            c.observed_cpu_copies_per_byte.map_or("n/a".into(), |o| format!("{o:.2}/byte")),
-            c.cpu_verdict
-        );
-        out += &format!("      DMA copies {}: {} ({})\n", c.classic.dma_copies, c.dma_verdict, c.observed_dma_copies);
-        out += &format!("      mode switches {}: {}\n", c.classic.mode_switches, c.switch_verdict);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -284,10 +163,13 @@ mod tests {
 
     use super::*;
     use crate::{
-        attribute::{self, Input, Role},
-        collect::GlobalEvents,
-        evidence::Attach,
-        session,
+        attribute::{
+            corrections::copied_at_transmit,
+            row::{self, Input},
+            sources::{NET_XMIT, SKB_COPY},
+        },
+        model::{evidence::Attach, report::GlobalEvents, row::Role, run},
+        probe::catalogue,
     };
 
     const MIB8: u64 = 8 << 20;
@@ -295,9 +177,9 @@ mod tests {
 
     /// What the session would report with every function probe attached by `attach`, or
     /// with none (`None`: the tracepoint tier).
-    fn tier(attach: Option<Attach>) -> session::Evidence {
-        let mut ev = session::Evidence { tracepoints: vec![attribute::SKB_COPY], ..Default::default() };
-        for f in crate::probes::FUNCTIONS {
+    fn tier(attach: Option<Attach>) -> run::Evidence {
+        let mut ev = run::Evidence { tracepoints: vec![SKB_COPY], ..Default::default() };
+        for f in catalogue::FUNCTIONS {
             if let Some(a) = attach {
                 ev.functions.insert(f.function, a);
             }
@@ -305,7 +187,7 @@ mod tests {
         ev
     }
 
-    fn sender(strategy: &str, by_class: &BTreeMap<OpClass, Stats>, ev: &session::Evidence) -> Row {
+    fn sender(strategy: &str, by_class: &BTreeMap<OpClass, Stats>, ev: &run::Evidence) -> Row {
         let input = Input {
             strategy: strategy.into(),
             role: Role::Sender,
@@ -317,7 +199,7 @@ mod tests {
             elapsed_s: None,
             msg_zerocopy: None,
         };
-        attribute::row(input, ev, &GlobalEvents::default())
+        row::row(input, ev, &GlobalEvents::default())
     }
 
     /// 8 MiB read from the page cache and written to a socket: two CPU copies per byte.
@@ -375,22 +257,12 @@ mod tests {
         };
         classes.insert(OpClass::None, none);
         let mut ev = tier(Some(Attach::Fexit));
-        ev.tracepoints.push(attribute::NET_XMIT);
+        ev.tracepoints.push(NET_XMIT);
         let mut row = sender("sendfile", &classes, &ev);
-        attribute::copied_at_transmit(&mut row);
+        copied_at_transmit(&mut row);
         let c = compare(&row, Path { loopback: false, cold: false, tcp: true }, 128).unwrap();
         // All spliced bytes were copied: the row is the plain sendfile row, one copy per byte.
         assert_eq!(c.classic.strategy, "sendfile()");
         assert_eq!(c.cpu_verdict, "matches (derived from the NIC's packets on this kernel)");
-    }
-
-    #[test]
-    fn the_model_lists_four_rows_with_their_steps() {
-        let text = render_model();
-        for r in &CLASSIC {
-            assert!(text.contains(r.strategy));
-        }
-        assert!(text.contains("copy_to_user"));
-        assert_eq!(CLASSIC.iter().map(|r| r.cpu_copies).collect::<Vec<_>>(), [2, 1, 1, 0]);
     }
 }

@@ -1,15 +1,21 @@
 //! `trace`'s terminal output: the attribution table (shared with the lab) followed by each
 //! row's breakdown by the kind of memory at the other end of its copies.
-use crate::{lab, report::AttributionReport};
+use crate::{
+    model::{
+        report::AttributionReport,
+        row::{FdInfo, FlowRow},
+    },
+    render::table,
+};
 
 /// The per-interval table: rows only.
 pub fn render_rows(report: &AttributionReport, raw: bool) -> String {
-    lab::table(report, raw)
+    table::table(report, raw)
 }
 
 pub fn render(report: &AttributionReport, raw: bool) -> String {
     let mut out = format!("zc-trace on Linux {}, traced for {:.3} s\n\n", report.kernel.release, report.duration_s);
-    out += &lab::render(report, raw);
+    out += &table::render(report, raw);
     for row in &report.rows {
         out += &format!("\nPID {} ({}), strategy {}:\n", row.pid, row.comm, row.strategy);
         for (dir, cell) in [
@@ -20,7 +26,7 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
             for (end, part) in &cell.by_end {
                 out += &format!(
                     "  copy {dir:<9} {end:<10} {:>12} in {:>8} calls  [{}]\n",
-                    if raw { part.bytes.to_string() } else { lab::human_bytes(part.bytes as f64) },
+                    if raw { part.bytes.to_string() } else { table::human_bytes(part.bytes as f64) },
                     part.calls,
                     part.evidence
                 );
@@ -29,7 +35,7 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
         for (kind, part) in &row.zero_copy.by_kind {
             out += &format!(
                 "  zero-copy {kind:<14} {:>12} in {:>8} calls  [{}]\n",
-                if raw { part.bytes.to_string() } else { lab::human_bytes(part.bytes as f64) },
+                if raw { part.bytes.to_string() } else { table::human_bytes(part.bytes as f64) },
                 part.calls,
                 part.evidence
             );
@@ -43,7 +49,7 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
 }
 
 /// A row's flows: strategy, source -> destination, calls and bytes (and fds with `--by fd`).
-fn render_flows(flows: &[crate::flows::FlowRow], raw: bool) -> String {
+fn render_flows(flows: &[FlowRow], raw: bool) -> String {
     if flows.is_empty() {
         return String::new();
     }
@@ -52,7 +58,7 @@ fn render_flows(flows: &[crate::flows::FlowRow], raw: bool) -> String {
         let ends = match (&f.fd_in, &f.fd_out) {
             (None, None) => format!("{} -> {}", f.source, f.destination),
             (i, o) => {
-                let end = |fd: &Option<crate::flows::FdInfo>, kind: &str| match fd {
+                let end = |fd: &Option<FdInfo>, kind: &str| match fd {
                     Some(fd) => format!("{kind} fd {} {}", fd.fd, fd.name),
                     None => kind.to_string(),
                 };
@@ -63,7 +69,7 @@ fn render_flows(flows: &[crate::flows::FlowRow], raw: bool) -> String {
             "    {:<15} {:<10} {ends:<40} {:>12} in {:>8} calls  [{}]\n",
             f.strategy,
             f.syscall,
-            if raw { f.bytes.to_string() } else { lab::human_bytes(f.bytes as f64) },
+            if raw { f.bytes.to_string() } else { table::human_bytes(f.bytes as f64) },
             f.calls,
             f.evidence
         );

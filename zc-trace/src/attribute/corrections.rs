@@ -1,0 +1,134 @@
+//! Corrections to a built row from what the syscalls alone could not tell: MSG_ZEROCOPY sends
+//! the kernel copied after all (its error queue says so), and pages TCP took by reference
+//! that software GSO copied at transmit (the NIC's packets say so).
+use crate::model::{
+    evidence::{Evidence, Rule},
+    row::{CpuCopy, Part, Row, ZeroCopy, ZerocopyCompletions},
+};
+
+/// MSG_ZEROCOPY pins pages at send time, but the kernel may still copy them later (always
+/// when delivering to a local socket: skb_orphan_frags_rx). The error queue tells which sends
+/// were copied; those bytes move from zero-copy to a kernel copy, labelled with that source.
+pub(super) fn apply_zerocopy_completions(cpu: &mut CpuCopy, zc: &mut ZeroCopy, done: ZerocopyCompletions) {
+    let Some(part) = zc.by_kind.get_mut("msg_zerocopy") else { return };
+    if done.completed == 0 || done.copied == 0 {
+        return;
+    }
+    let copied_bytes = ((part.bytes as u128 * done.copied as u128) / done.completed as u128) as u64;
+    let copied_calls = done.copied.min(part.calls);
+    part.bytes -= copied_bytes;
+    part.calls -= copied_calls;
+    zc.bytes -= copied_bytes.min(zc.bytes);
+    zc.evidence.push(Evidence::ZerocopyCopiedMoved);
+    let kernel = &mut cpu.kernel;
+    kernel.bytes += copied_bytes;
+    kernel.calls += copied_calls;
+    if kernel.calls == copied_calls {
+        kernel.evidence = Evidence::ZerocopyCopied;
+    } else {
+        kernel.evidence.push(Evidence::ZerocopyCopied);
+    }
+    kernel.by_end.insert("socket", Part::new(copied_bytes, copied_calls, Evidence::ZerocopyCopied));
+}
+
+/// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is
+/// possible, and TCP always uses GSO), so `tcp_sendmsg_locked` takes spliced page-cache pages
+/// by reference even when the NIC cannot gather. Such a NIC gets linear packets: software GSO
+/// copies the pages into them at transmit. When fewer bytes reached the NIC in page frags
+/// than TCP took by reference, the difference was copied there: moved from zero-copy to a
+/// kernel copy, labelled as derived from the NIC's packets.
+pub fn copied_at_transmit(row: &mut Row) {
+    let Some(spliced) = row.zero_copy.by_kind.get("splice_pages").map(|p| p.bytes) else { return };
+    let (Some(paged), Some(linear)) = (row.dma.net_tx_paged_bytes, row.dma.net_tx_linear_bytes) else { return };
+    let copied = spliced.saturating_sub(paged).min(linear);
+    // Retransmissions and partial frags make small differences either way: only a real
+    // shortfall is a copy.
+    if copied * 100 <= spliced {
+        return;
+    }
+    let calls = row.dma.net_tx_packets.unwrap_or(0);
+    if let Some(part) = row.zero_copy.by_kind.get_mut("splice_pages") {
+        part.bytes -= copied;
+        part.evidence.push(Evidence::CopiedAtTransmit);
+        part.copied_at_transmit_bytes = Some(copied);
+    }
+    row.zero_copy.bytes = row.zero_copy.bytes.saturating_sub(copied);
+    let linearized = Evidence::Derived(Rule::LinearizedAtTransmit);
+    let kernel = &mut row.cpu_copy.kernel;
+    kernel.bytes += copied;
+    kernel.calls += calls;
+    kernel.evidence.push(linearized.clone());
+    let socket = kernel.by_end.entry("socket").or_insert(Part::new(0, 0, Evidence::NoneSeen));
+    socket.bytes += copied;
+    socket.calls += calls;
+    socket.evidence.push(linearized);
+    let copies = row.cpu_copy.to_user.bytes + row.cpu_copy.from_user.bytes + row.cpu_copy.kernel.bytes;
+    row.copies_per_payload_byte = (row.payload_bytes > 0).then(|| copies as f64 / row.payload_bytes as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use zc_trace_common::{OpClass, Stats, Tally, ZeroCopyKind};
+
+    use super::*;
+    use crate::{
+        attribute::{
+            row::{self, Input},
+            sources::NET_XMIT,
+        },
+        model::{report::GlobalEvents, row::Role, run},
+    };
+
+    /// A sendfile sender whose 8 MiB TCP took by reference reached the NIC `paged` bytes in
+    /// page frags and the rest linear.
+    fn sendfile_row(paged: u64) -> Row {
+        let mut send = Stats { payload_out: 8 << 20, ..Default::default() };
+        send.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: 8 << 20, calls: 128 };
+        let none = Stats {
+            net_tx: Tally { bytes: (8 << 20) + 400_000, calls: 5800 },
+            net_tx_paged_bytes: paged,
+            net_tx_linear_bytes: (8 << 20) + 400_000 - paged,
+            ..Default::default()
+        };
+        let classes: BTreeMap<_, _> = [(OpClass::Sendfile, send), (OpClass::None, none)].into_iter().collect();
+        let evidence = run::Evidence { tracepoints: vec![NET_XMIT], ..Default::default() };
+        let input = Input {
+            strategy: "sendfile".into(),
+            role: Role::Sender,
+            pid: 1,
+            comm: "zc".into(),
+            path: None,
+            by_class: &classes,
+            syscalls: &BTreeMap::new(),
+            elapsed_s: None,
+            msg_zerocopy: None,
+        };
+        row::row(input, &evidence, &GlobalEvents::default())
+    }
+
+    #[test]
+    fn spliced_pages_sent_linear_were_copied_at_transmit() {
+        let mut row = sendfile_row(0);
+        copied_at_transmit(&mut row);
+        assert_eq!(row.zero_copy.bytes, 0);
+        assert_eq!(row.cpu_copy.kernel.bytes, 8 << 20);
+        let linearized = Evidence::Derived(Rule::LinearizedAtTransmit);
+        assert_eq!(row.cpu_copy.kernel.by_end["socket"].evidence, linearized);
+        assert_eq!(row.cpu_copy.kernel.evidence, linearized, "nothing else counted kernel copies");
+        // How many bytes were taken out is a field, not words in the evidence.
+        let spliced = &row.zero_copy.by_kind["splice_pages"];
+        assert_eq!(spliced.copied_at_transmit_bytes, Some(8 << 20));
+        assert_eq!(spliced.evidence.to_string(), format!("{} - copied at transmit (see cpu_copy.kernel)", Rule::SpliceToGatheringSocket.text()));
+        assert_eq!(row.copies_per_payload_byte, Some(1.0));
+    }
+
+    #[test]
+    fn spliced_pages_sent_in_frags_stay_zero_copy() {
+        let mut row = sendfile_row((8 << 20) + 2000);
+        copied_at_transmit(&mut row);
+        assert_eq!(row.zero_copy.bytes, 8 << 20);
+        assert_eq!(row.cpu_copy.kernel.bytes, 0);
+    }
+}

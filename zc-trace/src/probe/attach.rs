@@ -1,0 +1,243 @@
+//! Attaching, probe by probe: the attach kinds a function probe may try at a tier, best first
+//! (fexit, else kretprobe), the tracepoints and `dma:*` events, why a kind is refused here,
+//! and the benchmark floor. `probe::session` drives it.
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use aya::{
+    Btf, Ebpf,
+    programs::{FExit, KProbe, Program, RawTracePoint},
+};
+
+use crate::{
+    model::{
+        evidence::Attach,
+        exit::{ExitKind, Fatal},
+        run::{Evidence, ProbeStatus, Tier},
+    },
+    probe::{
+        catalogue::{self, FunctionProbe},
+        doctor, loader,
+    },
+};
+
+pub(super) fn tier_name(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Auto => "auto",
+        Tier::Fentry => "fentry",
+        Tier::Kprobe => "kprobe",
+        Tier::Tracepoint => "tracepoint",
+    }
+}
+
+/// (attach kind, program) pairs to try for a function probe, best first.
+pub(super) fn candidates(f: &FunctionProbe, tier: Tier) -> Vec<(Attach, &'static str)> {
+    let fexit = (Attach::Fexit, f.fexit);
+    let kret = f.kretprobe.map(|p| (Attach::Kretprobe, p));
+    match tier {
+        Tier::Auto => std::iter::once(fexit).chain(kret).collect(),
+        Tier::Fentry => vec![fexit],
+        Tier::Kprobe => kret.into_iter().collect(),
+        Tier::Tracepoint => vec![],
+    }
+}
+
+pub(super) fn attach_function(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    f: &FunctionProbe,
+    tier: Tier,
+    refused: &BTreeMap<&'static str, String>,
+) -> Result<Attach, Vec<String>> {
+    let mut reasons = Vec::new();
+    for (kind, program) in candidates(f, tier) {
+        if let Some(why) = refused.get(kind.name()) {
+            reasons.push(format!("{kind}: {why}"));
+            continue;
+        }
+        let result = match kind {
+            Attach::Fexit => match btf {
+                None => Err("no kernel BTF".to_string()),
+                Some(btf) => (|| {
+                    let p: &mut FExit = ebpf.program_mut(program).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
+                    p.load(f.function, btf).map_err(|e| doctor::explain(&e, "fexit"))?;
+                    p.attach().map(drop).map_err(|e| doctor::explain(&e, "fexit"))
+                })()
+                .map_err(|e: String| e),
+            },
+            _ if !doctor::kprobes_built() => Err("kprobes not built into this kernel".to_string()),
+            _ => (|| {
+                let p: &mut KProbe = ebpf.program_mut(program).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
+                p.load().map_err(|e| doctor::explain(&e, "kretprobe"))?;
+                p.attach(f.function, 0).map(drop).map_err(|e| doctor::explain(&e, "kretprobe"))
+            })(),
+        };
+        match result {
+            Ok(()) => return Ok(kind),
+            Err(e) => reasons.push(format!("{kind}: {e}")),
+        }
+    }
+    Err(reasons)
+}
+
+pub(super) fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    probes: &mut Vec<ProbeStatus>,
+    evidence: &mut Evidence,
+    dma_event_ok: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    // The verifier takes longer over dma_map_sg's program (it walks the scatterlist: ~30 ms on
+    // 6.18) than over all the others together, so it is loaded on a second thread while the
+    // tracepoints below load here. A failure there is met again, and reported, further down.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
+        if let Some(sg) = programs.remove(DMA_SG_PROGRAM) {
+            scope.spawn(move || {
+                if let Ok(prog) = <&mut RawTracePoint>::try_from(sg) {
+                    let _ = prog.load();
+                }
+            });
+        }
+        for tp in catalogue::TRACEPOINTS {
+            let (_, event) = tp.name.split_once(':').unwrap_or(("", tp.name));
+            match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, event) {
+                Ok(()) => {
+                    probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
+                    evidence.tracepoints.push(tp.name);
+                }
+                Err(e) if tp.required => {
+                    return Err(Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into());
+                }
+                Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
+            }
+        }
+        Ok(())
+    })?;
+    // dma_map_sg has a program of its own (it walks the scatterlist); the single-buffer
+    // events share one. Each program is loaded once, on the first event this kernel has.
+    let mut loaded: Vec<&str> = Vec::new();
+    for event in catalogue::DMA_TRACEPOINTS {
+        let name = format!("dma:{event}");
+        if !dma_event_ok(event) {
+            let why = "its arguments are not where dma_map_page's are (BTF): not attached";
+            probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", why.to_string()));
+            continue;
+        }
+        let program = if *event == "dma_map_sg" { DMA_SG_PROGRAM } else { catalogue::DMA_PROGRAM };
+        let prog: &mut RawTracePoint = ebpf.program_mut(program).context("dma program missing")?.try_into()?;
+        if !loaded.contains(&program) {
+            let load = if prog.fd().is_ok() { Ok(()) } else { prog.load() }; // loaded ahead, above
+            if let Err(e) = load {
+                // The verifier's log says why a program was rejected: keep its last lines.
+                let why = format!("loading {program}: {}{}", doctor::explain(&e, "raw_tracepoint"), verifier_tail(&e));
+                probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", why));
+                continue;
+            }
+            loaded.push(program);
+        }
+        match prog.attach(event) {
+            Ok(_) => {
+                probes.push(ProbeStatus::attached(&name, "raw_tracepoint"));
+                evidence.dma.push(*event);
+            }
+            Err(e) => probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))),
+        }
+    }
+    Ok(())
+}
+
+/// With `--by fd`: names the files behind fds (zc-trace-ebpf/src/probes/flows.rs).
+pub(super) const FD_NAMES_PROGRAM: &str = "zc_sys_enter_names";
+
+/// The program for `dma:dma_map_sg` (zc-trace-ebpf/src/probes/dma.rs).
+const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
+
+pub(super) fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
+    let prog: &mut RawTracePoint = prog
+        .ok_or_else(|| format!("program {program} missing"))?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    prog.load().map_err(|e| format!("{}{}", doctor::explain(&e, "raw_tracepoint"), verifier_tail(&e)))?;
+    prog.attach(event).map(drop).map_err(|e| no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))
+}
+
+/// The verifier's last lines when it rejected a program: they say why.
+fn verifier_tail(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError { verifier_log, .. } => {
+            let text = verifier_log.to_string();
+            let tail: Vec<&str> = text.lines().rev().take(12).collect();
+            format!(" (verifier: {})", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+        }
+        _ => String::new(),
+    }
+}
+
+/// raw_tracepoint_open answers ENOENT for a tracepoint this kernel does not have.
+fn no_such_tracepoint(reason: &str) -> String {
+    if reason.contains("os error 2") { "no such tracepoint on this kernel".into() } else { reason.into() }
+}
+
+/// Kinds of function probe this kernel refuses, with the reason: fexit is tried once on
+/// `vfs_read` (exists everywhere, not notrace); kprobes are refused when not built.
+pub(super) fn refused_kinds(doctor_obj: Option<&mut Ebpf>, btf: Option<&Btf>, tier: Tier) -> BTreeMap<&'static str, String> {
+    let mut refused = BTreeMap::new();
+    if matches!(tier, Tier::Auto | Tier::Fentry)
+        && let Some(d) = doctor_obj
+        && let Err(e) = doctor::try_function(d, btf, "fexit", "vfs_read")
+    {
+        refused.insert("fexit", e);
+    }
+    if !doctor::kprobes_built() {
+        refused.insert("kretprobe", "kprobes not built into this kernel".to_string());
+    }
+    refused
+}
+
+/// `_copy_to_user`/`_copy_from_user`, tried with do-nothing programs on every run (kinds the
+/// kernel refuses outright are reported with that refusal, without trying again).
+pub(super) fn copy_primitive_status(
+    doctor_obj: Option<&mut Ebpf>,
+    btf: Option<&Btf>,
+    refused: &BTreeMap<&'static str, String>,
+) -> Vec<ProbeStatus> {
+    let Some(doctor_obj) = doctor_obj else {
+        return catalogue::COPY_PRIMITIVES
+            .iter()
+            .map(|f| ProbeStatus::unavailable(f, "fentry/kprobe", "not tried: the test programs did not load"))
+            .collect();
+    };
+    catalogue::COPY_PRIMITIVES
+        .iter()
+        .map(|f| {
+            let mut reasons = Vec::new();
+            for (kind, same_as) in [("fentry", "fexit"), ("kprobe", "kretprobe")] {
+                if let Some(why) = refused.get(same_as) {
+                    reasons.push(format!("{kind}: {why}"));
+                    continue;
+                }
+                match doctor::try_function(doctor_obj, btf, kind, f) {
+                    Ok(_) => return ProbeStatus::unavailable(f, kind, "attachable on this kernel, but not used: its callers are probed instead"),
+                    Err(e) => reasons.push(format!("{kind}: {e}")),
+                }
+            }
+            ProbeStatus::unavailable(f, "fentry/kprobe", format!("not traceable on this kernel ({})", reasons.join("; ")))
+        })
+        .collect()
+}
+
+/// The benchmark floor: one do-nothing program attached to every tracepoint the counting
+/// programs use (those this kernel has). Detached when dropped.
+pub fn attach_floor() -> anyhow::Result<Ebpf> {
+    let mut ebpf = loader::load_doctor()?;
+    let prog: &mut RawTracePoint = ebpf.program_mut("zc_floor").context("zc_floor missing")?.try_into()?;
+    prog.load()?;
+    let events = catalogue::TRACEPOINTS
+        .iter()
+        .map(|tp| tp.name.split_once(':').map_or(tp.name, |(_, e)| e))
+        .chain(catalogue::DMA_TRACEPOINTS.iter().copied());
+    for event in events {
+        let _ = prog.attach(event); // a tracepoint this kernel lacks is not in the floor either
+    }
+    Ok(ebpf)
+}

@@ -1,0 +1,60 @@
+//! `zc-trace doctor`'s terminal output.
+use prettytable::{Cell, Row, Table, format};
+
+use crate::model::doctor::{DoctorReport, FUNCTION_KINDS};
+
+/// `doctor`'s terminal output: kernel facts, one line per attach kind, then the copy-site
+/// matrix. Failure reasons are long, so cells carry a footnote number and the reasons follow.
+pub fn render_doctor(report: &DoctorReport) -> String {
+    let k = &report.kernel;
+    let mut out = format!(
+        "kernel {}  lockdown: {}  BTF: {}\n\n",
+        k.release,
+        k.lockdown.as_deref().unwrap_or("unknown (no lockdown LSM or securityfs)"),
+        if k.btf { "yes" } else { "no" }
+    );
+    let mut kinds = Table::new();
+    kinds.set_format(*format::consts::FORMAT_NO_BORDER_LINE_SEPARATOR);
+    kinds.set_titles(Row::new(vec![Cell::new("attach kind"), Cell::new("works"), Cell::new("how we know")]));
+    for (kind, check) in &report.attach_kinds {
+        kinds.add_row(Row::new(vec![
+            Cell::new(kind),
+            Cell::new(if check.works { "yes" } else { "no" }),
+            Cell::new(&check.detail),
+        ]));
+    }
+    out += &format!("{kinds}\n");
+
+    let mut notes: Vec<String> = Vec::new();
+    let mut note = |reason: &str| -> usize {
+        match notes.iter().position(|n| n == reason) {
+            Some(i) => i + 1,
+            None => {
+                notes.push(reason.to_string());
+                notes.len()
+            }
+        }
+    };
+    let mut sites = Table::new();
+    sites.set_format(*format::consts::FORMAT_NO_BORDER_LINE_SEPARATOR);
+    let mut titles = vec![Cell::new("copy site"), Cell::new("in BTF")];
+    titles.extend(FUNCTION_KINDS.iter().map(|k| Cell::new(k)));
+    sites.set_titles(Row::new(titles));
+    for site in &report.copy_sites {
+        let mut cells = vec![Cell::new(site.function), Cell::new(if site.in_btf { "yes" } else { "no" })];
+        for kind in FUNCTION_KINDS {
+            let text = match site.attach.get(kind) {
+                Some(c) if c.works => "yes".to_string(),
+                Some(c) => format!("no [{}]", note(&c.detail)),
+                None => "-".to_string(),
+            };
+            cells.push(Cell::new(&text));
+        }
+        sites.add_row(Row::new(cells));
+    }
+    out += &format!("{sites}\n");
+    for (i, n) in notes.iter().enumerate() {
+        out += &format!("[{}] {n}\n", i + 1);
+    }
+    out
+}
