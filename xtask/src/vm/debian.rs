@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::say;
+use super::progress::say;
 
 /// A Debian kernel series and how its package names look.
 #[derive(Clone, Copy)]

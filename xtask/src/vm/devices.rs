@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 
 use super::{
     debian::{Kernel, find_module, output},
-    say,
+    progress::say,
 };
 use crate::setup;
 

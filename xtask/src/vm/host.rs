@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{checks::SPIN_BINARY, say};
+use super::{checks::SPIN_BINARY, progress::say};
 use crate::setup;
 
 /// Host packages the runner needs, with the command that shows each is there.

@@ -33,6 +33,7 @@ pub(crate) mod devices;
 mod host;
 mod initramfs;
 mod outcome;
+mod progress;
 mod qemu;
 mod transcript;
 mod verify;
@@ -41,6 +42,7 @@ mod watchdog;
 use checks::{Break, Plan};
 use debian::{KernelPackage, Series};
 use outcome::{CheckResult, KernelRun, Outcome};
+use progress::say;
 use qemu::{Machine, TcgThread};
 
 #[derive(clap::Args)]
@@ -196,6 +198,12 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
         say(&format!("run {n} of {}", args.runs));
         let verdict = run_all_kernels(root, &setup, args, false)?;
         let ok = verdict.failures.is_empty();
+        if !ok {
+            // The next run would replace them: a failed run's results are kept.
+            for package in &setup.packages {
+                set_aside(&setup.dirs.results, package.release(), &format!("run{n}"));
+            }
+        }
         passed += u32::from(ok);
         with_trouble += u32::from(!verdict.troubles.is_empty());
         let line = if ok {
@@ -255,6 +263,8 @@ fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -
                 run.release
             ));
             let first = run.kernel_trouble.clone();
+            let aside = set_aside(&setup.dirs.results, &run.release, "first-boot");
+            say(&format!("{}: the first boot's results are kept in {}", run.release, aside.display()));
             run = attempt();
             troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
             if let Some(why) = outcome::died(&run) {
@@ -329,8 +339,13 @@ fn write_docs(root: &Path, setup: &Setup, runs: &[KernelRun]) -> anyhow::Result<
     Ok(())
 }
 
-fn say(what: &str) {
-    eprintln!("xtask vm-test: {what}");
+/// Moves `results/<release>` to `results/<release>.<suffix>` (replacing an older one), so
+/// that the next boot of the same kernel does not delete it.
+fn set_aside(results: &Path, release: &str, suffix: &str) -> PathBuf {
+    let to = results.join(format!("{release}.{suffix}"));
+    let _ = std::fs::remove_dir_all(&to);
+    let _ = std::fs::rename(results.join(release), &to);
+    to
 }
 
 fn run_kernel(setup: &Setup, package: &KernelPackage, keep: bool) -> anyhow::Result<KernelRun> {

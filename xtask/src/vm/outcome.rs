@@ -65,7 +65,7 @@ pub fn evaluate(release: &str, checks: &[Check], boot: &Boot, results_dir: &Path
 
     let mut problems = Vec::new();
     let kernel_trouble = boot.kernel_trouble.as_ref().map(|report| {
-        let text = report.render(release);
+        let text = report.render();
         let _ = fs::write(results_dir.join("kernel-trouble.txt"), &text);
         problems.push(text.trim_end().to_string());
         format!("{}: {}", report.trouble.name(), report.first_line.trim())

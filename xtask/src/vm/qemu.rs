@@ -19,7 +19,7 @@ use clap::ValueEnum;
 use super::{
     debian::Kernel,
     devices,
-    say,
+    progress::say,
     transcript::{Event, Line, Transcript, secs},
     watchdog::{Report, Watchdog},
 };

@@ -106,8 +106,8 @@ impl Report {
     }
 
     /// The report as the run's failure text: the lines around the trouble, then the stack.
-    pub fn render(&self, release: &str) -> String {
-        let mut s = format!("{release}: guest kernel {}: {}\n", self.trouble.name(), self.first_line.trim());
+    pub fn render(&self) -> String {
+        let mut s = format!("guest kernel {}: {}\n", self.trouble.name(), self.first_line.trim());
         if !self.also.is_empty() {
             let also: Vec<&str> = self.also.iter().map(|t| t.name()).collect();
             s.push_str(&format!("  then also: {}\n", also.join(", ")));
@@ -246,7 +246,7 @@ mod tests {
         assert!(stack[0].contains("RIP: 0010:smp_call_function_many_cond"));
         assert!(stack.iter().any(|l| l.contains("text_poke_bp_batch")));
         assert!(stack.last().unwrap().contains("</TASK>"), "the stack ends with the first trace: {stack:?}");
-        let text = report.render("6.1.0-56-amd64");
+        let text = report.render();
         assert!(text.contains("guest kernel soft lockup"));
     }
 

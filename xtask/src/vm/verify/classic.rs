@@ -7,7 +7,7 @@
 //! packets per process, and each device's DMA-API mappings during the run (`system_by_device`).
 use serde_json::Value;
 
-use super::{DATA_SYSCALLS, load, n, rows, within_1pct};
+use super::results::{DATA_SYSCALLS, load, n, rows, within_1pct};
 use crate::vm::devices::{NVME_PCI, RX_NIC_PCI, TX_NIC, TX_NIC_PCI};
 
 /// One classic row and the run that measures it.

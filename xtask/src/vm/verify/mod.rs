@@ -2,44 +2,17 @@
 //! `target/vm/results/<release>/`): that the kernel allows the function-probe tiers, that the
 //! tiers agree, and that the fentry tier observes the copy sites instead of deriving them. Also
 //! renders the docs' compatibility table (`--write-docs`).
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{fs, path::Path};
 
 use serde_json::Value;
 
 mod classic;
+mod results;
+
 pub use classic::{classic_table, verify_classic};
+use results::{DATA_SYSCALLS, load, n, rows, within_1pct};
 
 const TIERS: [&str; 4] = ["auto", "fentry", "kprobe", "tracepoint"];
-/// Syscalls whose counts a deterministic sender makes exactly the same in every run.
-pub(crate) const DATA_SYSCALLS: [&str; 9] =
-    ["read", "write", "sendfile", "splice", "vmsplice", "mmap", "copy_file_range", "sendto", "io_uring_enter"];
-
-pub(crate) fn load(dir: &Path, name: &str) -> Result<Value, String> {
-    let path = dir.join(format!("{name}.json"));
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-pub(crate) fn rows(report: &Value) -> BTreeMap<(String, String), &Value> {
-    report["rows"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| ((r["strategy"].as_str().unwrap_or("").to_string(), r["role"].as_str().unwrap_or("").to_string()), r))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(crate) fn within_1pct(a: u64, b: u64) -> bool {
-    let (a, b) = (a as f64, b as f64);
-    (a - b).abs() <= 0.01 * a.max(b) + 1.0
-}
-
-pub(crate) fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
 /// Every problem found in one guest's results; empty means the kernel passed.
 pub fn verify(dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
@@ -127,6 +100,15 @@ fn observed_in_fentry_tier(report: &Value) -> Vec<String> {
     expect("sendfile", &["zero_copy", "by_kind", "splice_pages"], "fexit:");
     expect("splice", &["zero_copy", "by_kind", "splice_pages"], "fexit:");
     expect("splice", &["zero_copy", "by_kind", "page_refs"], "fexit:");
+    // Where fexit observed the copies, the classic comparison must say so: its verdict once
+    // said "derived from syscall semantics" at every tier.
+    for strategy in ["read-write", "mmap-write"] {
+        let comparison = report["classic"].as_array().and_then(|c| c.iter().find(|c| c["strategy"] == strategy));
+        let verdict = comparison.and_then(|c| c["cpu_verdict"].as_str()).unwrap_or("(no classic comparison)");
+        if !verdict.contains("(observed)") {
+            problems.push(format!("fentry: {strategy} classic verdict `{verdict}`, expected it to say (observed)"));
+        }
+    }
     // The source lives on ext4 on the NVMe disk, whose reads go through filemap_read: none
     // of its bytes may be derived (on a tmpfs TMPDIR they were).
     if let Some(row) = rows.get(&("read-write".to_string(), "sender".to_string())) {
@@ -208,5 +190,20 @@ mod tests {
         let t = compat_table(&[("6.1".into(), d.clone()), ("6.12".into(), d)]);
         assert!(t.contains("| (any) | fentry | yes | yes |"));
         assert!(t.contains("| `filemap_read` | fentry | no | no |"));
+    }
+
+    #[test]
+    fn fentry_verdicts_must_say_observed() {
+        let verdict_problems = |verdict: &str| {
+            let report = json!({"rows": [], "classic": [
+                {"strategy": "read-write", "cpu_verdict": verdict},
+                {"strategy": "mmap-write", "cpu_verdict": "matches (observed)"},
+            ]});
+            observed_in_fentry_tier(&report).into_iter().filter(|p| p.contains("classic verdict")).collect::<Vec<_>>()
+        };
+        assert!(verdict_problems("matches (observed)").is_empty());
+        let problems = verdict_problems("matches (derived from syscall semantics)");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("read-write"));
     }
 }
