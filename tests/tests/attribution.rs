@@ -8,7 +8,8 @@ const MIB8: u64 = 8 << 20;
 const CHUNKS: u64 = 128; // 8 MiB in 64 KiB
 
 fn lab(strategy: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["lab", "--json", "--size", "8MiB", "--chunk", "64KiB", "--sink", "tcp", "--strategies", strategy];
+    let mut args =
+        vec!["lab", "--json", "--size", "8MiB", "--chunk", "64KiB", "--sink", "tcp", "--strategies", strategy];
     args.extend_from_slice(extra);
     let out = run(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -137,7 +138,8 @@ fn forced_tiers_agree_and_say_what_is_unavailable() {
     let (a, t) = (row(&auto, "sender"), row(&tp, "sender"));
     assert_eq!(a["syscall_counts"]["read"], t["syscall_counts"]["read"]);
     assert_eq!(a["cpu_copy"]["to_user"]["bytes"], t["cpu_copy"]["to_user"]["bytes"]);
-    let probe = |r: &Value, name: &str| r["probes"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
+    let probe =
+        |r: &Value, name: &str| r["probes"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
     let filemap = probe(&tp, "filemap_read");
     assert_eq!(filemap["status"], "unavailable");
     assert!(filemap["reason"].as_str().unwrap().contains("--probe-tier tracepoint"));

@@ -81,7 +81,8 @@ fn sigkill_leaves_nothing_attached_and_the_target_undisturbed() {
     }
     let dir = TempDir::new("sigkill");
     let out_file = dir.0.join("out");
-    let script = format!("i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); sleep 0.005; done > {}", out_file.display());
+    let script =
+        format!("i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); sleep 0.005; done > {}", out_file.display());
     let mut target = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     let pid = target.id().to_string();
     let (tracer, _) = start_attached(&["trace", "-p", &pid]);
@@ -117,7 +118,11 @@ fn sigterm_during_lab_cleans_up() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
     assert_eq!(std::fs::read_dir(&tmp.0).unwrap().count(), 0, "temp directory removed");
-    wait_gone("workload processes", || processes_named("zc-read-write").is_empty() && processes_named("zc-recv-").is_empty() && processes_named("zc-sendfile").is_empty());
+    wait_gone("workload processes", || {
+        processes_named("zc-read-write").is_empty()
+            && processes_named("zc-recv-").is_empty()
+            && processes_named("zc-sendfile").is_empty()
+    });
     wait_gone("zc_ programs", || our_programs().is_empty());
 }
 
@@ -183,7 +188,10 @@ fn disk_full_while_creating_the_source() {
     let dir = TempDir::new("full");
     let mnt = dir.0.join("tmpfs");
     std::fs::create_dir(&mnt).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "zc-test", mnt.to_str().unwrap()]).status().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "zc-test", mnt.to_str().unwrap()])
+        .status()
+        .unwrap();
     assert!(mounted.success());
     let out = Command::new(zc_trace()).args(["lab", "--size", "64MiB"]).env("TMPDIR", &mnt).output().unwrap();
     let leftovers = std::fs::read_dir(&mnt).unwrap().count();
@@ -264,7 +272,17 @@ fn a_full_map_reports_drops() {
     if !privileged("a_full_map_reports_drops") {
         return;
     }
-    let out = run(&["trace", "--json", "-f", "--map-entries", "4", "--", "sh", "-c", "for i in 1 2 3 4 5 6; do /bin/true; done"]);
+    let out = run(&[
+        "trace",
+        "--json",
+        "-f",
+        "--map-entries",
+        "4",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6; do /bin/true; done",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json(&out);
     assert!(report["drops"]["total"].as_u64().unwrap() > 0, "{}", report["drops"]);

@@ -51,7 +51,9 @@ fn ensure_prometheus() {
 fn query(port: u16, promql: &str) -> Option<f64> {
     let encoded: String = promql
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"_-.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
         .collect();
     let body = http_get(port, &format!("/api/v1/query?query={encoded}"))?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
@@ -147,7 +149,12 @@ fn system_wide_trace_sees_every_process_but_itself() {
     let src = dir.file("src", size as usize);
     let (tracer, _) = start_attached(&["trace", "-a", "--json", "-T", "1000", "-d", "4s"]);
     let status = Command::new("dd")
-        .args([format!("if={}", src.display()), format!("of={}", dir.0.join("dst").display()), "bs=64k".into(), "status=none".into()])
+        .args([
+            format!("if={}", src.display()),
+            format!("of={}", dir.0.join("dst").display()),
+            "bs=64k".into(),
+            "status=none".into(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());

@@ -54,7 +54,8 @@ fn tcp_lab() -> Option<&'static Value> {
 #[test]
 fn every_receiver_copies_the_payload_to_user_once() {
     let Some(report) = tcp_lab() else { return };
-    let receivers: Vec<&Value> = report["rows"].as_array().unwrap().iter().filter(|r| r["role"] == "receiver").collect();
+    let receivers: Vec<&Value> =
+        report["rows"].as_array().unwrap().iter().filter(|r| r["role"] == "receiver").collect();
     assert_eq!(receivers.len(), 8, "every strategy but copy-file-range has a tcp receiver");
     for r in receivers {
         assert_eq!(n(&r["payload_bytes"]), SIZE, "{}", r["strategy"]);
@@ -81,9 +82,14 @@ fn read_write_and_io_uring_copy_twice() {
 
     let uring = row(report, "io-uring", "sender");
     assert_eq!(copies(uring), (SIZE, SIZE, 0));
-    assert!(calls(uring, "io_uring_enter") >= 2 * CHUNKS + 1, "one enter per read and per write");
+    assert!(calls(uring, "io_uring_enter") > 2 * CHUNKS, "one enter per read and per write");
     assert_eq!(calls(uring, "read") + calls(uring, "write"), 0, "no read(2)/write(2): the ring does the I/O");
-    assert!(uring["cpu_copy"]["to_user"]["by_end"]["page_cache"]["evidence"].as_str().unwrap().contains("io_uring_complete"));
+    assert!(
+        uring["cpu_copy"]["to_user"]["by_end"]["page_cache"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("io_uring_complete")
+    );
 }
 
 #[test]
@@ -100,11 +106,9 @@ fn mmap_write_copies_once_and_faults() {
 #[test]
 fn sendfile_splice_and_vmsplice_copy_nothing() {
     let Some(report) = tcp_lab() else { return };
-    for (strategy, syscall, count) in [
-        ("sendfile", "sendfile", CHUNKS + 1),
-        ("splice", "splice", 2 * CHUNKS + 1),
-        ("vmsplice", "vmsplice", CHUNKS),
-    ] {
+    for (strategy, syscall, count) in
+        [("sendfile", "sendfile", CHUNKS + 1), ("splice", "splice", 2 * CHUNKS + 1), ("vmsplice", "vmsplice", CHUNKS)]
+    {
         let r = row(report, strategy, "sender");
         assert_eq!(copies(r), (0, 0, 0), "{strategy}");
         assert_eq!(n(&r["zero_copy"]["bytes"]), SIZE, "{strategy}");
@@ -164,7 +168,8 @@ fn copy_file_range_copies_in_the_kernel_to_a_file_sink() {
     if !privileged("copy_file_range_copies_in_the_kernel_to_a_file_sink") {
         return;
     }
-    let out = run(&["lab", "--json", "--size", "64MiB", "--sink", "file", "--strategies", "copy-file-range,read-write"]);
+    let out =
+        run(&["lab", "--json", "--size", "64MiB", "--sink", "file", "--strategies", "copy-file-range,read-write"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json(&out);
     let r = row(&report, "copy-file-range", "sender");
@@ -201,8 +206,17 @@ fn csv_plot_and_runs() {
     let dir = TempDir::new("labout");
     let (csv, svg) = (dir.0.join("lab.csv"), dir.0.join("lab.svg"));
     let out = run(&[
-        "lab", "--size", "4MiB", "--runs", "3", "--strategies", "read-write,sendfile",
-        "--csv", csv.to_str().unwrap(), "--plot", svg.to_str().unwrap(),
+        "lab",
+        "--size",
+        "4MiB",
+        "--runs",
+        "3",
+        "--strategies",
+        "read-write,sendfile",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);

@@ -19,7 +19,12 @@ fn trace(args: &[&str]) -> Value {
 }
 
 fn row_of<'a>(report: &'a Value, comm: &str) -> &'a Value {
-    report["rows"].as_array().unwrap().iter().find(|r| r["comm"] == comm).unwrap_or_else(|| panic!("no {comm} row in {}", report["rows"]))
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["comm"] == comm)
+        .unwrap_or_else(|| panic!("no {comm} row in {}", report["rows"]))
 }
 
 /// The row's flow of `strategy` from `source` to `destination`: (bytes, calls), and the flow.

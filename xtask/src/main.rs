@@ -69,7 +69,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::ensure()?;
             test(&root, &args)?;
             // The kernels zc-trace must run on, beyond the host's: fentry and kprobe tiers.
-            if std::env::var_os("ZC_TRACE_SKIP_VM").is_some_and(|v| v == "1") && std::env::var("CI").as_deref() != Ok("true") {
+            if std::env::var_os("ZC_TRACE_SKIP_VM").is_some_and(|v| v == "1")
+                && std::env::var("CI").as_deref() != Ok("true")
+            {
                 eprintln!("xtask: ZC_TRACE_SKIP_VM=1: kernel matrix in QEMU skipped (CI never skips it)");
                 return Ok(());
             }
@@ -114,12 +116,25 @@ fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
 }
 
 fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    hygiene()?;
     let bin = build(root, false)?;
     // Privileged tests share kernel state (attached programs, the tracer's own syscalls):
     // one at a time, as aya's own integration tests do.
     let mut cmd = cargo(&["test"]);
     cmd.env("ZC_TRACE_BIN", &bin).arg("--").arg("--test-threads=1").args(extra);
     run_cmd(cmd)
+}
+
+/// The gates every change passes before anything runs: formatting as rustfmt.toml says, and
+/// clippy with warnings as errors on the host crates (the eBPF crate builds only for
+/// bpfel-unknown-none; its own build warns through zc-trace's build script).
+fn hygiene() -> anyhow::Result<()> {
+    let cargo = || Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run_cmd(fmt).context("code is not formatted: run `cargo fmt --all`")?;
+    run_cmd(crate::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))
+        .context("clippy found problems (warnings are errors)")
 }
 
 fn run_cmd(mut cmd: Command) -> anyhow::Result<()> {

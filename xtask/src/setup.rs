@@ -19,6 +19,7 @@ const LLVM_PACKAGES: [&str; 2] = ["llvm-22-dev", "libpolly-22-dev"];
 const BPF_LINKER_VERSION: &str = "0.13";
 
 pub fn ensure() -> anyhow::Result<()> {
+    ensure_gates()?;
     ensure_nightly()?;
     ensure_llvm()?;
     ensure_bpf_linker()
@@ -42,6 +43,18 @@ fn cargo_home() -> PathBuf {
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// rustfmt and clippy for the toolchain that builds the host crates (`cargo xtask test` runs
+/// both as gates); a minimal rustup profile has neither.
+fn ensure_gates() -> anyhow::Result<()> {
+    for (component, probe) in [("rustfmt", "fmt"), ("clippy", "clippy")] {
+        if output(Command::new("cargo").args([probe, "--version"])).is_none() {
+            say(&format!("adding {component} (cargo xtask test checks formatting and lints)"));
+            run(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    Ok(())
 }
 
 fn ensure_nightly() -> anyhow::Result<()> {

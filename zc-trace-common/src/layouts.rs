@@ -90,7 +90,8 @@ pub struct SyscallDesc {
 }
 
 impl SyscallDesc {
-    pub const NONE: SyscallDesc = SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG };
+    pub const NONE: SyscallDesc =
+        SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG };
 }
 
 /// Syscall numbers at or above this are class `Other`.

@@ -13,8 +13,7 @@ use crate::{maps::lookup_or_try_init, probes::drops};
 /// entries x CPUs x value size up front (hundreds of MiB on a large machine); entries are
 /// created once per (process, class), so allocating on insert costs nothing measurable.
 #[map]
-static STATS: PerCpuHashMap<StatsKey, Stats> =
-    PerCpuHashMap::with_max_entries(STATS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+static STATS: PerCpuHashMap<StatsKey, Stats> = PerCpuHashMap::with_max_entries(STATS_MAX_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// The counters of the one traced process (`FILTER_TGID` set, counters per process), by op
 /// class: an array slot instead of a hash lookup on every data syscall.

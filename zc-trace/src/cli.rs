@@ -22,19 +22,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what this kernel allows: BTF, lockdown, each attach kind, each copy-site function.
-    #[command(after_help = "EXAMPLES:\n    zc-trace doctor\n    zc-trace doctor --json\n    zc-trace doctor --json doctor.json")]
+    #[command(
+        after_help = "EXAMPLES:\n    zc-trace doctor\n    zc-trace doctor --json\n    zc-trace doctor --json doctor.json"
+    )]
     Doctor(DoctorArgs),
     /// Count system calls (and the mode switches they cost) of one process, in the kernel.
     #[command(after_help = "EXAMPLES:\n    zc-trace syscalls -- dd if=/etc/hostname of=/dev/null\n    \
                             zc-trace syscalls -p 1234 -d 5s\n    zc-trace syscalls --json -p 1234 -d 500ms")]
     Syscalls(SyscallsArgs),
     /// Attribute a process's CPU copies, zero-copy moves, DMA and switches.
-    #[command(after_help = "EXAMPLES:\n    zc-trace trace -p 1234 -d 10s\n    zc-trace trace -- cp big.iso /tmp/\n    \
-                            zc-trace trace --json --probe-tier tracepoint -- python3 server.py")]
+    #[command(
+        after_help = "EXAMPLES:\n    zc-trace trace -p 1234 -d 10s\n    zc-trace trace -- cp big.iso /tmp/\n    \
+                            zc-trace trace --json --probe-tier tracepoint -- python3 server.py"
+    )]
     Trace(TraceArgs),
     /// Serve OpenMetrics (Prometheus) counters at http://LISTEN/metrics, for a node agent.
-    #[command(after_help = "EXAMPLES:\n    zc-trace serve -a\n    zc-trace serve -a --listen 0.0.0.0:9435 --max-series 100\n    \
-                            zc-trace serve -p 1234,5678 --listen 127.0.0.1:9435")]
+    #[command(
+        after_help = "EXAMPLES:\n    zc-trace serve -a\n    zc-trace serve -a --listen 0.0.0.0:9435 --max-series 100\n    \
+                            zc-trace serve -p 1234,5678 --listen 127.0.0.1:9435"
+    )]
     Serve(ServeArgs),
     /// Print the classic zero-copy model, step by step.
     Model,
@@ -231,9 +237,9 @@ pub struct OutputArgs {
 pub fn parse_pid(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(0) | Err(_) => Err(format!("`{s}` is not a PID: give a positive process id, e.g. -p 1234")),
-        Ok(pid) if pid > 4_194_304 => Err(format!(
-            "`{s}` is larger than any PID Linux hands out (4194304): check the number"
-        )),
+        Ok(pid) if pid > 4_194_304 => {
+            Err(format!("`{s}` is larger than any PID Linux hands out (4194304): check the number"))
+        }
         Ok(pid) => Ok(pid),
     }
 }
@@ -241,9 +247,8 @@ pub fn parse_pid(s: &str) -> Result<u32, String> {
 /// Durations such as `10s`, `500ms`, `2m`. Zero and more than a day are refused: both are
 /// almost certainly typos, and a day-long trace should be a service, not a command.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("`{s}` is not a duration ({e}): write e.g. 10s, 500ms or 2m")
-    })?;
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}): write e.g. 10s, 500ms or 2m"))?;
     if d.is_zero() {
         return Err(format!("duration `{s}` is zero: give a positive duration, e.g. 5s"));
     }
@@ -270,9 +275,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         _ => return Err(bad()),
     };
-    let bytes = n.checked_mul(1 << shift).filter(|&b| b <= MAX_SIZE).ok_or_else(|| {
-        format!("size `{s}` is larger than the lab's limit of 16GiB: choose a smaller size")
-    })?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|&b| b <= MAX_SIZE)
+        .ok_or_else(|| format!("size `{s}` is larger than the lab's limit of 16GiB: choose a smaller size"))?;
     if bytes == 0 {
         return Err(format!("size `{s}` is zero: give a positive size, e.g. 64MiB"));
     }

@@ -42,7 +42,11 @@ fn no_module_uses_a_layer_above_its_own() {
             };
         }
     }
-    assert!(wrong.is_empty(), "imports that go up the layers:\n  {}", wrong.into_iter().collect::<Vec<_>>().join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "imports that go up the layers:\n  {}",
+        wrong.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
 }
 
 #[test]
@@ -94,7 +98,8 @@ fn the_checker_reads_paths_as_rustc_does() {
     "#;
     let found = uses(&m("a/x"), code, &modules);
     let from = |f: &str, t: &str| (m(f), m(t));
-    let expected = [from("a/x", "b/z"), from("a/x", "a"), from("a/x", "a/y"), from("a/x", "b"), from("a/x/tests", "a/y")];
+    let expected =
+        [from("a/x", "b/z"), from("a/x", "a"), from("a/x", "a/y"), from("a/x", "b"), from("a/x/tests", "a/y")];
     assert_eq!(found, expected.into_iter().collect());
     let aliased = "use crate::{b::{self, Thing}, a::y};\nfn f() { b::z::g(); y::h(); }\n";
     let expected = [from("a/x", "b"), from("a/x", "b/z"), from("a/x", "a/y")];
@@ -200,7 +205,8 @@ fn uses(module: &[String], code: &str, modules: &BTreeSet<Vec<String>>) -> BTree
         .iter()
         .filter_map(|(_, _, target)| {
             let target = target.as_ref()?;
-            let named = if target.last().is_some_and(|s| s == "self") { &target[..target.len() - 1] } else { &target[..] };
+            let named =
+                if target.last().is_some_and(|s| s == "self") { &target[..target.len() - 1] } else { &target[..] };
             Some((named.last()?.clone(), named.to_vec())).filter(|_| modules.contains(named))
         })
         .collect();
@@ -254,9 +260,11 @@ fn resolve(module: &[String], children: &BTreeSet<&str>, inline_depth: usize, pa
 /// The longest prefix of `target` that is a module of the crate (a layer's items live in
 /// its files; `crate::model::row::Row` is a use of `model::row`).
 fn longest_module(target: &[String], modules: &BTreeSet<Vec<String>>) -> Vec<String> {
-    (0..=target.len()).rev().map(|n| target[..n].to_vec()).find(|p| modules.contains(p)).unwrap_or_else(|| {
-        target.iter().take(1).cloned().collect()
-    })
+    (0..=target.len())
+        .rev()
+        .map(|n| target[..n].to_vec())
+        .find(|p| modules.contains(p))
+        .unwrap_or_else(|| target.iter().take(1).cloned().collect())
 }
 
 /// The paths of one path expression starting at `tokens[i]`, groups expanded
@@ -267,10 +275,7 @@ fn path_at(tokens: &[String], mut i: usize) -> (Vec<Vec<String>>, usize) {
     while i + 1 < tokens.len() && tokens[i] == "::" {
         if tokens[i + 1] == "{" {
             let (inner, next) = group(tokens, i + 2);
-            let paths = inner
-                .into_iter()
-                .map(|tail| prefix.iter().cloned().chain(tail).collect())
-                .collect();
+            let paths = inner.into_iter().map(|tail| prefix.iter().cloned().chain(tail).collect()).collect();
             return (paths, next);
         }
         if !is_ident(&tokens[i + 1]) && tokens[i + 1] != "*" {
@@ -364,7 +369,9 @@ fn code_only(code: &str) -> String {
                 }
                 out.push(' ');
             }
-            'r' if matches!(c.get(i + 1), Some('"' | '#')) && (i == 0 || !(c[i - 1].is_alphanumeric() || c[i - 1] == '_')) => {
+            'r' if matches!(c.get(i + 1), Some('"' | '#'))
+                && (i == 0 || !(c[i - 1].is_alphanumeric() || c[i - 1] == '_')) =>
+            {
                 // Raw string: r"...", r#"..."#.
                 let mut j = i + 1;
                 let mut hashes = 0;

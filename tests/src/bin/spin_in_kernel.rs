@@ -64,10 +64,19 @@ fn btf() -> Vec<u8> {
     const FUNC: u32 = 12 << 24;
     const FUNC_PROTO: u32 = 13 << 24;
     let words: [u32; 14] = [
-        int, INT, 4, (1 << 24) | 32, // 1: int, signed, 32 bits
-        0, FUNC_PROTO, 1, // 2: int (void)
-        main, FUNC, 2, // 3
-        outer, FUNC, 2, // 4
+        int,
+        INT,
+        4,
+        (1 << 24) | 32, // 1: int, signed, 32 bits
+        0,
+        FUNC_PROTO,
+        1, // 2: int (void)
+        main,
+        FUNC,
+        2, // 3
+        outer,
+        FUNC,
+        2, // 4
         inner,
     ];
     let mut types: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -115,7 +124,11 @@ fn main() {
 
     let btf_fd = load_btf();
     // (instruction offset, FUNC type id) of each subprogram.
-    let func_info: Vec<u8> = [(0u32, 3u32), (8, 4), (16, 5)].iter().flat_map(|(at, id)| [at.to_le_bytes(), id.to_le_bytes()]).flatten().collect();
+    let func_info: Vec<u8> = [(0u32, 3u32), (8, 4), (16, 5)]
+        .iter()
+        .flat_map(|(at, id)| [at.to_le_bytes(), id.to_le_bytes()])
+        .flatten()
+        .collect();
     let mut attr = [0u8; 128];
     put(&mut attr, 0, &BPF_PROG_TYPE_SOCKET_FILTER.to_le_bytes());
     put(&mut attr, 4, &(program.len() as u32).to_le_bytes());

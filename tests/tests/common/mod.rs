@@ -148,7 +148,12 @@ pub fn calls(report: &serde_json::Value, name: &str) -> u64 {
 }
 
 /// A report row's flow of `strategy` from `source` to `destination` (panics if it has none).
-pub fn find_flow<'a>(row: &'a serde_json::Value, strategy: &str, source: &str, destination: &str) -> &'a serde_json::Value {
+pub fn find_flow<'a>(
+    row: &'a serde_json::Value,
+    strategy: &str,
+    source: &str,
+    destination: &str,
+) -> &'a serde_json::Value {
     row["flows"]
         .as_array()
         .unwrap()

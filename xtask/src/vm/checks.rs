@@ -40,8 +40,22 @@ pub fn all() -> Vec<Check> {
 fn classic_checks() -> Vec<Check> {
     let lab = |strategies: &str| {
         [
-            "zc-trace", "lab", "--json", "--size", CLASSIC_SIZE, "--chunk", CLASSIC_CHUNK, "--sink", "tcp", "--cold",
-            "--strategies", strategies, "--receiver-netns", devices::RX_NETNS, "--receiver-addr", devices::RX_ADDR,
+            "zc-trace",
+            "lab",
+            "--json",
+            "--size",
+            CLASSIC_SIZE,
+            "--chunk",
+            CLASSIC_CHUNK,
+            "--sink",
+            "tcp",
+            "--cold",
+            "--strategies",
+            strategies,
+            "--receiver-netns",
+            devices::RX_NETNS,
+            "--receiver-addr",
+            devices::RX_ADDR,
         ]
         .map(String::from)
         .to_vec()

@@ -63,7 +63,6 @@ impl KernelPackage {
     }
 }
 
-
 pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
@@ -110,14 +109,11 @@ fn candidate_version(package: &str) -> anyhow::Result<Option<(String, String)>> 
     }
     // The version table lists `[***] <version> <prio>`, then one ` <prio> <url> <suite> ...` line
     // per source of that version.
-    let mut lines = policy.lines().map(str::trim).skip_while(|l| {
-        l.trim_start_matches("*** ").split_whitespace().next() != Some(version)
-    });
-    let suite = lines
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("(unknown suite)")
-        .to_string();
+    let mut lines = policy
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.trim_start_matches("*** ").split_whitespace().next() != Some(version));
+    let suite = lines.nth(1).and_then(|l| l.split_whitespace().nth(2)).unwrap_or("(unknown suite)").to_string();
     Ok(Some((version.to_string(), suite)))
 }
 

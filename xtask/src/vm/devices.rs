@@ -87,7 +87,12 @@ pub(super) fn modules_in_load_order(kernel: &Kernel) -> anyhow::Result<Vec<Strin
     Ok(order)
 }
 
-fn add_with_deps(kernel: &Kernel, name: &str, order: &mut Vec<String>, visiting: &mut BTreeSet<String>) -> anyhow::Result<()> {
+fn add_with_deps(
+    kernel: &Kernel,
+    name: &str,
+    order: &mut Vec<String>,
+    visiting: &mut BTreeSet<String>,
+) -> anyhow::Result<()> {
     let name = name.replace('_', "-");
     if order.contains(&name) || !visiting.insert(name.clone()) {
         return Ok(());

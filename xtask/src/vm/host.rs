@@ -93,7 +93,6 @@ pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

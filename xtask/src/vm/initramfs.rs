@@ -18,10 +18,17 @@ use super::{
 
 /// Lays out the initramfs in `<work>/root` and packs it into `<work>/initramfs.cpio.gz`.
 /// `extra_binaries` are copied into /bin beside zc-trace (test-only helpers).
-pub fn build_initramfs(work: &Path, kernel: &Kernel, zc_trace: &Path, extra_binaries: &[PathBuf], checks: &[Check]) -> anyhow::Result<PathBuf> {
+pub fn build_initramfs(
+    work: &Path,
+    kernel: &Kernel,
+    zc_trace: &Path,
+    extra_binaries: &[PathBuf],
+    checks: &[Check],
+) -> anyhow::Result<PathBuf> {
     let _ = fs::remove_dir_all(work);
     let stage = &work.join("root");
-    for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "run", "mnt", "lib/modules"] {
+    for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "run", "mnt", "lib/modules"]
+    {
         fs::create_dir_all(stage.join(dir))?;
     }
     fs::copy("/bin/busybox", stage.join("bin/busybox")).context("copying /bin/busybox (busybox-static)")?;
@@ -56,8 +63,7 @@ fn install_busybox_links(stage: &Path) -> anyhow::Result<()> {
         if let Some(dir) = link.parent() {
             fs::create_dir_all(dir)?;
         }
-        std::os::unix::fs::symlink("/bin/busybox", &link)
-            .with_context(|| format!("linking {}", link.display()))?;
+        std::os::unix::fs::symlink("/bin/busybox", &link).with_context(|| format!("linking {}", link.display()))?;
     }
     Ok(())
 }
@@ -103,7 +109,8 @@ fn pack_cpio(stage: &Path, cpio: &Path) -> anyhow::Result<()> {
 
 /// Paths under `dir`, relative, parents before children (cpio must create directories first).
 fn list_tree(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let mut names: Vec<_> = fs::read_dir(base.join(rel))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    let mut names: Vec<_> =
+        fs::read_dir(base.join(rel))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     names.sort();
     for name in names {
         let path = rel.join(name);

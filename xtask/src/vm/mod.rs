@@ -131,7 +131,12 @@ struct Dirs {
 impl Dirs {
     fn new(root: &Path) -> Self {
         let vm = root.join("target/vm");
-        Dirs { cache: vm.join("cache"), kernels: vm.join("kernels"), work: vm.join("work"), results: vm.join("results") }
+        Dirs {
+            cache: vm.join("cache"),
+            kernels: vm.join("kernels"),
+            work: vm.join("work"),
+            results: vm.join("results"),
+        }
     }
 }
 
@@ -178,8 +183,15 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
     let packages = series.iter().map(|&s| debian::newest_kernel(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let machine = Machine { smp: args.smp, tcg_thread: args.tcg_thread, append: args.append.clone() };
     say(&format!("guest: {} vCPU(s), TCG thread={:?}", machine.smp, machine.tcg_thread).to_lowercase());
-    let setup =
-        Setup { plan, packages, zc_trace, extra_binaries, machine, dirs: Dirs::new(root), timeout: Duration::from_secs(args.timeout * 60) };
+    let setup = Setup {
+        plan,
+        packages,
+        zc_trace,
+        extra_binaries,
+        machine,
+        dirs: Dirs::new(root),
+        timeout: Duration::from_secs(args.timeout * 60),
+    };
 
     if args.runs == 1 {
         // A guest broken on purpose is not booted again.
@@ -209,7 +221,10 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
         let line = if ok {
             format!("run {n}: passed")
         } else {
-            format!("run {n}: FAILED: {}", verdict.failures.first().map(|f| f.lines().next().unwrap_or_default()).unwrap_or_default())
+            format!(
+                "run {n}: FAILED: {}",
+                verdict.failures.first().map(|f| f.lines().next().unwrap_or_default()).unwrap_or_default()
+            )
         };
         let line = verdict.troubles.iter().fold(line, |line, t| format!("{line}\n    kernel trouble: {t}"));
         say(&line);
@@ -244,7 +259,12 @@ fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -
                 release: package.release().to_string(),
                 boot_secs: None,
                 total_secs: 0.0,
-                results: setup.plan.checks.iter().map(|c| CheckResult { name: c.name.clone(), outcome: Outcome::NotRun }).collect(),
+                results: setup
+                    .plan
+                    .checks
+                    .iter()
+                    .map(|c| CheckResult { name: c.name.clone(), outcome: Outcome::NotRun })
+                    .collect(),
                 problems: vec![format!("{err:#}")],
                 doctor_summary: None,
                 kernel_trouble: None,
@@ -268,7 +288,8 @@ fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -
             run = attempt();
             troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
             if let Some(why) = outcome::died(&run) {
-                run.problems.push(format!("the guest did not finish twice: {}", why.lines().next().unwrap_or_default()));
+                run.problems
+                    .push(format!("the guest did not finish twice: {}", why.lines().next().unwrap_or_default()));
             } else if let Some(first) = first {
                 say(&format!("{}: the second boot passed; the first had: {first}", run.release));
             }
@@ -311,7 +332,8 @@ fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -
 fn write_docs(root: &Path, setup: &Setup, runs: &[KernelRun]) -> anyhow::Result<()> {
     let docs = root.join("docs");
     if let Some(run) = runs.iter().rev().find(|r| r.release.starts_with("6.12")) {
-        let table = verify::classic_table(&setup.dirs.results.join(&run.release), &run.release).map_err(anyhow::Error::msg)?;
+        let table =
+            verify::classic_table(&setup.dirs.results.join(&run.release), &run.release).map_err(anyhow::Error::msg)?;
         let source = format!(
             "The classic story measured by `cargo xtask vm-test` on Debian {} in QEMU: the lab's `--cold` senders over \
              an emulated NVMe disk and e1000 NIC (see README, \"The classic story, measured\").",
@@ -357,7 +379,8 @@ fn run_kernel(setup: &Setup, package: &KernelPackage, keep: bool) -> anyhow::Res
     let deb = debian::fetch_deb(&dirs.cache, package)?;
     let kernel = debian::unpack_kernel(&deb, &dirs.kernels.join(&release), &release)?;
     let work = dirs.work.join(&release);
-    let initrd = initramfs::build_initramfs(&work, &kernel, &setup.zc_trace, &setup.extra_binaries, &setup.plan.checks)?;
+    let initrd =
+        initramfs::build_initramfs(&work, &kernel, &setup.zc_trace, &setup.extra_binaries, &setup.plan.checks)?;
     let disk = devices::make_disk(&work)?;
 
     // Stale results from an earlier run must not pass for this one's.

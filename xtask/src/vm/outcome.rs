@@ -129,7 +129,8 @@ fn first_lines(text: &str, n: usize) -> String {
 
 fn save_section(dir: &Path, name: &str, section: &Section) -> anyhow::Result<()> {
     // Names come from the guest's console: keep them to one plain file name.
-    let file: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    let file: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     fs::write(dir.join(format!("{file}.out")), &section.stdout)?;
     fs::write(dir.join(format!("{file}.err")), &section.stderr)?;
     let rc = section.end.map_or("none (no END marker)".to_string(), |(rc, _)| rc.to_string());
@@ -210,7 +211,6 @@ pub fn print_summary(runs: &[KernelRun]) {
     }
     eprintln!("(results in target/vm/results/<kernel>/)");
 }
-
 
 /// Why a run ended without every check ending (the guest crashed, hung or never booted).
 pub fn died(run: &KernelRun) -> Option<String> {

@@ -108,7 +108,13 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// Runs QEMU until it exits, `timeout` passes or the kernel log shows trouble, saving the
 /// checks' console to `log` as it comes and reporting the checks' progress.
-pub fn boot(mut qemu: Command, release: &str, timeout: Duration, log: &Path, kernel_log: &Path) -> anyhow::Result<Boot> {
+pub fn boot(
+    mut qemu: Command,
+    release: &str,
+    timeout: Duration,
+    log: &Path,
+    kernel_log: &Path,
+) -> anyhow::Result<Boot> {
     let mut log = File::create(log)?;
     // stdin must not be the terminal: QEMU would put it in raw mode and read keys.
     qemu.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
@@ -147,7 +153,12 @@ pub fn boot(mut qemu: Command, release: &str, timeout: Duration, log: &Path, ker
             && !said_trouble
         {
             said_trouble = true;
-            say(&format!("{release}: guest kernel {}: {} (stopping in {}s, once its backtraces are in)", trouble.name(), line.trim(), SETTLE.as_secs()));
+            say(&format!(
+                "{release}: guest kernel {}: {} (stopping in {}s, once its backtraces are in)",
+                trouble.name(),
+                line.trim(),
+                SETTLE.as_secs()
+            ));
         }
         if watchdog.ready(now) {
             stopped_for_trouble = true;

@@ -82,7 +82,8 @@ impl Transcript {
                 events.push(Event::Init(at));
             }
             "BEGIN" => {
-                let section = Section { stdout: String::new(), stderr: String::new(), in_stderr: false, begun: at, end: None };
+                let section =
+                    Section { stdout: String::new(), stderr: String::new(), in_stderr: false, begun: at, end: None };
                 self.sections.insert(arg.to_string(), section);
                 self.current = Some(arg.to_string());
                 events.push(Event::Begin(arg.to_string()));
@@ -108,7 +109,6 @@ impl Transcript {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +117,16 @@ mod tests {
     fn markers_split_sections_even_mid_line() {
         let t0 = Instant::now();
         let mut transcript = Transcript::default();
-        for text in ["noise", "@@@ZC-INIT 6.1@@@", "@@@ZC-BEGIN a@@@", "{\"x\":1}", "", "tail@@@ZC-STDERR a@@@", "oops", "@@@ZC-END a rc=3@@@"] {
+        for text in [
+            "noise",
+            "@@@ZC-INIT 6.1@@@",
+            "@@@ZC-BEGIN a@@@",
+            "{\"x\":1}",
+            "",
+            "tail@@@ZC-STDERR a@@@",
+            "oops",
+            "@@@ZC-END a rc=3@@@",
+        ] {
             transcript.feed(&Line { at: t0, text: text.to_string() });
         }
         let a = &transcript.sections["a"];

@@ -182,9 +182,9 @@ impl Watchdog {
     /// Whether the report is complete at `now`: the settle time has passed since the first
     /// trouble line, or the kept lines are full.
     pub fn ready(&self, now: Instant) -> bool {
-        self.armed
-            .as_ref()
-            .is_some_and(|(at, r)| now.saturating_duration_since(*at) >= self.settle || r.lines.len() >= BEFORE + 1 + AFTER)
+        self.armed.as_ref().is_some_and(|(at, r)| {
+            now.saturating_duration_since(*at) >= self.settle || r.lines.len() >= BEFORE + 1 + AFTER
+        })
     }
 
     /// The report, if anything was seen (complete or not: QEMU may have stopped first).
@@ -220,11 +220,17 @@ mod tests {
     fn classifies_the_kernels_own_words() {
         assert_eq!(Trouble::of_line(LOCKUP[1]), Some(Trouble::SoftLockup));
         assert_eq!(Trouble::of_line("[ 1.0] rcu: INFO: rcu_sched self-detected stall on CPU"), Some(Trouble::RcuStall));
-        assert_eq!(Trouble::of_line("[ 1.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:"), Some(Trouble::RcuStall));
+        assert_eq!(
+            Trouble::of_line("[ 1.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:"),
+            Some(Trouble::RcuStall)
+        );
         assert_eq!(Trouble::of_line("[ 1.0] int3: 0000 [#1] PREEMPT SMP NOPTI"), Some(Trouble::Oops));
         assert_eq!(Trouble::of_line("[ 1.0] BUG: kernel NULL pointer dereference, address: 0"), Some(Trouble::Bug));
         assert_eq!(Trouble::of_line("[ 1.0] Kernel panic - not syncing: softlockup: hung tasks"), Some(Trouble::Panic));
-        assert_eq!(Trouble::of_line("[ 1.0] INFO: task zc-trace:190 blocked for more than 120 seconds."), Some(Trouble::HungTask));
+        assert_eq!(
+            Trouble::of_line("[ 1.0] INFO: task zc-trace:190 blocked for more than 120 seconds."),
+            Some(Trouble::HungTask)
+        );
         assert_eq!(Trouble::of_line(LOCKUP[0]), None);
         assert_eq!(Trouble::of_line("[ 1.0] watchdog: Enabled. Permanently consumes one hw-PMU counter."), None);
     }

@@ -4,7 +4,11 @@
 //! requests issued by kernel workers (writeback, async readahead) go to a system-wide
 //! "unattributed" counter.
 
-use aya_ebpf::{macros::{map, raw_tracepoint}, maps::PerCpuArray, programs::RawTracePointContext};
+use aya_ebpf::{
+    macros::{map, raw_tracepoint},
+    maps::PerCpuArray,
+    programs::RawTracePointContext,
+};
 use zc_trace_common::{GLOBAL_EVENT_SLOTS, GlobalEvent};
 
 use super::inflight::class_of;

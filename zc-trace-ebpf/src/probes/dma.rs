@@ -86,7 +86,9 @@ pub fn zc_dma_map(ctx: RawTracePointContext) -> i32 {
     } else {
         let a = args(&ctx);
         match (arg(&a, l.map_dev_arg), arg(&a, l.map_size_arg), arg(&a, l.map_dir_arg)) {
-            (Some(dev), Some(size), Some(dir)) => Some(Mapping { dev, bytes: size, dir: dir as u32, segments: 1, sg: false, truncated: false }),
+            (Some(dev), Some(size), Some(dir)) => {
+                Some(Mapping { dev, bytes: size, dir: dir as u32, segments: 1, sg: false, truncated: false })
+            }
             _ => None,
         }
     };

@@ -12,8 +12,8 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use zc_trace_common::{
-    DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc,
-    SyscallKey, SyscallTable, flow,
+    DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc, SyscallKey,
+    SyscallTable, flow,
 };
 
 use super::{

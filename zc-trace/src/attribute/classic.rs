@@ -53,7 +53,8 @@ fn data_calls(row: &Row) -> u64 {
 fn how_counted(row: &Row, path: Path) -> String {
     let cells = [&row.cpu_copy.to_user, &row.cpu_copy.from_user, &row.cpu_copy.kernel];
     let copies = cells.into_iter().flat_map(|c| c.by_end.values());
-    let moves = ZeroCopyKind::ALL.into_iter().filter(|&k| delivers(k)).filter_map(|k| row.zero_copy.by_kind.get(k.name()));
+    let moves =
+        ZeroCopyKind::ALL.into_iter().filter(|&k| delivers(k)).filter_map(|k| row.zero_copy.by_kind.get(k.name()));
     let counted = Evidence::mixed(
         copies
             .chain(moves)
@@ -235,7 +236,11 @@ mod tests {
         let c = compare(&sender("read-write", &read_write(), &tier(None)), TCP, 128).unwrap();
         assert_eq!(c.cpu_verdict, "matches (derived from syscall semantics on this kernel)");
         let c = compare(&sender("sendfile", &sendfile(), &tier(None)), TCP, 128).unwrap();
-        assert!(c.cpu_verdict.starts_with("matches (derived from syscall semantics on this kernel);"), "{}", c.cpu_verdict);
+        assert!(
+            c.cpu_verdict.starts_with("matches (derived from syscall semantics on this kernel);"),
+            "{}",
+            c.cpu_verdict
+        );
     }
 
     #[test]
@@ -250,11 +255,8 @@ mod tests {
     #[test]
     fn copies_at_transmit_are_derived_from_the_nic_packets() {
         let mut classes = sendfile();
-        let none = Stats {
-            net_tx: Tally { bytes: MIB8, calls: 5800 },
-            net_tx_linear_bytes: MIB8,
-            ..Default::default()
-        };
+        let none =
+            Stats { net_tx: Tally { bytes: MIB8, calls: 5800 }, net_tx_linear_bytes: MIB8, ..Default::default() };
         classes.insert(OpClass::None, none);
         let mut ev = tier(Some(Attach::Fexit));
         ev.tracepoints.push(NET_XMIT);

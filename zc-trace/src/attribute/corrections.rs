@@ -120,7 +120,10 @@ mod tests {
         // How many bytes were taken out is a field, not words in the evidence.
         let spliced = &row.zero_copy.by_kind["splice_pages"];
         assert_eq!(spliced.copied_at_transmit_bytes, Some(8 << 20));
-        assert_eq!(spliced.evidence.to_string(), format!("{} - copied at transmit (see cpu_copy.kernel)", Rule::SpliceToGatheringSocket.text()));
+        assert_eq!(
+            spliced.evidence.to_string(),
+            format!("{} - copied at transmit (see cpu_copy.kernel)", Rule::SpliceToGatheringSocket.text())
+        );
         assert_eq!(row.copies_per_payload_byte, Some(1.0));
     }
 

@@ -8,9 +8,9 @@ use crate::{
     attribute::sources::{BLOCK_RQ_ISSUE, NET_XMIT},
     model::{
         evidence::{Attach, DmaEvidence, DmaNote, Probe},
-        run,
         report::GlobalEvents,
         row::{DeviceDma, Dma},
+        run,
     },
 };
 

@@ -154,7 +154,16 @@ mod tests {
     use super::*;
 
     fn key(class: OpClass, src: FdKind, dst: FdKind, how: u8) -> FlowKey {
-        FlowKey { key: 1, class: class as u8, src: src as u8, dst: dst as u8, how, fd_in: -1, fd_out: -1, ..Default::default() }
+        FlowKey {
+            key: 1,
+            class: class as u8,
+            src: src as u8,
+            dst: dst as u8,
+            how,
+            fd_in: -1,
+            fd_out: -1,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -165,7 +174,10 @@ mod tests {
             (key(OpClass::Write, m, FdKind::Tcp, how::PLAIN), ("write", "memory", "tcp")),
             (key(OpClass::Write, FdKind::File, FdKind::Tcp, how::FROM_MAPPING), ("mmap-write", "file (mapped)", "tcp")),
             (key(OpClass::Send, m, FdKind::Tcp, how::MSG_ZEROCOPY), ("msg-zerocopy", "memory", "tcp")),
-            (key(OpClass::Write, FdKind::FileDirect, FdKind::File, how::AFTER_READ), ("direct-io", "file (O_DIRECT)", "file")),
+            (
+                key(OpClass::Write, FdKind::FileDirect, FdKind::File, how::AFTER_READ),
+                ("direct-io", "file (O_DIRECT)", "file"),
+            ),
             (key(OpClass::Read, FdKind::File, m, how::PLAIN), ("read", "file", "memory")),
             (key(OpClass::Read, FdKind::FileDirect, m, how::PLAIN), ("direct-io", "file (O_DIRECT)", "memory")),
             (key(OpClass::Sendfile, FdKind::File, FdKind::Tcp, how::PLAIN), ("sendfile", "file", "tcp")),
@@ -225,7 +237,10 @@ mod tests {
     #[test]
     fn io_uring_flows_say_they_come_from_completions() {
         let mut flows = Flows::default();
-        flows.flows.insert(key(OpClass::IoUring, FdKind::File, FdKind::UserMemory, how::PLAIN), zc_trace_common::FlowValue { calls: 1, bytes: 1 });
+        flows.flows.insert(
+            key(OpClass::IoUring, FdKind::File, FdKind::UserMemory, how::PLAIN),
+            zc_trace_common::FlowValue { calls: 1, bytes: 1 },
+        );
         let rows = rows_for(1, &flows, &PathCache::default());
         assert_eq!((rows[0].strategy, rows[0].evidence), ("io-uring", EVIDENCE_IO_URING));
     }

@@ -19,12 +19,12 @@ use crate::{
     kernel::syscall_names,
     model::{
         evidence::{Evidence, Rule},
-        run,
         report::GlobalEvents,
         row::{
             ClassSummary, ContextSwitches, CopyCell, CpuCopy, ModeSwitchDetail, Part, Role, Row, ZeroCopy,
             ZerocopyCompletions,
         },
+        run,
     },
     probe::collect,
 };
@@ -124,10 +124,8 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
             }
             d
         }),
-        context_switches: has(SCHED_SWITCH).then_some(ContextSwitches {
-            voluntary: total.ctx_voluntary,
-            involuntary: total.ctx_involuntary,
-        }),
+        context_switches: has(SCHED_SWITCH)
+            .then_some(ContextSwitches { voluntary: total.ctx_voluntary, involuntary: total.ctx_involuntary }),
         dma: dma(&total, evidence, global),
         unclassified_bytes: total.unclassified.bytes,
         copies_per_payload_byte: (payload_bytes > 0).then(|| copied as f64 / payload_bytes as f64),
@@ -143,16 +141,9 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
                 })
             })
             .collect(),
-        syscall_counts: input
-            .syscalls
-            .iter()
-            .map(|(&nr, &calls)| (syscall_names::name(nr), calls))
-            .collect(),
+        syscall_counts: input.syscalls.iter().map(|(&nr, &calls)| (syscall_names::name(nr), calls)).collect(),
         elapsed_s: input.elapsed_s,
-        throughput_bytes_per_s: input
-            .elapsed_s
-            .filter(|&s| s > 0.0)
-            .map(|s| payload_bytes as f64 / s),
+        throughput_bytes_per_s: input.elapsed_s.filter(|&s| s > 0.0).map(|s| payload_bytes as f64 / s),
         msg_zerocopy_completions: input.msg_zerocopy,
         flows: Vec::new(),
     }
@@ -337,7 +328,10 @@ mod tests {
             part.evidence,
             Evidence::observed("filemap_read", Attach::Fexit).plus(Evidence::DerivedUnseen(Rule::Read))
         );
-        assert_eq!(part.evidence.to_string(), "fexit:filemap_read + derived:read(2) for the bytes it did not see (e.g. tmpfs)");
+        assert_eq!(
+            part.evidence.to_string(),
+            "fexit:filemap_read + derived:read(2) for the bytes it did not see (e.g. tmpfs)"
+        );
         let json = serde_json::to_value(part).unwrap();
         assert_eq!(json["derived_bytes"], 4096);
     }
@@ -362,7 +356,12 @@ mod tests {
         let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
         assert_eq!(r.dma.dma_api_maps, None);
         assert!(r.dma.evidence.0.contains(&DmaNote::DmaApiSilent(vec!["dma_map_sg"])));
-        assert!(r.dma.evidence.to_string().contains("no DMA-API mappings observed for these devices (dma:dma_map_sg attached"));
+        assert!(
+            r.dma
+                .evidence
+                .to_string()
+                .contains("no DMA-API mappings observed for these devices (dma:dma_map_sg attached")
+        );
         let busy = GlobalEvents { dma_maps_system: 5, ..Default::default() };
         let r = row(input(&classes, Role::Sender), &evidence_host(), &busy);
         assert_eq!(r.dma.dma_api_maps, Some(0));
@@ -402,11 +401,7 @@ mod tests {
         assert_eq!(r.cpu_copy.kernel.bytes, 8 << 20);
         assert_eq!(r.cpu_copy.kernel.by_end["socket"].evidence, Evidence::ZerocopyCopied);
         assert_eq!(r.cpu_copy.kernel.evidence, Evidence::ZerocopyCopied);
-        assert_eq!(
-            r.zero_copy.evidence,
-            Evidence::Derived(Rule::MsgZerocopy).plus(Evidence::ZerocopyCopiedMoved)
-        );
+        assert_eq!(r.zero_copy.evidence, Evidence::Derived(Rule::MsgZerocopy).plus(Evidence::ZerocopyCopiedMoved));
         assert_eq!(r.copies_per_payload_byte, Some(1.0));
     }
 }
-

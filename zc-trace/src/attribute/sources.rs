@@ -29,7 +29,8 @@ fn function_or_derived(ev: &run::Evidence, function: &str) -> Source {
 
 /// The first of these functions that is probed on this run, or derived.
 fn first_function(ev: &run::Evidence, functions: &[&str]) -> Source {
-    first_probe(ev, functions).map_or(Source::Derived, |probe| Source::Observed(Evidence::Observed { probe, covers: Covers::All }))
+    first_probe(ev, functions)
+        .map_or(Source::Derived, |probe| Source::Observed(Evidence::Observed { probe, covers: Covers::All }))
 }
 
 /// The first of these functions that is probed on this run.

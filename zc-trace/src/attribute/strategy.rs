@@ -8,9 +8,8 @@ use zc_trace_common::{OpClass, Stats, ZeroCopyKind};
 pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
     let out = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_out);
     let inn = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_in);
-    let msg_zerocopy = by_class
-        .get(&OpClass::Send)
-        .is_some_and(|s| s.zero_copy[ZeroCopyKind::MsgZerocopy as usize].bytes > 0);
+    let msg_zerocopy =
+        by_class.get(&OpClass::Send).is_some_and(|s| s.zero_copy[ZeroCopyKind::MsgZerocopy as usize].bytes > 0);
     // Senders first, in order of preference on ties: the class that delivered most bytes.
     let mut best: Option<(OpClass, u64)> = None;
     for c in [

@@ -18,10 +18,8 @@ pub fn mode_switches(name: &str, calls: u64) -> u64 {
     if NO_RETURN.contains(&name) { calls } else { 2 * calls }
 }
 
-pub const EVIDENCE_SYSCALLS: Evidence = Evidence::Observed {
-    probe: Probe { name: "sys_enter", attach: Attach::RawTracepoint },
-    covers: Covers::All,
-};
+pub const EVIDENCE_SYSCALLS: Evidence =
+    Evidence::Observed { probe: Probe { name: "sys_enter", attach: Attach::RawTracepoint }, covers: Covers::All };
 pub const EVIDENCE_MODE_SWITCHES: Evidence = Evidence::Derived(Rule::ModeSwitches);
 
 /// The architecture's syscall table, built once.

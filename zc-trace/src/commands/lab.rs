@@ -82,7 +82,6 @@ struct Run {
     system: GlobalEvents,
 }
 
-
 async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
@@ -136,11 +135,8 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
         cold: args.cold,
         tcp: args.sink == SinkKind::Tcp,
     };
-    let classic = rows
-        .iter()
-        .filter(|r| r.role == "sender")
-        .filter_map(|r| classic::compare(r, path, chunks))
-        .collect();
+    let classic =
+        rows.iter().filter(|r| r.role == "sender").filter_map(|r| classic::compare(r, path, chunks)).collect();
     let report = AttributionReport {
         kernel: kernel_info(),
         tier: args.probe_tier,
@@ -163,8 +159,13 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
         export::write_csv(path, &report.rows)?;
     }
     if let Some(path) = &args.plot {
-        let title = format!("zc-trace lab, Linux {}, {} in {} chunks over {}", report.kernel.release,
-            table::human_bytes(args.size as f64), table::human_bytes(args.chunk as f64), args.sink);
+        let title = format!(
+            "zc-trace lab, Linux {}, {} in {} chunks over {}",
+            report.kernel.release,
+            table::human_bytes(args.size as f64),
+            table::human_bytes(args.chunk as f64),
+            args.sink
+        );
         export::write_plot(path, &report.rows, &title)?;
     }
     match &args.output.json {
@@ -185,7 +186,13 @@ fn median_by_throughput(mut runs: Vec<Run>) -> Run {
 
 /// Prepares the sink, forks receiver and sender held at their gates, attaches, releases,
 /// waits and attributes. `None` when interrupted.
-async fn run_once(strategy: Strategy, args: &LabArgs, src: &Path, dir: &Path, signals: &mut Signals) -> anyhow::Result<Option<Run>> {
+async fn run_once(
+    strategy: Strategy,
+    args: &LabArgs,
+    src: &Path,
+    dir: &Path,
+    signals: &mut Signals,
+) -> anyhow::Result<Option<Run>> {
     if args.cold {
         harness::drop_page_cache(src)?;
     }

@@ -33,9 +33,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
 
 async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
     let mut signals = Signals::catch()?;
-    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
-        Fatal::usage(format!("cannot listen on {}: {e}; choose another --listen address", args.listen))
-    })?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}; choose another --listen address", args.listen)))?;
     let filter = if args.all { Filter::All } else { Filter::Set(targets.iter().map(|t| t.pid).collect()) };
     let options = Options { stats_entries: Some(args.map_entries), ..Default::default() };
     let mut session = Session::attach_with(filter, args.probe_tier, options)?;

@@ -58,12 +58,7 @@ async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
     let report = SyscallReport {
         kernel: kernel_info(),
         probes,
-        target: TargetInfo {
-            pid: target.pid,
-            comm: target.comm.clone(),
-            spawned: target.is_spawned(),
-            exit_status,
-        },
+        target: TargetInfo { pid: target.pid, comm: target.comm.clone(), spawned: target.is_spawned(), exit_status },
         total_calls: syscalls.iter().map(|r| r.calls).sum(),
         total_mode_switches: syscalls.iter().map(|r| r.mode_switches).sum(),
         syscalls,

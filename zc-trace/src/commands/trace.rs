@@ -77,7 +77,10 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     let _stats = match &args.prog_stats {
         Some(path) => {
             output::check_writable(path)?;
-            Some(aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| anyhow::anyhow!("enabling BPF statistics: {e}"))?)
+            Some(
+                aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                    .map_err(|e| anyhow::anyhow!("enabling BPF statistics: {e}"))?,
+            )
         }
         None => None,
     };
@@ -89,7 +92,10 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         t.release()?;
     }
     for t in targets.iter().filter(|t| t.has_ended()) {
-        eprintln!("zc-trace: PID {} ({}) ended before the probes were attached: nothing of it was traced", t.pid, t.comm);
+        eprintln!(
+            "zc-trace: PID {} ({}) ended before the probes were attached: nothing of it was traced",
+            t.pid, t.comm
+        );
     }
     let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
     eprintln!(
@@ -222,7 +228,8 @@ fn build_report(
     let rows = keyed
         .iter()
         .map(|(&key, by_class)| {
-            let comm = comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));
+            let comm =
+                comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));
             row::row(
                 Input {
                     strategy: infer_strategy(by_class),
@@ -260,13 +267,11 @@ fn build_report(
     })
 }
 
-
 /// The `top` rows that moved most bytes (payload plus copies), most first; the others are
 /// counted in the JSON but summed up in one line of the table.
 fn top_rows(mut rows: Vec<Row>, top: usize) -> Vec<Row> {
-    let weight = |r: &Row| {
-        r.payload_bytes + r.cpu_copy.to_user.bytes + r.cpu_copy.from_user.bytes + r.cpu_copy.kernel.bytes
-    };
+    let weight =
+        |r: &Row| r.payload_bytes + r.cpu_copy.to_user.bytes + r.cpu_copy.from_user.bytes + r.cpu_copy.kernel.bytes;
     rows.sort_by(|a, b| weight(b).cmp(&weight(a)).then(b.syscalls.cmp(&a.syscalls)));
     rows.truncate(top.max(1));
     rows

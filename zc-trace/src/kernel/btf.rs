@@ -234,7 +234,8 @@ impl KernelBtf {
             params.iter().position(|p| names.contains(&p.as_str())).map(|i| i as u32)
         };
         // The single-buffer events share one program: their layouts must agree.
-        let single = ["dma_map_phys", "dma_map_page"].into_iter().find_map(|e| self.tracepoint_params(e, DMA_MAP_CLASSES));
+        let single =
+            ["dma_map_phys", "dma_map_page"].into_iter().find_map(|e| self.tracepoint_params(e, DMA_MAP_CLASSES));
         if let Some(p) = &single {
             let (dev, size, dir) = (index(p, &["dev"]), index(p, &["size"]), index(p, &["dir", "direction"]));
             if let (Some(dev), Some(size), Some(dir)) = (dev, size, dir) {
@@ -249,7 +250,8 @@ impl KernelBtf {
                 index(&p, &["dir", "direction"]),
             );
             if let (Some(dev), Some(list), Some(nents), Some(dir)) = fields {
-                (layout.sg_dev_arg, layout.sg_list_arg, layout.sg_nents_arg, layout.sg_dir_arg) = (dev, list, nents, dir);
+                (layout.sg_dev_arg, layout.sg_list_arg, layout.sg_nents_arg, layout.sg_dir_arg) =
+                    (dev, list, nents, dir);
             }
         }
         if layout.map_size_arg == DmaLayout::NO_ARG && layout.sg_list_arg == DmaLayout::NO_ARG {
@@ -443,7 +445,7 @@ mod tests {
         assert_eq!(btf.tracepoint_params("sched_switch", &[]).map(|p| p.len()), Some(4));
     }
 
-    /// The host kernel has `dma_map_phys`/`dma_map_sg` (KERNEL-NOTES.md): their parameters
+    /// The host kernel has `dma_map_phys`/`dma_map_sg` (docs/kernels.md): their parameters
     /// must be found by name.
     #[test]
     fn dma_layout_resolves_where_dma_tracepoints_exist() {
@@ -461,7 +463,8 @@ mod tests {
         assert_eq!(layout.sg_dev_arg, 0, "{params:?}");
         assert_ne!(layout.sg_nents_arg, DmaLayout::NO_ARG);
         assert!(layout.sg_stride >= layout.sg_length + 4);
-        if let Some(p) = ["dma_map_phys", "dma_map_page"].iter().find_map(|e| btf.tracepoint_params(e, DMA_MAP_CLASSES)) {
+        if let Some(p) = ["dma_map_phys", "dma_map_page"].iter().find_map(|e| btf.tracepoint_params(e, DMA_MAP_CLASSES))
+        {
             eprintln!("single-buffer map: ({})", p.join(", "));
             assert_eq!(p[layout.map_size_arg as usize], "size");
         }

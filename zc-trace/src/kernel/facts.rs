@@ -12,9 +12,7 @@ const SECURITYFS: &str = "/sys/kernel/security";
 pub fn kernel_info() -> KernelInfo {
     KernelInfo {
         release: release(),
-        lockdown: fs::read_to_string(Path::new(SECURITYFS).join("lockdown"))
-            .ok()
-            .and_then(|s| parse_lockdown(&s)),
+        lockdown: fs::read_to_string(Path::new(SECURITYFS).join("lockdown")).ok().and_then(|s| parse_lockdown(&s)),
         btf: Path::new(BTF_VMLINUX).exists(),
     }
 }
@@ -71,10 +69,7 @@ pub fn parse_lockdown(s: &str) -> Option<String> {
 /// From inside a container those differ from the PIDs the user sees, so refuse to guess.
 pub fn require_host_pid_namespace() -> Result<(), Fatal> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let nested = status
-        .lines()
-        .find(|l| l.starts_with("NSpid:"))
-        .is_some_and(|l| l.split_whitespace().count() > 2);
+    let nested = status.lines().find(|l| l.starts_with("NSpid:")).is_some_and(|l| l.split_whitespace().count() > 2);
     if nested {
         return Err(Fatal::usage(
             "zc-trace runs in a nested PID namespace: run it in the host's (e.g. `nsenter -t 1 -p -- zc-trace ...`) \
@@ -115,11 +110,8 @@ pub fn prepare_pseudo_filesystems() {
 }
 
 fn mount(fstype: &str, target: &str) {
-    let (src, fstype, target) = (
-        CString::new("none").unwrap(),
-        CString::new(fstype).unwrap(),
-        CString::new(target).unwrap(),
-    );
+    let (src, fstype, target) =
+        (CString::new("none").unwrap(), CString::new(fstype).unwrap(), CString::new(target).unwrap());
     // SAFETY: valid C strings; a failure only means the later read reports "unavailable".
     unsafe {
         libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null());

@@ -3,9 +3,7 @@
 
 /// The syscall's name, or `syscall_N` for a number this table does not know (newer kernel).
 pub fn name(nr: u32) -> String {
-    syscalls::Sysno::new(nr as usize)
-        .map(|s| s.name().to_string())
-        .unwrap_or_else(|| format!("syscall_{nr}"))
+    syscalls::Sysno::new(nr as usize).map(|s| s.name().to_string()).unwrap_or_else(|| format!("syscall_{nr}"))
 }
 
 /// The number of a named syscall on this architecture.

@@ -42,17 +42,16 @@ impl Target {
     /// An existing process, checked now so that a typo fails before anything is loaded.
     pub fn existing(pid: u32) -> Result<Self, Fatal> {
         let no_such = || {
-            Fatal::new(
-                ExitKind::NoTarget,
-                format!("no process with PID {pid}: check the number with `ps -p {pid}`"),
-            )
+            Fatal::new(ExitKind::NoTarget, format!("no process with PID {pid}: check the number with `ps -p {pid}`"))
         };
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| no_such())?;
         let (comm, flags) = parse_stat(&stat).ok_or_else(no_such)?;
         if flags & PF_KTHREAD != 0 {
             return Err(Fatal::new(
                 ExitKind::NoTarget,
-                format!("PID {pid} ({comm}) is a kernel thread: it makes no system calls to trace; give a user process"),
+                format!(
+                    "PID {pid} ({comm}) is a kernel thread: it makes no system calls to trace; give a user process"
+                ),
             ));
         }
         let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| no_such())?;
@@ -69,8 +68,7 @@ impl Target {
     /// Forks `argv`, held before exec until [`Target::release`]. Call before any thread exists.
     pub fn spawn_held(argv: &[String]) -> Result<Self, Fatal> {
         let program = argv.first().ok_or_else(|| Fatal::usage("no command given after `--`"))?;
-        let not_runnable =
-            |why: &str| Fatal::new(ExitKind::NoTarget, format!("cannot run `{program}`: {why}"));
+        let not_runnable = |why: &str| Fatal::new(ExitKind::NoTarget, format!("cannot run `{program}`: {why}"));
         // Resolved here rather than by execvp in the child: execvp tries each PATH entry, and
         // every failed attempt would show up as an execve in the traced command's counts.
         let path = if program.contains('/') {
@@ -255,9 +253,9 @@ fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
 fn find_in_path(program: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
-        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// `(comm, flags)` from /proc/PID/stat. The comm is in parentheses and may itself contain

@@ -49,9 +49,7 @@ impl std::error::Error for Fatal {}
 /// Maps any error to the exit code it deserves: a [`Fatal`] anywhere in the chain decides,
 /// everything else is a plain failure.
 pub fn exit_kind_of(err: &anyhow::Error) -> ExitKind {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Fatal>())
-        .map_or(ExitKind::Failure, |f| f.kind)
+    err.chain().find_map(|e| e.downcast_ref::<Fatal>()).map_or(ExitKind::Failure, |f| f.kind)
 }
 
 /// Renders an error as the single line printed to stderr: a [`Fatal`] speaks for itself,
@@ -71,9 +69,7 @@ mod tests {
 
     #[test]
     fn fatal_decides_the_exit_code_even_under_context() {
-        let err = Err::<(), _>(Fatal::new(ExitKind::NoTarget, "no process 42"))
-            .context("tracing")
-            .unwrap_err();
+        let err = Err::<(), _>(Fatal::new(ExitKind::NoTarget, "no process 42")).context("tracing").unwrap_err();
         assert_eq!(exit_kind_of(&err), ExitKind::NoTarget);
         assert_eq!(one_line(&err), "no process 42");
     }

@@ -5,6 +5,6 @@ pub mod classic;
 pub mod doctor;
 pub mod evidence;
 pub mod exit;
-pub mod run;
 pub mod report;
 pub mod row;
+pub mod run;

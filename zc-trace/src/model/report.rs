@@ -6,8 +6,8 @@ use serde::Serialize;
 use crate::model::{
     classic::Comparison,
     evidence,
-    run::{Drops, ProbeStatus, Tier},
     row::Row,
+    run::{Drops, ProbeStatus, Tier},
 };
 
 /// The report every attributing command prints with `--json`: the fields named in the README

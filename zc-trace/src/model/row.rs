@@ -117,7 +117,8 @@ impl DeviceDma {
 
 impl From<&zc_trace_common::DmaDevice> for DeviceDma {
     fn from(d: &zc_trace_common::DmaDevice) -> Self {
-        let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+        let text =
+            |b: &[u8]| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
         DeviceDma {
             driver: text(&d.driver),
             device: text(&d.name),

@@ -70,12 +70,7 @@ impl ProbeStatus {
         Self { name: name.into(), attach: attach.into(), status: ProbeState::Attached, reason: None }
     }
     pub fn unavailable(name: &str, attach: &str, reason: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            attach: attach.into(),
-            status: ProbeState::Unavailable,
-            reason: Some(reason.into()),
-        }
+        Self { name: name.into(), attach: attach.into(), status: ProbeState::Unavailable, reason: Some(reason.into()) }
     }
 }
 

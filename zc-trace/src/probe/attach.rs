@@ -59,7 +59,8 @@ pub(super) fn attach_function(
             Attach::Fexit => match btf {
                 None => Err("no kernel BTF".to_string()),
                 Some(btf) => (|| {
-                    let p: &mut FExit = ebpf.program_mut(program).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
+                    let p: &mut FExit =
+                        ebpf.program_mut(program).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
                     p.load(f.function, btf).map_err(|e| doctor::explain(&e, "fexit"))?;
                     p.attach().map(drop).map_err(|e| doctor::explain(&e, "fexit"))
                 })()
@@ -67,7 +68,8 @@ pub(super) fn attach_function(
             },
             _ if !doctor::kprobes_built() => Err("kprobes not built into this kernel".to_string()),
             _ => (|| {
-                let p: &mut KProbe = ebpf.program_mut(program).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
+                let p: &mut KProbe =
+                    ebpf.program_mut(program).ok_or("program missing")?.try_into().map_err(|e| format!("{e}"))?;
                 p.load().map_err(|e| doctor::explain(&e, "kretprobe"))?;
                 p.attach(f.function, 0).map(drop).map_err(|e| doctor::explain(&e, "kretprobe"))
             })(),
@@ -106,7 +108,9 @@ pub(super) fn attach_tracepoints(
                     evidence.tracepoints.push(tp.name);
                 }
                 Err(e) if tp.required => {
-                    return Err(Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into());
+                    return Err(
+                        Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into()
+                    );
                 }
                 Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
             }
@@ -140,7 +144,11 @@ pub(super) fn attach_tracepoints(
                 probes.push(ProbeStatus::attached(&name, "raw_tracepoint"));
                 evidence.dma.push(*event);
             }
-            Err(e) => probes.push(ProbeStatus::unavailable(&name, "raw_tracepoint", no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))),
+            Err(e) => probes.push(ProbeStatus::unavailable(
+                &name,
+                "raw_tracepoint",
+                no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")),
+            )),
         }
     }
     Ok(())
@@ -153,10 +161,8 @@ pub(super) const FD_NAMES_PROGRAM: &str = "zc_sys_enter_names";
 const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 
 pub(super) fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
-    let prog: &mut RawTracePoint = prog
-        .ok_or_else(|| format!("program {program} missing"))?
-        .try_into()
-        .map_err(|e| format!("{e}"))?;
+    let prog: &mut RawTracePoint =
+        prog.ok_or_else(|| format!("program {program} missing"))?.try_into().map_err(|e| format!("{e}"))?;
     prog.load().map_err(|e| format!("{}{}", doctor::explain(&e, "raw_tracepoint"), verifier_tail(&e)))?;
     prog.attach(event).map(drop).map_err(|e| no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))
 }
@@ -180,7 +186,11 @@ fn no_such_tracepoint(reason: &str) -> String {
 
 /// Kinds of function probe this kernel refuses, with the reason: fexit is tried once on
 /// `vfs_read` (exists everywhere, not notrace); kprobes are refused when not built.
-pub(super) fn refused_kinds(doctor_obj: Option<&mut Ebpf>, btf: Option<&Btf>, tier: Tier) -> BTreeMap<&'static str, String> {
+pub(super) fn refused_kinds(
+    doctor_obj: Option<&mut Ebpf>,
+    btf: Option<&Btf>,
+    tier: Tier,
+) -> BTreeMap<&'static str, String> {
     let mut refused = BTreeMap::new();
     if matches!(tier, Tier::Auto | Tier::Fentry)
         && let Some(d) = doctor_obj
@@ -217,11 +227,21 @@ pub(super) fn copy_primitive_status(
                     continue;
                 }
                 match doctor::try_function(doctor_obj, btf, kind, f) {
-                    Ok(_) => return ProbeStatus::unavailable(f, kind, "attachable on this kernel, but not used: its callers are probed instead"),
+                    Ok(_) => {
+                        return ProbeStatus::unavailable(
+                            f,
+                            kind,
+                            "attachable on this kernel, but not used: its callers are probed instead",
+                        );
+                    }
                     Err(e) => reasons.push(format!("{kind}: {e}")),
                 }
             }
-            ProbeStatus::unavailable(f, "fentry/kprobe", format!("not traceable on this kernel ({})", reasons.join("; ")))
+            ProbeStatus::unavailable(
+                f,
+                "fentry/kprobe",
+                format!("not traceable on this kernel ({})", reasons.join("; ")),
+            )
         })
         .collect()
 }

@@ -15,17 +15,72 @@ pub struct TracepointProbe {
 }
 
 pub const TRACEPOINTS: &[TracepointProbe] = &[
-    TracepointProbe { name: "raw_syscalls:sys_enter", program: "zc_sys_enter", required: true, measures: "syscalls (mode switches), data-syscall arguments and fd kinds" },
-    TracepointProbe { name: "raw_syscalls:sys_exit", program: "zc_sys_exit", required: true, measures: "data-syscall results: derived copies and payload" },
-    TracepointProbe { name: "skb:skb_copy_datagram_iovec", program: "zc_skb_copy_datagram_iovec", required: false, measures: "socket -> user copies" },
-    TracepointProbe { name: "exceptions:page_fault_user", program: "zc_page_fault_user", required: false, measures: "user-mode page faults (mode switches)" },
-    TracepointProbe { name: "exceptions:page_fault_kernel", program: "zc_page_fault_kernel", required: false, measures: "kernel-mode faults on user memory" },
-    TracepointProbe { name: "sched:sched_switch", program: "zc_sched_switch", required: false, measures: "context switches, voluntary and involuntary" },
-    TracepointProbe { name: "block:block_rq_issue", program: "zc_block_rq_issue", required: false, measures: "disk DMA bytes by direction" },
-    TracepointProbe { name: "net:net_dev_start_xmit", program: "zc_net_dev_start_xmit", required: false, measures: "NIC transmit: linear and paged bytes, frags" },
-    TracepointProbe { name: "sched:sched_process_fork", program: "zc_sched_process_fork", required: false, measures: "children of followed processes (trace -f)" },
-    TracepointProbe { name: "sched:sched_process_exec", program: "zc_sched_process_exec", required: false, measures: "command names after exec" },
-    TracepointProbe { name: "io_uring:io_uring_complete", program: "zc_io_uring_complete", required: false, measures: "io_uring read/write/send results: derived copies" },
+    TracepointProbe {
+        name: "raw_syscalls:sys_enter",
+        program: "zc_sys_enter",
+        required: true,
+        measures: "syscalls (mode switches), data-syscall arguments and fd kinds",
+    },
+    TracepointProbe {
+        name: "raw_syscalls:sys_exit",
+        program: "zc_sys_exit",
+        required: true,
+        measures: "data-syscall results: derived copies and payload",
+    },
+    TracepointProbe {
+        name: "skb:skb_copy_datagram_iovec",
+        program: "zc_skb_copy_datagram_iovec",
+        required: false,
+        measures: "socket -> user copies",
+    },
+    TracepointProbe {
+        name: "exceptions:page_fault_user",
+        program: "zc_page_fault_user",
+        required: false,
+        measures: "user-mode page faults (mode switches)",
+    },
+    TracepointProbe {
+        name: "exceptions:page_fault_kernel",
+        program: "zc_page_fault_kernel",
+        required: false,
+        measures: "kernel-mode faults on user memory",
+    },
+    TracepointProbe {
+        name: "sched:sched_switch",
+        program: "zc_sched_switch",
+        required: false,
+        measures: "context switches, voluntary and involuntary",
+    },
+    TracepointProbe {
+        name: "block:block_rq_issue",
+        program: "zc_block_rq_issue",
+        required: false,
+        measures: "disk DMA bytes by direction",
+    },
+    TracepointProbe {
+        name: "net:net_dev_start_xmit",
+        program: "zc_net_dev_start_xmit",
+        required: false,
+        measures: "NIC transmit: linear and paged bytes, frags",
+    },
+    TracepointProbe {
+        name: "sched:sched_process_fork",
+        program: "zc_sched_process_fork",
+        required: false,
+        measures: "children of followed processes (trace -f)",
+    },
+    TracepointProbe {
+        name: "sched:sched_process_exec",
+        program: "zc_sched_process_exec",
+        required: false,
+        measures: "command names after exec",
+    },
+    TracepointProbe {
+        name: "io_uring:io_uring_complete",
+        program: "zc_io_uring_complete",
+        required: false,
+        measures: "io_uring read/write/send results: derived copies",
+    },
 ];
 
 /// `dma:*` map events; names differ between kernels, each that exists is attached.

@@ -33,9 +33,8 @@ pub fn syscall_counts(ebpf: &Ebpf, single: Option<u32>) -> anyhow::Result<BTreeM
         }
         return Ok(out);
     }
-    let map: PerCpuHashMap<_, SyscallKey, u64> = PerCpuHashMap::try_from(
-        ebpf.map(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?,
-    )?;
+    let map: PerCpuHashMap<_, SyscallKey, u64> =
+        PerCpuHashMap::try_from(ebpf.map(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?)?;
     let mut by_tgid: BTreeMap<u32, SyscallCounts> = BTreeMap::new();
     for entry in map.iter() {
         let (key, per_cpu) = entry.context("reading SYSCALL_COUNTS")?;
@@ -76,8 +75,7 @@ pub fn flows(ebpf: &Ebpf) -> anyhow::Result<Flows> {
 /// Events that could not be counted, by reason (every reason listed, zeros included: a zero
 /// here is a measurement, the counter exists and was read).
 pub fn drops(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<&'static str, u64>> {
-    let map: PerCpuArray<_, u64> =
-        PerCpuArray::try_from(ebpf.map(maps::DROPS).context("DROPS map missing")?)?;
+    let map: PerCpuArray<_, u64> = PerCpuArray::try_from(ebpf.map(maps::DROPS).context("DROPS map missing")?)?;
     DropReason::ALL
         .iter()
         .map(|&reason| {

@@ -16,7 +16,7 @@ use crate::{
     model::doctor::{Check, CopySite, DoctorReport, FUNCTION_KINDS},
 };
 
-/// Where bytes are copied, per `../shared/KERNEL-NOTES.md`: `_copy_*` are where the copy
+/// Where bytes are copied, per docs/kernels.md: `_copy_*` are where the copy
 /// itself happens (expected not traceable), the rest are their traceable callers.
 pub const COPY_SITES: [&str; 20] = [
     "_copy_to_user",
@@ -50,10 +50,13 @@ pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
 
     attach_kinds.insert("tracepoint", check(try_tracepoint(ebpf)));
     attach_kinds.insert("raw_tracepoint", check(try_raw_tracepoint(ebpf)));
-    attach_kinds.insert("tp_btf", check(match btf {
-        Some(btf) => try_tp_btf(ebpf, btf),
-        None => Err(no_btf()),
-    }));
+    attach_kinds.insert(
+        "tp_btf",
+        check(match btf {
+            Some(btf) => try_tp_btf(ebpf, btf),
+            None => Err(no_btf()),
+        }),
+    );
     // vfs_read exists on every kernel and is not notrace: a refusal here is the kind's fault.
     for kind in FUNCTION_KINDS {
         attach_kinds.insert(kind, check(try_function(ebpf, btf, kind, "vfs_read")));

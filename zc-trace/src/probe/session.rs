@@ -16,8 +16,8 @@ use crate::{
     },
     probe::{
         attach::{
-            FD_NAMES_PROGRAM, attach_function, attach_raw, attach_tracepoints, candidates,
-            copy_primitive_status, refused_kinds, tier_name,
+            FD_NAMES_PROGRAM, attach_function, attach_raw, attach_tracepoints, candidates, copy_primitive_status,
+            refused_kinds, tier_name,
         },
         catalogue::{self, FunctionProbe},
         collect::{self, SyscallCounts},
@@ -58,17 +58,22 @@ struct BtfFacts {
 
 impl BtfFacts {
     fn read() -> Self {
-        let kernel_btf = KernelBtf::load_for(catalogue::FUNCTIONS.iter().map(|f| f.function), catalogue::DMA_TRACEPOINTS);
-        let (offsets, fd_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
-            b.kernel_offsets().map_err(|e| format!("{e:#}"))
-        }) {
+        let kernel_btf =
+            KernelBtf::load_for(catalogue::FUNCTIONS.iter().map(|f| f.function), catalogue::DMA_TRACEPOINTS);
+        let (offsets, fd_error) = match kernel_btf
+            .as_ref()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|b| b.kernel_offsets().map_err(|e| format!("{e:#}")))
+        {
             Ok(o) => (o, None),
             Err(e) => (KernelOffsets::default(), Some(e)),
         };
         let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
-        let (dma_layout, dma_layout_error) = match kernel_btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
-            b.dma_layout().map_err(|e| format!("{e:#}"))
-        }) {
+        let (dma_layout, dma_layout_error) = match kernel_btf
+            .as_ref()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|b| b.dma_layout().map_err(|e| format!("{e:#}")))
+        {
             Ok(l) => (l, None),
             Err(e) => (DmaLayout::EMPTY, Some(e)),
         };
@@ -85,7 +90,16 @@ impl BtfFacts {
             .map(|b| catalogue::FUNCTIONS.iter().map(|f| f.function).filter(|&f| !b.has_function(f)).collect())
             .unwrap_or_default();
         let sendpage_kernel = btf.is_some_and(|b| b.has_function("do_tcp_sendpages"));
-        Self { offsets, fd_error, io_uring, dma_layout, dma_layout_error, dma_mismatched, absent_functions, sendpage_kernel }
+        Self {
+            offsets,
+            fd_error,
+            io_uring,
+            dma_layout,
+            dma_layout_error,
+            dma_mismatched,
+            absent_functions,
+            sendpage_kernel,
+        }
     }
 }
 
@@ -160,8 +174,10 @@ impl Session {
             let reasons = candidates(f, tier).iter().map(|(k, _)| format!("{k}: {}", refused[k.name()])).collect();
             failures.insert(f.function, reasons);
         }
-        let mut viable: Vec<&FunctionProbe> =
-            catalogue::FUNCTIONS.iter().filter(|f| !candidates(f, tier).is_empty() && in_kernel(f) && usable(f)).collect();
+        let mut viable: Vec<&FunctionProbe> = catalogue::FUNCTIONS
+            .iter()
+            .filter(|f| !candidates(f, tier).is_empty() && in_kernel(f) && usable(f))
+            .collect();
         let dma_event_ok = |event: &str| !facts.dma_mismatched.contains(&event);
         for _pass in 0..loader::MAX_PROBE_LOADS {
             let mut observed = viable.iter().fold(0, |bits, f| bits | f.observed);
@@ -182,7 +198,10 @@ impl Session {
             if options.by_fd {
                 // After zc_sys_enter, which it follows on every syscall (flows.rs).
                 attach_raw(ebpf.program_mut(FD_NAMES_PROGRAM), FD_NAMES_PROGRAM, "sys_enter").map_err(|e| {
-                    Fatal::new(ExitKind::Kernel, format!("cannot attach the --by fd namer to raw_syscalls:sys_enter: {e}"))
+                    Fatal::new(
+                        ExitKind::Kernel,
+                        format!("cannot attach the --by fd namer to raw_syscalls:sys_enter: {e}"),
+                    )
                 })?;
                 probes.push(ProbeStatus::attached("raw_syscalls:sys_enter (fd names)", "raw_tracepoint"));
             }
@@ -204,9 +223,10 @@ impl Session {
                 continue; // reload: the derivation must cover what the probes could not
             }
             for f in catalogue::FUNCTIONS.iter().filter(|f| !evidence.functions.contains_key(f.function)) {
-                let tried = failures.get(f.function).map(|r| r.join("; ")).unwrap_or_else(|| {
-                    format!("not tried: --probe-tier {}", tier_name(tier))
-                });
+                let tried = failures
+                    .get(f.function)
+                    .map(|r| r.join("; "))
+                    .unwrap_or_else(|| format!("not tried: --probe-tier {}", tier_name(tier)));
                 probes.push(ProbeStatus::unavailable(
                     f.function,
                     &candidates(f, Tier::Auto).iter().map(|(k, _)| k.name()).collect::<Vec<_>>().join("/"),
@@ -298,7 +318,9 @@ impl Session {
             }
         }
         let mut counts: aya::maps::PerCpuHashMap<_, zc_trace_common::SyscallKey, u64> =
-            aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?)?;
+            aya::maps::PerCpuHashMap::try_from(
+                self.ebpf.map_mut(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?,
+            )?;
         for nr in nrs {
             let _ = counts.remove(&zc_trace_common::SyscallKey { tgid: key, nr });
         }
@@ -318,9 +340,8 @@ impl Session {
 
     /// Every device's DMA-API mappings since attach (system-wide), summed over CPUs.
     pub fn dma_devices(&self) -> anyhow::Result<Vec<DmaDevice>> {
-        let map: aya::maps::PerCpuHashMap<_, u64, DmaDevice> = aya::maps::PerCpuHashMap::try_from(
-            self.ebpf.map(maps::DMA_DEVICES).context("DMA_DEVICES map missing")?,
-        )?;
+        let map: aya::maps::PerCpuHashMap<_, u64, DmaDevice> =
+            aya::maps::PerCpuHashMap::try_from(self.ebpf.map(maps::DMA_DEVICES).context("DMA_DEVICES map missing")?)?;
         let mut out = Vec::new();
         for entry in map.iter() {
             let (_, per_cpu) = entry.context("reading DMA_DEVICES")?;

@@ -7,10 +7,28 @@ use plotters::prelude::*;
 use crate::{model::row::Row, render::table::human_bytes};
 
 const CSV_HEADER: [&str; 22] = [
-    "strategy", "role", "pid", "comm", "payload_bytes", "syscalls", "mode_switches", "page_faults",
-    "ctx_voluntary", "ctx_involuntary", "to_user_bytes", "from_user_bytes", "kernel_copy_bytes",
-    "copies_per_payload_byte", "zero_copy_bytes", "disk_read_bytes", "disk_write_bytes",
-    "net_tx_linear_bytes", "net_tx_paged_bytes", "net_tx_frags", "throughput_bytes_per_s", "evidence",
+    "strategy",
+    "role",
+    "pid",
+    "comm",
+    "payload_bytes",
+    "syscalls",
+    "mode_switches",
+    "page_faults",
+    "ctx_voluntary",
+    "ctx_involuntary",
+    "to_user_bytes",
+    "from_user_bytes",
+    "kernel_copy_bytes",
+    "copies_per_payload_byte",
+    "zero_copy_bytes",
+    "disk_read_bytes",
+    "disk_write_bytes",
+    "net_tx_linear_bytes",
+    "net_tx_paged_bytes",
+    "net_tx_frags",
+    "throughput_bytes_per_s",
+    "evidence",
 ];
 
 /// One line per row; an unobserved figure is an empty field, never 0.
@@ -105,9 +123,12 @@ fn bars(
         bar.set_margin(6, 6, 0, 0);
         bar
     }))?;
-    chart.draw_series(values.iter().enumerate().map(|(i, v)| {
-        Text::new(format!(" {v:.2}"), (*v, SegmentValue::CenterOf(i)), ("sans-serif", 12))
-    }))?;
+    chart.draw_series(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Text::new(format!(" {v:.2}"), (*v, SegmentValue::CenterOf(i)), ("sans-serif", 12))),
+    )?;
     Ok(())
 }
 

@@ -49,7 +49,9 @@ pub struct Totals {
 
 impl Totals {
     fn add_row(&mut self, r: &Row) {
-        for (dir, cell) in [("to_user", &r.cpu_copy.to_user), ("from_user", &r.cpu_copy.from_user), ("kernel", &r.cpu_copy.kernel)] {
+        for (dir, cell) in
+            [("to_user", &r.cpu_copy.to_user), ("from_user", &r.cpu_copy.from_user), ("kernel", &r.cpu_copy.kernel)]
+        {
             for (end, part) in &cell.by_end {
                 let e = self.cpu_copy.entry((dir.into(), end.to_string(), part.evidence.clone())).or_default();
                 e.0 += part.bytes;
@@ -175,31 +177,47 @@ impl Accumulator {
             registry.register(name, help, f.clone());
             f
         };
-        let cpu_bytes = family(&mut registry, "cpu_copy_bytes", "Bytes copied by the CPU, by direction and the kind of memory at the other end");
-        let cpu_calls = family(&mut registry, "cpu_copy_calls", "Copy operations (syscalls or receive copies) that moved those bytes");
+        let cpu_bytes = family(
+            &mut registry,
+            "cpu_copy_bytes",
+            "Bytes copied by the CPU, by direction and the kind of memory at the other end",
+        );
+        let cpu_calls = family(
+            &mut registry,
+            "cpu_copy_calls",
+            "Copy operations (syscalls or receive copies) that moved those bytes",
+        );
         let zero = family(&mut registry, "zero_copy_bytes", "Bytes moved by reference instead of copied, by mechanism");
         let dma = family(&mut registry, "dma_bytes", "Bytes moved by DMA (disk requests, NIC transmit, O_DIRECT)");
         let syscalls = family(&mut registry, "syscalls", "System calls");
-        let switches = family(&mut registry, "mode_switches", "User/kernel mode switches (2 per syscall, 2 per user-mode fault)");
+        let switches =
+            family(&mut registry, "mode_switches", "User/kernel mode switches (2 per syscall, 2 per user-mode fault)");
         let faults = family(&mut registry, "page_faults", "Page faults on user memory, by mode");
         let ctx = family(&mut registry, "context_switches", "Context switches, voluntary or involuntary");
         let payload = family(&mut registry, "payload_bytes", "Bytes delivered or received by data syscalls");
         let drop_family = family(&mut registry, "drops", "Events the kernel side could not count, by reason");
         let probe_gauge = Family::<Labels, Gauge>::default();
-        registry.register("probe_attached", "1 if the probe is attached (label attach = its kind), 0 if unavailable", probe_gauge.clone());
+        registry.register(
+            "probe_attached",
+            "1 if the probe is attached (label attach = its kind), 0 if unavailable",
+            probe_gauge.clone(),
+        );
 
-        let l = |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        let l =
+            |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
         for ((comm, strategy), t) in &self.series {
             let base = [("comm", comm.as_str()), ("strategy", strategy.as_str())];
             // The evidence label is the evidence's text: a fixed vocabulary, so a bounded set of
             // values (no counts, no run-time text).
             for ((dir, end, evidence), (bytes, calls)) in &t.cpu_copy {
-                let labels = l(&[base[0], base[1], ("direction", dir), ("end", end), ("evidence", &evidence.to_string())]);
+                let labels =
+                    l(&[base[0], base[1], ("direction", dir), ("end", end), ("evidence", &evidence.to_string())]);
                 cpu_bytes.get_or_create(&labels).inc_by(*bytes);
                 cpu_calls.get_or_create(&labels).inc_by(*calls);
             }
             for ((kind, evidence), bytes) in &t.zero_copy {
-                zero.get_or_create(&l(&[base[0], base[1], ("kind", kind), ("evidence", &evidence.to_string())])).inc_by(*bytes);
+                zero.get_or_create(&l(&[base[0], base[1], ("kind", kind), ("evidence", &evidence.to_string())]))
+                    .inc_by(*bytes);
             }
             for (kind, bytes) in &t.dma {
                 dma.get_or_create(&l(&[base[0], base[1], ("kind", kind)])).inc_by(*bytes);
@@ -330,11 +348,17 @@ mod tests {
         let snap2: BTreeMap<_, _> = [(1, stats_with_read(150, 2)), (2, stats_with_read(7, 1))].into_iter().collect();
         acc.fold(&snap2, &BTreeMap::new(), &comms, &ev, &g);
         let cat = &acc.series[&("cat".to_string(), "receive".to_string())];
-        assert_eq!(cat.cpu_copy[&("to_user".into(), "page_cache".into(), evidence::Evidence::Derived(evidence::Rule::Read))], (150, 2));
+        assert_eq!(
+            cat.cpu_copy[&("to_user".into(), "page_cache".into(), evidence::Evidence::Derived(evidence::Rule::Read))],
+            (150, 2)
+        );
         // One series allowed: dd goes to other/other.
         let other = &acc.series[&(OTHER.to_string(), OTHER.to_string())];
         assert_eq!(other.payload, 7);
-        let text = acc.encode(&[ProbeStatus::attached("raw_syscalls:sys_enter", "raw_tracepoint")], &Drops::new(Default::default()));
+        let text = acc.encode(
+            &[ProbeStatus::attached("raw_syscalls:sys_enter", "raw_tracepoint")],
+            &Drops::new(Default::default()),
+        );
         assert!(text.contains("zc_cpu_copy_bytes_total{comm=\"cat\",strategy=\"receive\",direction=\"to_user\",end=\"page_cache\",evidence=\"derived:read(2)\"} 150"), "{text}");
         assert!(text.contains("zc_probe_attached{probe=\"raw_syscalls:sys_enter\",attach=\"raw_tracepoint\"} 1"));
         assert!(text.trim_end().ends_with("# EOF"));

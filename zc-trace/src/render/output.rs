@@ -22,9 +22,11 @@ pub fn check_writable(path: &Path) -> Result<(), Fatal> {
         return Err(Fatal::usage(format!("cannot write `{shown}`: it is a directory; give a file name")));
     }
     if path.exists() {
-        return OpenOptions::new().append(true).open(path).map(drop).map_err(|e| {
-            Fatal::usage(format!("cannot write `{shown}`: {e}; choose another path"))
-        });
+        return OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| Fatal::usage(format!("cannot write `{shown}`: {e}; choose another path")));
     }
     // Creating the file is the only test that every file system answers truthfully (access(2)
     // says yes to root on /proc, for one); it is removed at once.

@@ -43,8 +43,21 @@ pub fn table(report: &AttributionReport, raw: bool) -> String {
     let mut titles: Vec<Cell> = if with_pid { vec![r("pid"), Cell::new("comm")] } else { Vec::new() };
     titles.extend(
         [
-            "strategy", "role", "payload", "syscalls", "mode sw", "ctx sw v/i", "faults", "copy ->user",
-            "copy user->", "copy kernel", "copies/B", "zero-copy", "disk read", "NIC lin/paged", "throughput",
+            "strategy",
+            "role",
+            "payload",
+            "syscalls",
+            "mode sw",
+            "ctx sw v/i",
+            "faults",
+            "copy ->user",
+            "copy user->",
+            "copy kernel",
+            "copies/B",
+            "zero-copy",
+            "disk read",
+            "NIC lin/paged",
+            "throughput",
         ]
         .iter()
         .enumerate()

@@ -42,7 +42,10 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
         }
         out += &render_flows(&row.flows, raw);
         if row.unclassified_bytes > 0 {
-            out += &format!("  unclassified: {} returned by data syscalls on fds of unknown kind\n", row.unclassified_bytes);
+            out += &format!(
+                "  unclassified: {} returned by data syscalls on fds of unknown kind\n",
+                row.unclassified_bytes
+            );
         }
     }
     out

@@ -15,7 +15,14 @@ pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<u64> {
     let chunk = chunk.div_ceil(4096) * 4096;
     // SAFETY: an anonymous private mapping is page-aligned, as O_DIRECT needs.
     let buf = unsafe {
-        libc::mmap(std::ptr::null_mut(), chunk, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            chunk,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if buf == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());

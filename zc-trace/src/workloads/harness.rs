@@ -30,9 +30,9 @@ pub fn unsupported(strategy: Strategy, sink: SinkKind, src: &std::path::Path) ->
         }
         (Strategy::MsgZerocopy, SinkKind::Tcp) => None,
         (Strategy::MsgZerocopy, _) => Some(format!("MSG_ZEROCOPY needs a TCP socket; the {sink} sink is not one")),
-        (Strategy::DirectIo, _) => direct_io::open_source(src).err().map(|e| {
-            format!("the source's file system refuses O_DIRECT ({e}); set TMPDIR to a disk-backed directory")
-        }),
+        (Strategy::DirectIo, _) => direct_io::open_source(src)
+            .err()
+            .map(|e| format!("the source's file system refuses O_DIRECT ({e}); set TMPDIR to a disk-backed directory")),
         _ => None,
     }
 }

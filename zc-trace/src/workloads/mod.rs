@@ -117,8 +117,9 @@ pub fn run(strategy: Strategy, src: &Path, dst: RawFd, chunk: usize) -> io::Resu
         Strategy::Vmsplice => bytes(vmsplice::run(src.0, dst, chunk)),
         Strategy::IoUring => bytes(io_uring::run(src.0, dst, chunk)),
         Strategy::DirectIo => bytes(direct_io::run(src.0, dst, chunk)),
-        Strategy::MsgZerocopy => msg_zerocopy::run(src.0, dst, chunk)
-            .map(|(bytes, zc)| Outcome { bytes, zerocopy: Some(zc) }),
+        Strategy::MsgZerocopy => {
+            msg_zerocopy::run(src.0, dst, chunk).map(|(bytes, zc)| Outcome { bytes, zerocopy: Some(zc) })
+        }
     }
 }
 

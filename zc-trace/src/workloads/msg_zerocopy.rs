@@ -13,9 +13,10 @@ const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
 pub fn run(src: RawFd, dst: RawFd, chunk: usize) -> io::Result<(u64, ZerocopyCompletions)> {
     let one: libc::c_int = 1;
     // SAFETY: setsockopt with a valid int.
-    check(unsafe {
-        libc::setsockopt(dst, libc::SOL_SOCKET, libc::SO_ZEROCOPY, (&one as *const libc::c_int).cast(), 4)
-    } as isize)
+    check(
+        unsafe { libc::setsockopt(dst, libc::SOL_SOCKET, libc::SO_ZEROCOPY, (&one as *const libc::c_int).cast(), 4) }
+            as isize,
+    )
     .map_err(|e| io::Error::new(e.kind(), format!("SO_ZEROCOPY: {e} (the sink must be a TCP or UDP socket)")))?;
     let mut sends = 0u64;
     let mut done = ZerocopyCompletions::default();

@@ -43,9 +43,10 @@ impl SinkKind {
 impl FromStr for SinkKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        SinkKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            format!("unknown sink `{s}`: choose from tcp, unix, pipe, file, null")
-        })
+        SinkKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown sink `{s}`: choose from tcp, unix, pipe, file, null"))
     }
 }
 
@@ -152,9 +153,9 @@ impl Sink {
         let end = self.receiver_end.take().expect("only sinks with a receiver are received");
         let fd = if self.kind == SinkKind::Tcp {
             // SAFETY: accepting on our listening socket; peer address not needed.
-            let conn = check(unsafe {
-                libc::accept4(end.0, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC)
-            } as isize)?;
+            let conn =
+                check(unsafe { libc::accept4(end.0, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) }
+                    as isize)?;
             drop(end);
             Fd(conn as RawFd)
         } else {

@@ -102,7 +102,11 @@ pub fn verify_classic(dir: &std::path::Path) -> Vec<String> {
     let loopback = load(dir, "lab-auto").ok();
     for case in &CASES {
         match measure(&reports, case) {
-            Ok(m) => problems.extend(check_case(&m, loopback.as_ref()).into_iter().map(|p| format!("{} ({}): {p}", case.classic, case.check))),
+            Ok(m) => problems.extend(
+                check_case(&m, loopback.as_ref())
+                    .into_iter()
+                    .map(|p| format!("{} ({}): {p}", case.classic, case.check)),
+            ),
             Err(e) => problems.push(e),
         }
     }
@@ -131,7 +135,8 @@ fn check_case(m: &Measured, loopback: Option<&Value>) -> Vec<String> {
             p.push(format!("{name} calls {}, expected {want}", m.calls(name)));
         }
     }
-    if let Some(lo) = loopback.and_then(|r| rows(r).get(&(m.case.strategy.to_string(), "sender".to_string())).copied()) {
+    if let Some(lo) = loopback.and_then(|r| rows(r).get(&(m.case.strategy.to_string(), "sender".to_string())).copied())
+    {
         for s in DATA_SYSCALLS {
             let (x, y) = (m.calls(s), n(&lo["syscall_counts"][s]));
             if x != y {
@@ -142,7 +147,9 @@ fn check_case(m: &Measured, loopback: Option<&Value>) -> Vec<String> {
     // Disk -> memory: the cold source is read from the disk in the sender's own context.
     match m.dma("disk_read_bytes") {
         Some(d) if within_1pct(d, payload) => {}
-        other => p.push(format!("block_rq_issue read bytes in the sender's context {other:?}, expected {payload} (cold)")),
+        other => {
+            p.push(format!("block_rq_issue read bytes in the sender's context {other:?}, expected {payload} (cold)"))
+        }
     }
     // CPU copies, per strategy, within 1%.
     let (to_user, from_user, kernel) = (m.copy("to_user"), m.copy("from_user"), m.copy("kernel"));
@@ -153,9 +160,12 @@ fn check_case(m: &Measured, loopback: Option<&Value>) -> Vec<String> {
         "sendfile()" => (0, 0, payload, 0),
         _ => (0, 0, 0, payload),
     };
-    for (what, got, want) in
-        [("to_user", to_user, want.0), ("from_user", from_user, want.1), ("kernel", kernel, want.2), ("zero-copy", zero, want.3)]
-    {
+    for (what, got, want) in [
+        ("to_user", to_user, want.0),
+        ("from_user", from_user, want.1),
+        ("kernel", kernel, want.2),
+        ("zero-copy", zero, want.3),
+    ] {
         if !within_1pct(got, want) {
             p.push(format!("{what} bytes {got}, expected {want}"));
         }
@@ -183,7 +193,9 @@ fn check_device_dma(m: &Measured) -> Vec<String> {
     }
     match m.dma("dma_map_bytes_from_device") {
         Some(b) if b * 100 >= payload * 99 => {}
-        other => p.push(format!("DMA FROM_DEVICE bytes in the sender's context {other:?}, expected at least the payload")),
+        other => {
+            p.push(format!("DMA FROM_DEVICE bytes in the sender's context {other:?}, expected at least the payload"))
+        }
     }
     // What the NIC maps is what the stack handed it (net_dev_start_xmit, linear + paged):
     // the payload plus headers, plus any retransmissions (seen under TCG: 8% more once).
@@ -219,12 +231,19 @@ fn compare_sg(on: &Measured, off: &Measured) -> Vec<String> {
     if paged_on * 100 < payload * 99 {
         p.push(format!("SG on: {paged_on} paged bytes transmitted, expected the payload {payload} in page frags"));
     }
-    let (paged_off, linear_off) = (off.dma("net_tx_paged_bytes").unwrap_or(0), off.dma("net_tx_linear_bytes").unwrap_or(0));
+    let (paged_off, linear_off) =
+        (off.dma("net_tx_paged_bytes").unwrap_or(0), off.dma("net_tx_linear_bytes").unwrap_or(0));
     if paged_off != 0 || linear_off < payload {
-        p.push(format!("SG off: {paged_off} paged and {linear_off} linear bytes transmitted, expected all {payload} linear"));
+        p.push(format!(
+            "SG off: {paged_off} paged and {linear_off} linear bytes transmitted, expected all {payload} linear"
+        ));
     }
     if on.cpu_bytes() != 0 || off.copy("kernel") == 0 {
-        p.push(format!("SG on copies {} bytes, SG off {} kernel bytes: expected 0 and the payload", on.cpu_bytes(), off.copy("kernel")));
+        p.push(format!(
+            "SG on copies {} bytes, SG off {} kernel bytes: expected 0 and the payload",
+            on.cpu_bytes(),
+            off.copy("kernel")
+        ));
     }
     if dma_attached(on.report) {
         match (maps_per_packet(on), maps_per_packet(off)) {
@@ -315,10 +334,16 @@ pub fn classic_table(dir: &std::path::Path, release: &str) -> Result<String, Str
 fn cpu_cell(m: &Measured) -> String {
     let per_byte = m.cpu_bytes() as f64 / m.payload.max(1) as f64;
     let mut parts = Vec::new();
-    for (dir, label) in [("to_user", "page cache -> user"), ("from_user", "user -> socket"), ("kernel", "page cache -> socket buffer")] {
+    for (dir, label) in
+        [("to_user", "page cache -> user"), ("from_user", "user -> socket"), ("kernel", "page cache -> socket buffer")]
+    {
         let cell = &m.sender["cpu_copy"][dir];
         if n(&cell["bytes"]) > 0 {
-            let ev = cell["by_end"].as_object().and_then(|e| e.values().next()).and_then(|p| p["evidence"].as_str()).unwrap_or("");
+            let ev = cell["by_end"]
+                .as_object()
+                .and_then(|e| e.values().next())
+                .and_then(|p| p["evidence"].as_str())
+                .unwrap_or("");
             let ev = ev.split(" (").next().unwrap_or(ev).split(" + ").next().unwrap_or(ev);
             parts.push(format!("{label} (`{ev}`)"));
         }
@@ -367,7 +392,11 @@ fn switch_cell(m: &Measured) -> String {
     let faults = m.sender["mode_switch_detail"]["page_faults"].as_u64().unwrap_or(0);
     let all = n(&m.sender["mode_switches"]) as f64 / m.chunks.max(1) as f64;
     if m.case.strategy == "mmap-write" {
-        return format!("{data:.2} (mmap + write) + {:.2} (munmap) + {:.2} (page faults); {all:.2} in all", 2.0 * m.calls("munmap") as f64 / m.chunks.max(1) as f64, faults as f64 / m.chunks.max(1) as f64);
+        return format!(
+            "{data:.2} (mmap + write) + {:.2} (munmap) + {:.2} (page faults); {all:.2} in all",
+            2.0 * m.calls("munmap") as f64 / m.chunks.max(1) as f64,
+            faults as f64 / m.chunks.max(1) as f64
+        );
     }
     format!("{data:.2} from its data calls; {all:.2} in all")
 }
@@ -401,14 +430,17 @@ fn disagreement(m: &Measured) -> String {
                     "net_dev_start_xmit), copied by software GSO at transmit (skb_segment -> skb_copy_bits in ",
                     "the 6.12 source), one MSS per packet (TSO goes off with SG)",
                 )
-                    .into(),
+                .into(),
             );
         } else {
             notes.push("none: without NETIF_F_SG the kernel copies the page-cache data into the socket buffer; TSO goes off with SG (one packet per MSS)".into());
         }
     }
     if m.case.classic == "sendfile() + SG-DMA" && m.cpu_bytes() == 0 {
-        notes.push("none: the socket takes the page-cache pages by reference (MSG_SPLICE_PAGES) and the e1000 gathers them".into());
+        notes.push(
+            "none: the socket takes the page-cache pages by reference (MSG_SPLICE_PAGES) and the e1000 gathers them"
+                .into(),
+        );
     }
     if notes.is_empty() { "none".into() } else { notes.join("; ") }
 }

@@ -114,7 +114,9 @@ fn observed_in_fentry_tier(report: &Value) -> Vec<String> {
     if let Some(row) = rows.get(&("read-write".to_string(), "sender".to_string())) {
         let evidence = row["cpu_copy"]["to_user"]["by_end"]["page_cache"]["evidence"].as_str().unwrap_or("");
         if evidence.contains("derived") {
-            problems.push(format!("fentry: read-write page cache -> user is partly derived: `{evidence}` (TMPDIR not on the NVMe ext4?)"));
+            problems.push(format!(
+                "fentry: read-write page cache -> user is partly derived: `{evidence}` (TMPDIR not on the NVMe ext4?)"
+            ));
         }
     }
     problems

@@ -19,7 +19,15 @@ pub fn rows(report: &Value) -> BTreeMap<(String, String), &Value> {
         .as_array()
         .map(|rows| {
             rows.iter()
-                .map(|r| ((r["strategy"].as_str().unwrap_or("").to_string(), r["role"].as_str().unwrap_or("").to_string()), r))
+                .map(|r| {
+                    (
+                        (
+                            r["strategy"].as_str().unwrap_or("").to_string(),
+                            r["role"].as_str().unwrap_or("").to_string(),
+                        ),
+                        r,
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -33,4 +41,3 @@ pub fn within_1pct(a: u64, b: u64) -> bool {
 pub fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
-
