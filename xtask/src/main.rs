@@ -1,6 +1,7 @@
 //! Developer and CI entry points. `cargo xtask <command>`; every command that needs the eBPF
 //! toolchain installs it first (see `setup`), so a fresh machine needs nothing but stable Rust.
 mod bench;
+mod run;
 mod setup;
 mod vm;
 
@@ -11,6 +12,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use run::{cargo, run_cmd};
 
 #[derive(Parser)]
 #[command(about = "zc-trace's build, test and lab entry points")]
@@ -99,13 +101,6 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// A cargo command that must embed real eBPF programs (no placeholder fallback).
-fn cargo(args: &[&str]) -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.args(args).env("ZC_TRACE_REQUIRE_EBPF", "1").env("PATH", setup::path_with_cargo_bin());
-    cmd
-}
-
 fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     let mut args = vec!["build", "--package", "zc-trace", "--bins"];
     if release {
@@ -129,18 +124,9 @@ fn test(root: &Path, extra: &[String]) -> anyhow::Result<()> {
 /// clippy with warnings as errors on the host crates (the eBPF crate builds only for
 /// bpfel-unknown-none; its own build warns through zc-trace's build script).
 fn hygiene() -> anyhow::Result<()> {
-    let cargo = || Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    let mut fmt = cargo();
+    let mut fmt = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     fmt.args(["fmt", "--all", "--check"]);
     run_cmd(fmt).context("code is not formatted: run `cargo fmt --all`")?;
-    run_cmd(crate::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))
+    run_cmd(cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))
         .context("clippy found problems (warnings are errors)")
-}
-
-fn run_cmd(mut cmd: Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{:?} failed ({status})", cmd.get_program());
-    }
-    Ok(())
 }

@@ -129,7 +129,7 @@ pub fn fetch_deb(cache: &Path, package: &KernelPackage) -> anyhow::Result<PathBu
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
     say(&format!("downloading {} {}", package.name, package.version));
-    crate::run_cmd({
+    crate::run::run_cmd({
         let mut cmd = Command::new("apt-get");
         // As root apt drops to the `_apt` user, which cannot write here; it would warn and go on.
         cmd.args(["-q", "-o", "APT::Sandbox::User=root", "download"])
@@ -175,7 +175,7 @@ pub fn unpack_kernel(deb: &Path, into: &Path, release: &str) -> anyhow::Result<K
     // Unpack beside and rename, so that a half-unpacked tree never looks complete.
     let partial = PathBuf::from(format!("{}.partial", into.display()));
     let _ = fs::remove_dir_all(&partial);
-    crate::run_cmd({
+    crate::run::run_cmd({
         let mut cmd = Command::new("dpkg-deb");
         cmd.arg("-x").arg(deb).arg(&partial);
         cmd

@@ -69,7 +69,7 @@ pub fn make_disk(work: &Path) -> anyhow::Result<PathBuf> {
         say("installing e2fsprogs (mkfs.ext4 for the guest's NVMe disk)");
         setup::apt_install(&["e2fsprogs"])?;
     }
-    crate::run_cmd({
+    crate::run::run_cmd({
         let mut cmd = Command::new("mkfs.ext4");
         cmd.args(["-q", "-F", "-L", "zc-nvme", "-E", "lazy_itable_init=0,lazy_journal_init=0"]).arg(&disk);
         cmd

@@ -48,13 +48,13 @@ pub fn build_static_spinner(root: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn build_static(what: &[&str]) -> anyhow::Result<()> {
-    let mut cmd = crate::cargo(&["build", "--release", "--target", TARGET]);
+    let mut cmd = crate::run::cargo(&["build", "--release", "--target", TARGET]);
     cmd.args(what);
     // With an explicit --target, RUSTFLAGS reach only the target crates, not build scripts and
     // proc macros (which would not link statically). CARGO_ENCODED_RUSTFLAGS would win over
     // RUSTFLAGS, so it must not leak in from the environment.
     cmd.env("RUSTFLAGS", "-C target-feature=+crt-static").env_remove("CARGO_ENCODED_RUSTFLAGS");
-    crate::run_cmd(cmd)
+    crate::run::run_cmd(cmd)
 }
 
 /// A binary without a PT_INTERP program header needs no dynamic loader (static or static-pie).

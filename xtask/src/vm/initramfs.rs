@@ -47,7 +47,7 @@ pub fn build_initramfs(
 
     let cpio = work.join("initramfs.cpio");
     pack_cpio(stage, &cpio)?;
-    crate::run_cmd({
+    crate::run::run_cmd({
         let mut cmd = Command::new("gzip");
         cmd.args(["-n", "-6"]).arg(&cpio);
         cmd
