@@ -184,8 +184,9 @@ fn no_such_tracepoint(reason: &str) -> String {
     if reason.contains("os error 2") { "no such tracepoint on this kernel".into() } else { reason.into() }
 }
 
-/// Kinds of function probe this kernel refuses, with the reason: fexit is tried once on
-/// `vfs_read` (exists everywhere, not notrace); kprobes are refused when not built.
+/// Kinds of function probe this kernel refuses, with the reason: an fexit program for
+/// `vfs_read` (exists everywhere, not notrace) is loaded once, not attached (see
+/// `doctor::try_load_fexit`); kprobes are refused when not built.
 pub(super) fn refused_kinds(
     doctor_obj: Option<&mut Ebpf>,
     btf: Option<&Btf>,
@@ -194,7 +195,7 @@ pub(super) fn refused_kinds(
     let mut refused = BTreeMap::new();
     if matches!(tier, Tier::Auto | Tier::Fentry)
         && let Some(d) = doctor_obj
-        && let Err(e) = doctor::try_function(d, btf, "fexit", "vfs_read")
+        && let Err(e) = doctor::try_load_fexit(d, btf, "vfs_read")
     {
         refused.insert("fexit", e);
     }

@@ -154,6 +154,19 @@ pub fn try_function(ebpf: &mut Ebpf, btf: Option<&Btf>, kind: &str, function: &s
     }
 }
 
+/// Loads an fexit program for `function` and unloads it, attaching nothing. The kernel
+/// resolves the target and verifies the program at load, and refuses fentry/fexit there when
+/// it refuses them at all (EPERM under this host's lockdown): enough to know whether the kind
+/// works, without patching `function`'s entry twice (attach and detach each rewrite live
+/// kernel text, with an IPI to every CPU) for a test.
+pub fn try_load_fexit(ebpf: &mut Ebpf, btf: Option<&Btf>, function: &str) -> Result<(), String> {
+    let btf = btf.ok_or_else(no_btf)?;
+    let prog: &mut FExit = program(ebpf, "zc_can_fexit")?;
+    let result = prog.load(function, btf).map_err(|e| explain(&e, "fexit"));
+    let _ = prog.unload();
+    result
+}
+
 /// The kernel registers a `kprobe` perf PMU (since 4.17) or offers tracefs `kprobe_events`
 /// only when built with CONFIG_KPROBES.
 pub fn kprobes_built() -> bool {
