@@ -10,13 +10,19 @@ use anyhow::{Context as _, bail};
 use super::{checks::SPIN_BINARY, progress::say};
 use crate::setup;
 
-/// Host packages the runner needs, with the command that shows each is there.
-const HOST_PACKAGES: [(&str, &str); 5] = [
+/// Host packages the runner needs, with the command that shows each is there. All are
+/// installed before any guest is prepared: guests are prepared in parallel, and two apt-get
+/// runs at once would fight over dpkg's lock.
+const HOST_PACKAGES: [(&str, &str); 7] = [
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("busybox-static", "/bin/busybox"),
     ("cpio", "/usr/bin/cpio"),
     ("xz-utils", "/usr/bin/xz"),
     ("gzip", "/bin/gzip"),
+    // Copied into the guest to toggle scatter-gather.
+    ("ethtool", "/usr/sbin/ethtool"),
+    // mkfs.ext4 for the guest's NVMe disk.
+    ("e2fsprogs", "/usr/sbin/mkfs.ext4"),
 ];
 
 pub fn ensure_host_packages() -> anyhow::Result<()> {

@@ -81,6 +81,10 @@ pub struct VmTestArgs {
     /// one host thread). See docs/vm-test.md.
     #[arg(long, value_enum, default_value = "multi")]
     tcg_thread: TcgThread,
+    /// How many guests run at once (each is one QEMU; with `--tcg-thread single`, one host
+    /// core each).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    jobs: u32,
     /// Test-only: break the guest on purpose after the checks, to see the hang detection stop
     /// the run within seconds (the run then fails, as it must).
     #[arg(long, value_enum)]
@@ -105,6 +109,7 @@ impl VmTestArgs {
             append: None,
             smp: 2,
             tcg_thread: TcgThread::Multi,
+            jobs: 2,
             break_guest: None,
             write_docs: false,
         }
@@ -161,8 +166,8 @@ struct Verdict {
 pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
     // Bad selections fail before anything is built or downloaded.
     let plan = checks::plan(&args.only, args.repeat, args.break_guest)?;
-    if args.runs == 0 || args.smp == 0 {
-        bail!("--runs and --smp must be at least 1");
+    if args.runs == 0 || args.smp == 0 || args.jobs == 0 {
+        bail!("--runs, --smp and --jobs must be at least 1");
     }
     setup::ensure()?;
     host::ensure_host_packages()?;
@@ -181,6 +186,12 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
     };
     // Resolve every kernel before booting any, so a missing suite is reported at once.
     let packages = series.iter().map(|&s| debian::newest_kernel(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    // Downloads one at a time, before the guests are prepared in parallel.
+    let dirs = Dirs::new(root);
+    std::fs::create_dir_all(&dirs.cache)?;
+    for package in &packages {
+        debian::fetch_deb(&dirs.cache, package)?;
+    }
     let machine = Machine { smp: args.smp, tcg_thread: args.tcg_thread, append: args.append.clone() };
     say(&format!("guest: {} vCPU(s), TCG thread={:?}", machine.smp, machine.tcg_thread).to_lowercase());
     let setup = Setup {
@@ -189,7 +200,7 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
         zc_trace,
         extra_binaries,
         machine,
-        dirs: Dirs::new(root),
+        dirs,
         timeout: Duration::from_secs(args.timeout * 60),
     };
 
@@ -249,53 +260,21 @@ pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
 /// Boots every kernel once (a guest whose kernel broke is booted once more when `retry`),
 /// prints the summary, verifies the results and, when asked, writes the docs' tables.
 fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -> anyhow::Result<Verdict> {
-    let mut runs: Vec<KernelRun> = Vec::new();
-    let mut troubles = Vec::new();
-    for package in &setup.packages {
-        say(&format!("{}: {} {} from {}", package.release(), package.name, package.version, package.suite));
-        // One kernel failing to download or boot must not hide the other kernel's results.
-        let attempt = || {
-            run_kernel(setup, package, args.keep).unwrap_or_else(|err| KernelRun {
-                release: package.release().to_string(),
-                boot_secs: None,
-                total_secs: 0.0,
-                results: setup
-                    .plan
-                    .checks
-                    .iter()
-                    .map(|c| CheckResult { name: c.name.clone(), outcome: Outcome::NotRun })
-                    .collect(),
-                problems: vec![format!("{err:#}")],
-                doctor_summary: None,
-                kernel_trouble: None,
-            })
-        };
-        let mut run = attempt();
-        troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
-        // A guest whose kernel broke under TCG (docs/vm-test.md) says nothing about zc-trace
-        // when a second boot passes: boot it once more, saying so loudly. A check that ran
-        // and failed is never retried.
-        if retry && let Some(why) = outcome::died(&run) {
-            say(&format!(
-                "{}: RETRYING ONCE: the guest did not finish ({}); its kernel log is in target/vm/results/{}/kernel.log",
-                run.release,
-                why.lines().next().unwrap_or_default(),
-                run.release
-            ));
-            let first = run.kernel_trouble.clone();
-            let aside = set_aside(&setup.dirs.results, &run.release, "first-boot");
-            say(&format!("{}: the first boot's results are kept in {}", run.release, aside.display()));
-            run = attempt();
-            troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
-            if let Some(why) = outcome::died(&run) {
-                run.problems
-                    .push(format!("the guest did not finish twice: {}", why.lines().next().unwrap_or_default()));
-            } else if let Some(first) = first {
-                say(&format!("{}: the second boot passed; the first had: {first}", run.release));
-            }
-        }
-        runs.push(run);
+    // Each guest is one QEMU process; with single-threaded TCG each takes one host core, so
+    // the kernels boot side by side (`--jobs`), each with its own work and results folders.
+    let mut booted: Vec<(KernelRun, Vec<String>)> = Vec::new();
+    for batch in setup.packages.chunks(args.jobs.max(1) as usize) {
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|package| scope.spawn(move || boot_kernel(setup, package, args.keep, retry)))
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a guest's thread panicked")).collect()
+        });
+        booted.extend(results);
     }
+    let troubles: Vec<String> = booted.iter().flat_map(|(_, t)| t.iter().cloned()).collect();
+    let mut runs: Vec<KernelRun> = booted.into_iter().map(|(run, _)| run).collect();
     outcome::print_summary(&runs);
 
     // What the runs mean: tiers agree, the fentry tier observes, the classic story.
@@ -325,6 +304,53 @@ fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -
         })
         .collect();
     Ok(Verdict { failures, troubles })
+}
+
+/// Boots one kernel (once more when `retry` and its guest did not finish) and returns the run
+/// and the trouble lines its kernel logged.
+fn boot_kernel(setup: &Setup, package: &KernelPackage, keep: bool, retry: bool) -> (KernelRun, Vec<String>) {
+    say(&format!("{}: {} {} from {}", package.release(), package.name, package.version, package.suite));
+    // One kernel failing to download or boot must not hide the other kernel's results.
+    let attempt = || {
+        run_kernel(setup, package, keep).unwrap_or_else(|err| KernelRun {
+            release: package.release().to_string(),
+            boot_secs: None,
+            total_secs: 0.0,
+            results: setup
+                .plan
+                .checks
+                .iter()
+                .map(|c| CheckResult { name: c.name.clone(), outcome: Outcome::NotRun })
+                .collect(),
+            problems: vec![format!("{err:#}")],
+            doctor_summary: None,
+            kernel_trouble: None,
+        })
+    };
+    let mut troubles = Vec::new();
+    let mut run = attempt();
+    troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
+    // A guest whose kernel broke under TCG (docs/vm-test.md) says nothing about zc-trace
+    // when a second boot passes: boot it once more, saying so loudly. A check that ran and
+    // failed is never retried.
+    if retry && let Some(why) = outcome::died(&run) {
+        let aside = set_aside(&setup.dirs.results, &run.release, "first-boot");
+        say(&format!(
+            "{}: RETRYING ONCE: the guest did not finish ({}); the first boot's results and kernel log are kept in {}",
+            run.release,
+            why.lines().next().unwrap_or_default(),
+            aside.display()
+        ));
+        let first = run.kernel_trouble.clone();
+        run = attempt();
+        troubles.extend(run.kernel_trouble.iter().map(|t| format!("{}: {t}", run.release)));
+        if let Some(why) = outcome::died(&run) {
+            run.problems.push(format!("the guest did not finish twice: {}", why.lines().next().unwrap_or_default()));
+        } else if let Some(first) = first {
+            say(&format!("{}: the second boot passed; the first had: {first}", run.release));
+        }
+    }
+    (run, troubles)
 }
 
 /// docs/classic-story.md from the newest kernel (the one with `dma:*` tracepoints) and
