@@ -55,7 +55,7 @@ pub struct VmTestArgs {
     #[arg(long)]
     keep: bool,
     /// Kill QEMU after this many minutes per kernel (everything runs under TCG, so it is slow).
-    #[arg(long, value_name = "MINUTES", default_value_t = 15)]
+    #[arg(long, value_name = "MINUTES", default_value_t = 25)]
     timeout: u64,
     /// Use this statically linked zc-trace instead of building one.
     #[arg(long, value_name = "PATH")]
@@ -77,9 +77,10 @@ pub struct VmTestArgs {
     /// The guest's vCPUs.
     #[arg(long, value_name = "N", default_value_t = 2)]
     smp: u32,
-    /// How TCG runs the vCPUs: `multi` (a host thread each) or `single` (they take turns on
-    /// one host thread). See docs/vm-test.md.
-    #[arg(long, value_enum, default_value = "multi")]
+    /// How TCG runs the vCPUs: `single` (they take turns on one host thread) or `multi` (a
+    /// host thread each, which runs stale translations of live-patched kernel text: soft
+    /// lockups and int3 oopses; see docs/vm-test.md).
+    #[arg(long, value_enum, default_value = "single")]
     tcg_thread: TcgThread,
     /// How many guests run at once (each is one QEMU; with `--tcg-thread single`, one host
     /// core each).
@@ -101,14 +102,14 @@ impl VmTestArgs {
         VmTestArgs {
             kernel: KernelChoice::All,
             keep: false,
-            timeout: 15,
+            timeout: 25,
             zc_trace: None,
             only: Vec::new(),
             repeat: 1,
             runs: 1,
             append: None,
             smp: 2,
-            tcg_thread: TcgThread::Multi,
+            tcg_thread: TcgThread::Single,
             jobs: 2,
             break_guest: None,
             write_docs: false,
