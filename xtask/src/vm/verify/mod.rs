@@ -103,7 +103,7 @@ fn observed_in_fentry_tier(report: &Value) -> Vec<String> {
     // Where fexit observed the copies, the classic comparison must say so: its verdict once
     // said "derived from syscall semantics" at every tier.
     for strategy in ["read-write", "mmap-write"] {
-        let comparison = report["classic"].as_array().and_then(|c| c.iter().find(|c| c["strategy"] == strategy));
+        let comparison = report["lab"]["classic"].as_array().and_then(|c| c.iter().find(|c| c["strategy"] == strategy));
         let verdict = comparison.and_then(|c| c["cpu_verdict"].as_str()).unwrap_or("(no classic comparison)");
         if !verdict.contains("(observed)") {
             problems.push(format!("fentry: {strategy} classic verdict `{verdict}`, expected it to say (observed)"));
@@ -197,10 +197,10 @@ mod tests {
     #[test]
     fn fentry_verdicts_must_say_observed() {
         let verdict_problems = |verdict: &str| {
-            let report = json!({"rows": [], "classic": [
+            let report = json!({"rows": [], "lab": {"classic": [
                 {"strategy": "read-write", "cpu_verdict": verdict},
                 {"strategy": "mmap-write", "cpu_verdict": "matches (observed)"},
-            ]});
+            ]}});
             observed_in_fentry_tier(&report).into_iter().filter(|p| p.contains("classic verdict")).collect::<Vec<_>>()
         };
         assert!(verdict_problems("matches (observed)").is_empty());
