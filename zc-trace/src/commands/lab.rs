@@ -85,8 +85,8 @@ struct Run {
 async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
-    // Catch SIGINT/SIGTERM before anything is created, so that an interruption at any point
-    // still removes the temp directory (a pending signal is seen by the first wait below).
+    // Catch SIGINT/SIGTERM/SIGHUP before anything is created, so that an interruption at any
+    // point still removes the temp directory (a pending signal is seen by the first wait below).
     let mut signals = Signals::catch()?;
     let dir = harness::temp_dir()?;
     let src = dir.path().join("source");
@@ -240,8 +240,7 @@ async fn run_once(
                 anyhow::bail!("the {strategy} receiver failed: {}", recv_result.error());
             }
         }
-        _ = signals.int.recv() => return Ok(stop(sender, receiver)),
-        _ = signals.term.recv() => return Ok(stop(sender, receiver)),
+        _ = signals.recv() => return Ok(stop(sender, receiver)),
     }
     let stats = session.stats()?;
     let syscalls = session.syscalls()?;

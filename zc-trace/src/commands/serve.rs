@@ -52,8 +52,7 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
                 let _ = respond(stream, &body).await;
             }
             _ = fold_tick.tick() => fold(&mut session, &mut acc)?,
-            _ = signals.int.recv() => break,
-            _ = signals.term.recv() => break,
+            _ = signals.recv() => break,
         }
     }
     Ok(0)
