@@ -15,7 +15,7 @@ use crate::{
         flows,
         row::{self, Input},
     },
-    cli::LabArgs,
+    cli::{self, LabArgs},
     kernel::{
         facts::{self, kernel_info},
         privileges,
@@ -45,6 +45,9 @@ fn endpoint(args: &LabArgs) -> TcpEndpoint {
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<i32> {
+    if let Some(strategy) = cli::first_repeated(&args.strategies) {
+        return Err(Fatal::usage(format!("--strategies names {strategy} twice: give each strategy once")).into());
+    }
     for path in [&args.output.json, &args.csv, &args.plot].into_iter().flatten() {
         output::check_writable(path)?;
     }

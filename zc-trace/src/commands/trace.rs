@@ -12,7 +12,7 @@ use crate::{
         row::{self, Input},
         strategy::infer_strategy,
     },
-    cli::{By, TraceArgs},
+    cli::{self, By, TraceArgs},
     kernel::{
         facts::{self, kernel_info},
         privileges,
@@ -36,6 +36,9 @@ use crate::{
 use super::{Signals, Stop};
 
 pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
+    if let Some(pid) = cli::first_repeated(&args.pids) {
+        return Err(Fatal::usage(format!("-p names PID {pid} twice: give each PID once")).into());
+    }
     if let Some(path) = &args.output.json {
         output::check_writable(path)?;
     }

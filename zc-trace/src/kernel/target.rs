@@ -357,8 +357,20 @@ pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_string();
     // After ")": state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9).
-    let flags = stat.get(close + 1..)?.split_whitespace().nth(6)?.parse().ok()?;
+    let flags = stat_field(stat, 9)?.parse().ok()?;
     Some((comm, flags))
+}
+
+/// When a process started, in clock ticks after boot (/proc/PID/stat field 22; `pid` may be
+/// `self`): with its PID, it names one process and not a later one given the same PID.
+pub fn start_ticks(pid: &str) -> Option<u64> {
+    stat_field(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?, 22)?.parse().ok()
+}
+
+/// Field `n` (1-based, as in proc(5)) of /proc/PID/stat, for n >= 3 (after the comm).
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let close = stat.rfind(')')?;
+    stat.get(close + 1..)?.split_whitespace().nth(n.checked_sub(3)?)
 }
 
 fn status_field(status: &str, name: &str) -> Option<u32> {
@@ -373,6 +385,13 @@ mod tests {
     fn stat_comm_may_contain_parentheses_and_spaces() {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0";
         assert_eq!(parse_stat(stat), Some(("a (b) c".to_string(), 4194560)));
+    }
+
+    #[test]
+    fn start_time_is_field_22() {
+        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(stat_field(stat, 22), Some("98765"));
+        assert!(start_ticks("self").is_some_and(|t| t > 0));
     }
 
     #[test]
