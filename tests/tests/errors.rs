@@ -32,6 +32,71 @@ fn bad_values_are_usage_errors() {
     }
 }
 
+/// Usage errors found before anything is loaded or attached (they need no privileges: an
+/// unprivileged run would otherwise stop at exit 3), each naming what is wrong.
+#[test]
+fn usage_errors_name_what_is_wrong() {
+    // Should the check regress, the lab would run (small) and write there, not here.
+    let dir = TempDir::new("usage");
+    let (png, plain) = (dir.0.join("out.png").display().to_string(), dir.0.join("plot").display().to_string());
+    let small = ["--size", "1MiB", "--sink", "null", "--strategies", "read-write"];
+    for (args, says) in [
+        (&[&["lab", "--plot", &png][..], &small].concat()[..], "not .png"),
+        (&[&["lab", "--plot", &plain][..], &small].concat(), "ending in .svg"),
+        (&["lab", "--strategies", "read-write,sendfile,read-write"], "read-write twice"),
+        (&["trace", "-p", "1,1"], "PID 1 twice"),
+        (&["serve", "-p", "1,1"], "PID 1 twice"),
+        (&["trace", "--json", "/proc/forbidden/x.json", "--", "true"], "/proc/forbidden/x.json"),
+        (&["trace", "--json", "/proc/forbidden/x.json", "-p", "1"], "/proc/forbidden/x.json"),
+        (&["lab", "--json", "/proc/forbidden/x.json"], "/proc/forbidden/x.json"),
+        (&["lab", "--csv", "/proc/forbidden/x.csv"], "/proc/forbidden/x.csv"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let line = one_line_error(&out);
+        assert!(line.starts_with("zc-trace: ") && line.contains(says), "{args:?}: {line}");
+    }
+}
+
+/// `--probe-tier fentry` (or kprobe) on a kernel that refuses that attach kind exits 5, with
+/// what to do, rather than running at another tier while reporting the one asked for.
+#[test]
+fn a_forced_tier_the_kernel_refuses_exits_5() {
+    if !privileged("a_forced_tier_the_kernel_refuses_exits_5") {
+        return;
+    }
+    let doctor = json(&run(&["doctor", "--json"]));
+    for (tier, kind) in [("fentry", "fexit"), ("kprobe", "kretprobe")] {
+        let works = doctor["attach_kinds"][kind]["works"] == true;
+        for args in [
+            &["trace", "--probe-tier", tier, "--json", "/dev/null", "--", "true"][..],
+            &[
+                "lab",
+                "--probe-tier",
+                tier,
+                "--size",
+                "1MiB",
+                "--strategies",
+                "read-write",
+                "--sink",
+                "null",
+                "--json",
+                "/dev/null",
+            ],
+        ] {
+            let out = run(args);
+            if works {
+                assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(5), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let line = one_line_error(&out);
+            assert!(line.contains(&format!("--probe-tier {tier} cannot run")), "{line}");
+            assert!(line.contains("--probe-tier auto"), "{line}");
+        }
+    }
+}
+
 #[test]
 fn missing_targets_exit_4() {
     if !privileged("missing_targets_exit_4") {

@@ -92,7 +92,7 @@ pub struct LabArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: Option<std::path::PathBuf>,
     /// Also draw CPU copies per payload byte and mode switches per MiB, per strategy, as SVG.
-    #[arg(long, value_name = "FILE.svg")]
+    #[arg(long, value_name = "FILE.svg", value_parser = parse_svg_path)]
     pub plot: Option<std::path::PathBuf>,
     /// Attach kind for function probes: auto picks the best the kernel allows.
     #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
@@ -244,6 +244,24 @@ pub fn parse_pid(s: &str) -> Result<u32, String> {
     }
 }
 
+/// `--plot` draws SVG, and the file's name must say so (a `.png` would hold SVG text).
+pub fn parse_svg_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("svg") => Ok(path),
+        Some(ext) => {
+            Err(format!("the plot is drawn as SVG, not .{ext}: give a file name ending in .svg, e.g. plot.svg"))
+        }
+        None => Err("the plot is drawn as SVG: give a file name ending in .svg, e.g. plot.svg".into()),
+    }
+}
+
+/// The first value a list option (`--strategies`, `-p`) was given twice: a strategy run twice
+/// or a process traced twice is a typo, and would count it twice.
+pub fn first_repeated<T: PartialEq>(values: &[T]) -> Option<&T> {
+    values.iter().enumerate().find(|(i, v)| values[..*i].contains(v)).map(|(_, v)| v)
+}
+
 /// Durations such as `10s`, `500ms`, `2m`. Zero and more than a day are refused: both are
 /// almost certainly typos, and a day-long trace should be a service, not a command.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -349,6 +367,23 @@ mod tests {
         assert_eq!(args.interval, Some(Duration::from_secs(1)));
         assert_eq!(args.by, By::Thread);
         assert!(Cli::try_parse_from(["zc-trace", "trace", "-p", "7,x"]).is_err());
+    }
+
+    #[test]
+    fn the_plot_must_be_an_svg_file() {
+        assert_eq!(parse_svg_path("out.svg").unwrap(), PathBuf::from("out.svg"));
+        assert!(parse_svg_path("dir/Out.SVG").is_ok());
+        assert!(parse_svg_path("out.png").unwrap_err().contains("not .png"));
+        assert!(parse_svg_path("out").unwrap_err().contains(".svg"));
+        let err = Cli::try_parse_from(["zc-trace", "lab", "--plot", "out.png"]).unwrap_err();
+        assert!(err.to_string().lines().next().unwrap().contains("not .png"), "{err}");
+    }
+
+    #[test]
+    fn repeated_list_values_are_found() {
+        assert_eq!(first_repeated(&[1, 2, 3]), None);
+        assert_eq!(first_repeated(&[1, 2, 1, 2]), Some(&1));
+        assert_eq!(first_repeated::<u32>(&[]), None);
     }
 
     #[test]

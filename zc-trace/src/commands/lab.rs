@@ -15,7 +15,7 @@ use crate::{
         flows,
         row::{self, Input},
     },
-    cli::LabArgs,
+    cli::{self, LabArgs},
     kernel::{
         facts::{self, kernel_info},
         privileges,
@@ -45,6 +45,9 @@ fn endpoint(args: &LabArgs) -> TcpEndpoint {
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<i32> {
+    if let Some(strategy) = cli::first_repeated(&args.strategies) {
+        return Err(Fatal::usage(format!("--strategies names {strategy} twice: give each strategy once")).into());
+    }
     for path in [&args.output.json, &args.csv, &args.plot].into_iter().flatten() {
         output::check_writable(path)?;
     }
@@ -85,8 +88,8 @@ struct Run {
 async fn lab(args: LabArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
-    // Catch SIGINT/SIGTERM before anything is created, so that an interruption at any point
-    // still removes the temp directory (a pending signal is seen by the first wait below).
+    // Catch SIGINT/SIGTERM/SIGHUP before anything is created, so that an interruption at any
+    // point still removes the temp directory (a pending signal is seen by the first wait below).
     let mut signals = Signals::catch()?;
     let dir = harness::temp_dir()?;
     let src = dir.path().join("source");
@@ -240,8 +243,7 @@ async fn run_once(
                 anyhow::bail!("the {strategy} receiver failed: {}", recv_result.error());
             }
         }
-        _ = signals.int.recv() => return Ok(stop(sender, receiver)),
-        _ = signals.term.recv() => return Ok(stop(sender, receiver)),
+        _ = signals.recv() => return Ok(stop(sender, receiver)),
     }
     let stats = session.stats()?;
     let syscalls = session.syscalls()?;

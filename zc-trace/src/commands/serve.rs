@@ -10,7 +10,7 @@ use tokio::{
 
 use super::Signals;
 use crate::{
-    cli::ServeArgs,
+    cli::{self, ServeArgs},
     kernel::{facts, privileges, target::Target},
     model::exit::Fatal,
     probe::{
@@ -21,6 +21,9 @@ use crate::{
 };
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    if let Some(pid) = cli::first_repeated(&args.pids) {
+        return Err(Fatal::usage(format!("-p names PID {pid} twice: give each PID once")).into());
+    }
     if !args.all && args.pids.is_empty() {
         return Err(Fatal::usage("serve what? give -a (every process) or -p PID[,PID...]").into());
     }
@@ -52,8 +55,7 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
                 let _ = respond(stream, &body).await;
             }
             _ = fold_tick.tick() => fold(&mut session, &mut acc)?,
-            _ = signals.int.recv() => break,
-            _ = signals.term.recv() => break,
+            _ = signals.recv() => break,
         }
     }
     Ok(0)

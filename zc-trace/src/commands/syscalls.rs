@@ -42,7 +42,9 @@ async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
     target.release()?;
     eprintln!("zc-trace: attached; tracing PID {} ({}). Ctrl-C to stop.", target.pid, target.comm);
     let started = Instant::now();
-    let ended = super::wait_for_end(target, args.duration, &mut signals).await?;
+    let stop = super::wait_for_end(target, args.duration, &mut signals).await?;
+    // A spawned command still running is signalled and waited for: its exit is counted too.
+    let ended = super::finish(target, stop, &mut signals).await?;
     let duration_s = started.elapsed().as_secs_f64();
 
     let counts = session.syscalls_of(target.pid)?;

@@ -3,7 +3,6 @@
 //! following their children, per process or per thread, per interval and in total.
 use std::{collections::BTreeMap, time::Instant};
 
-use tokio::signal::unix::{SignalKind, signal};
 use zc_trace_common::{OpClass, Stats};
 
 use crate::{
@@ -13,7 +12,7 @@ use crate::{
         row::{self, Input},
         strategy::infer_strategy,
     },
-    cli::{By, TraceArgs},
+    cli::{self, By, TraceArgs},
     kernel::{
         facts::{self, kernel_info},
         privileges,
@@ -34,7 +33,12 @@ use crate::{
     render::{self, output},
 };
 
+use super::{Signals, Stop};
+
 pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
+    if let Some(pid) = cli::first_repeated(&args.pids) {
+        return Err(Fatal::usage(format!("-p names PID {pid} twice: give each PID once")).into());
+    }
     if let Some(path) = &args.output.json {
         output::check_writable(path)?;
     }
@@ -69,10 +73,9 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         by_fd: args.by == By::Fd,
         stats_entries: Some(args.map_entries),
     };
-    // Signal handlers first: a Ctrl-C that arrives the instant we are attached must still
-    // produce the summary, not kill us with the default action.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    // Signals first: a Ctrl-C that arrives the instant we are attached must still produce the
+    // summary, not kill us with the default action.
+    let mut signals = Signals::catch()?;
     // --prog-stats: the kernel keeps run-time statistics while this fd is open.
     let _stats = match &args.prog_stats {
         Some(path) => {
@@ -85,7 +88,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         None => None,
     };
     if args.floor {
-        return floor(targets, &mut sigint, &mut sigterm, args.prog_stats.as_deref()).await;
+        return floor(targets, &mut signals, args.prog_stats.as_deref()).await;
     }
     let session = Session::attach_with(filter, args.probe_tier, options)?;
     for t in targets.iter_mut() {
@@ -117,26 +120,14 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     // still have the files open.
     let mut paths = flows::PathCache::default();
     let mut path_ticker = (args.by == By::Fd).then(|| tokio::time::interval(std::time::Duration::from_secs(1)));
-    let all_ended = async {
-        if targets.is_empty() {
-            std::future::pending::<()>().await; // -a: until -d or a signal
-        }
-        let mut status = None;
-        for t in targets.iter() {
-            let ended = t.ended().await?;
-            if let Ended::Child(code) = ended {
-                status = Some(code);
-            }
-        }
-        anyhow::Ok(status)
-    };
-    tokio::pin!(all_ended);
-    let exit_status = loop {
+    // Boxed so that it can be dropped, with its registration of the pidfds, before a spawned
+    // command is waited for again below.
+    let mut all_ended = Box::pin(all_ended(targets));
+    let stop = loop {
         tokio::select! {
-            status = &mut all_ended => break status?,
-            () = &mut deadline => break None,
-            _ = sigint.recv() => break None,
-            _ = sigterm.recv() => break None,
+            status = &mut all_ended => break Stop::Ended(status?),
+            () = &mut deadline => break Stop::Early(None),
+            received = signals.recv() => break Stop::Early(Some(received?)),
             _ = async { path_ticker.as_mut().unwrap().tick().await }, if path_ticker.is_some() => {
                 paths.refresh(&session.flows()?);
             }
@@ -151,6 +142,10 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
             }
         }
     };
+    drop(all_ended);
+    // A spawned command still running is signalled and waited for, still traced: its exit is
+    // part of the summary, and its status is ours.
+    let exit_status = stop_spawned(targets, stop, &mut signals).await?;
     let total = Snapshot::take(&session)?;
     paths.refresh(&total.flows);
     let report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
@@ -163,6 +158,41 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         None => print!("{}", render::trace::render(&report, args.raw)),
     }
     Ok(exit_status.unwrap_or(0))
+}
+
+/// Resolves when every target has ended, with the exit status of the last command we spawned
+/// (`-a` has no targets: never).
+async fn all_ended(targets: &[Target]) -> anyhow::Result<Option<i32>> {
+    if targets.is_empty() {
+        std::future::pending::<()>().await; // -a: until -d or a signal
+    }
+    let mut status = None;
+    for t in targets {
+        if let Ended::Child(code) = t.ended().await? {
+            status = Some(code);
+        }
+    }
+    Ok(status)
+}
+
+/// After tracing stopped: the exit status of the command we spawned (signalled and waited for
+/// when zc-trace stopped first), if any.
+async fn stop_spawned(
+    targets: &[Target],
+    stop: Stop<Option<i32>>,
+    signals: &mut Signals,
+) -> anyhow::Result<Option<i32>> {
+    let why = match stop {
+        Stop::Ended(status) => return Ok(status),
+        Stop::Early(why) => why,
+    };
+    let mut status = None;
+    for t in targets.iter().filter(|t| t.is_spawned()) {
+        if let Some(Ended::Child(code)) = t.stop_spawned(why, signals).await? {
+            status = Some(code);
+        }
+    }
+    Ok(status)
 }
 
 /// Cumulative counters at one moment.
@@ -280,8 +310,7 @@ fn top_rows(mut rows: Vec<Row>, top: usize) -> Vec<Row> {
 /// `--floor`: the same tracepoints with do-nothing programs, until the targets end.
 async fn floor(
     targets: &mut [Target],
-    sigint: &mut tokio::signal::unix::Signal,
-    sigterm: &mut tokio::signal::unix::Signal,
+    signals: &mut Signals,
     prog_stats: Option<&std::path::Path>,
 ) -> anyhow::Result<i32> {
     let floor = attach_floor()?;
@@ -289,20 +318,14 @@ async fn floor(
         t.release()?;
     }
     eprintln!("zc-trace: attached (floor: do-nothing programs)");
-    let mut status = 0;
-    tokio::select! {
-        s = async {
-            let mut status = 0;
-            for t in targets.iter() {
-                if let Ended::Child(code) = t.ended().await? {
-                    status = code;
-                }
-            }
-            anyhow::Ok(status)
-        } => status = s?,
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    let stop = {
+        let mut all_ended = Box::pin(all_ended(targets));
+        tokio::select! {
+            status = &mut all_ended => Stop::Ended(status?),
+            received = signals.recv() => Stop::Early(Some(received?)),
+        }
+    };
+    let status = stop_spawned(targets, stop, signals).await?.unwrap_or(0);
     if let Some(path) = prog_stats {
         output::write_json(path, &collect::program_costs(&floor))?;
     }

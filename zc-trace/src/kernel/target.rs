@@ -1,15 +1,19 @@
 //! The process being traced: an existing PID, or a command that we start ourselves.
 //!
 //! A spawned command is forked first and held at a gate (a pipe it blocks on) until every probe
-//! is attached, so that its very first system call is counted; then it execs. Its end is watched
-//! through a pidfd, which cannot be confused with a recycled PID.
+//! is attached, so that its very first system call is counted; then it execs, with default
+//! SIGPIPE and no blocked signals. Its end is watched through a pidfd, which cannot be confused
+//! with a recycled PID; when zc-trace stops first, it is signalled and waited for.
 use std::{
     ffi::CString,
     fs,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
 };
 
-use crate::model::exit::{ExitKind, Fatal};
+use crate::{
+    kernel::signals::{Received, Signals},
+    model::exit::{ExitKind, Fatal},
+};
 
 /// Linux's PF_KTHREAD: the task is a kernel thread (no user space to trace).
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -89,6 +93,7 @@ impl Target {
         let comm = path.file_name().map_or(program.clone(), |n| n.to_string_lossy().into_owned());
         // SAFETY: async-signal-safe calls only; documented single-threaded precondition.
         Self::fork_gated(&comm, |err_wr| unsafe {
+            default_signals();
             libc::execv(c_path.as_ptr(), c_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             libc::write(err_wr, errno.to_ne_bytes().as_ptr().cast(), 4);
@@ -173,10 +178,66 @@ impl Target {
     /// Kills and reaps a process we forked (never one we were pointed at).
     pub fn kill(self) {
         if self.spawned.is_some() {
-            // SAFETY: signalling our own child, identified by its pidfd (no PID reuse race).
-            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), libc::SIGKILL, 0, 0) };
+            self.send(libc::SIGKILL);
             reap(self.pid);
         }
+    }
+
+    /// Sends a signal to a process we forked (never to one we were pointed at).
+    fn send(&self, signo: i32) {
+        if self.spawned.is_some() {
+            // SAFETY: signalling our own child, identified by its pidfd (no PID reuse race).
+            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), signo, 0, 0) };
+        }
+    }
+
+    /// zc-trace stops while the command it spawned still runs: `why` is the signal zc-trace
+    /// received (`None`: its `-d` elapsed). The command is sent the same signal (SIGTERM after
+    /// `-d`), unless the terminal sent it to a process group it shares with zc-trace (then it
+    /// has it already), and is waited for. It gets [`STOP_GRACE`] to exit; after that, or at
+    /// another signal to zc-trace, it is killed with SIGKILL. Returns how it ended.
+    /// A process zc-trace did not spawn is left alone: `None`.
+    pub async fn stop_spawned(&self, why: Option<Received>, signals: &mut Signals) -> std::io::Result<Option<Ended>> {
+        if !self.is_spawned() {
+            return Ok(None);
+        }
+        if let Some(signo) = signal_to_forward(why, self.in_our_process_group()) {
+            self.send(signo);
+        }
+        let ended = self.ended();
+        tokio::pin!(ended);
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        let mut killed = false;
+        loop {
+            tokio::select! {
+                ended = &mut ended => return ended.map(Some),
+                () = &mut grace, if !killed => {
+                    eprintln!(
+                        "zc-trace: PID {} ({}) did not exit within {} s; killing it with SIGKILL",
+                        self.pid, self.comm, STOP_GRACE.as_secs()
+                    );
+                    self.send(libc::SIGKILL);
+                    killed = true;
+                }
+                received = signals.recv(), if !killed => {
+                    let received = received?;
+                    eprintln!(
+                        "zc-trace: {} again while PID {} ({}) is exiting; killing it with SIGKILL",
+                        received.name(), self.pid, self.comm
+                    );
+                    self.send(libc::SIGKILL);
+                    killed = true;
+                }
+            }
+        }
+    }
+
+    /// The command is in zc-trace's process group (it has not moved to one of its own).
+    fn in_our_process_group(&self) -> bool {
+        // SAFETY: getpgid and getpgrp only read process attributes.
+        let (theirs, ours) = unsafe { (libc::getpgid(self.pid as libc::pid_t), libc::getpgrp()) };
+        theirs == ours
     }
 
     /// True when the process has already exited (its pidfd is readable).
@@ -212,6 +273,37 @@ impl Drop for Target {
         {
             reap(self.pid);
         }
+    }
+}
+
+/// How long a spawned command has to exit once zc-trace stops and has signalled it.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The signal a spawned command is sent when zc-trace stops before it ends: the one zc-trace
+/// received, SIGTERM when `-d` elapsed; none when the kernel sent it (the terminal: Ctrl-C,
+/// hangup) and the command shares zc-trace's process group, so that it got the same one.
+fn signal_to_forward(why: Option<Received>, same_group: bool) -> Option<i32> {
+    match why {
+        None => Some(libc::SIGTERM),
+        Some(r) if r.from_kernel && same_group => None,
+        Some(r) => Some(r.signo),
+    }
+}
+
+/// In a forked child before exec: the dispositions and mask a command expects. Rust's runtime
+/// ignores SIGPIPE, and an ignored signal stays ignored across exec (a pipeline's writer would
+/// see EPIPE and complain instead of dying quietly); signals zc-trace blocks stay blocked
+/// across exec. Signals ignored when zc-trace started (e.g. SIGHUP under `nohup`) are left
+/// ignored, as they were meant to be.
+///
+/// # Safety
+/// Only async-signal-safe calls: fit for a forked child.
+unsafe fn default_signals() {
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
 }
 
@@ -265,8 +357,20 @@ pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_string();
     // After ")": state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9).
-    let flags = stat.get(close + 1..)?.split_whitespace().nth(6)?.parse().ok()?;
+    let flags = stat_field(stat, 9)?.parse().ok()?;
     Some((comm, flags))
+}
+
+/// When a process started, in clock ticks after boot (/proc/PID/stat field 22; `pid` may be
+/// `self`): with its PID, it names one process and not a later one given the same PID.
+pub fn start_ticks(pid: &str) -> Option<u64> {
+    stat_field(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?, 22)?.parse().ok()
+}
+
+/// Field `n` (1-based, as in proc(5)) of /proc/PID/stat, for n >= 3 (after the comm).
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let close = stat.rfind(')')?;
+    stat.get(close + 1..)?.split_whitespace().nth(n.checked_sub(3)?)
 }
 
 fn status_field(status: &str, name: &str) -> Option<u32> {
@@ -284,10 +388,31 @@ mod tests {
     }
 
     #[test]
+    fn start_time_is_field_22() {
+        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(stat_field(stat, 22), Some("98765"));
+        assert!(start_ticks("self").is_some_and(|t| t > 0));
+    }
+
+    #[test]
     fn kernel_threads_have_pf_kthread() {
         let stat = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
         let (_, flags) = parse_stat(stat).unwrap();
         assert_ne!(flags & PF_KTHREAD, 0);
+    }
+
+    #[test]
+    fn a_stopping_zc_trace_forwards_its_signal_once() {
+        let from = |signo, from_kernel| Some(Received { signo, from_kernel });
+        // -d elapsed: SIGTERM.
+        assert_eq!(signal_to_forward(None, true), Some(libc::SIGTERM));
+        // kill(2) to zc-trace alone: the command is sent the same signal.
+        assert_eq!(signal_to_forward(from(libc::SIGTERM, false), true), Some(libc::SIGTERM));
+        assert_eq!(signal_to_forward(from(libc::SIGINT, false), true), Some(libc::SIGINT));
+        // Ctrl-C at the terminal reached the whole process group: not sent twice ...
+        assert_eq!(signal_to_forward(from(libc::SIGINT, true), true), None);
+        // ... unless the command left the group, and so did not get it.
+        assert_eq!(signal_to_forward(from(libc::SIGHUP, true), false), Some(libc::SIGHUP));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use zc_trace_common::{DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpCla
 use crate::{
     kernel::{btf::KernelBtf, syscall_table},
     model::{
+        evidence::Attach,
         exit::{ExitKind, Fatal},
         report::GlobalEvents,
         run::{Drops, Evidence, ProbeStatus, Tier},
@@ -169,6 +170,13 @@ impl Session {
         // load of the counting object, not one more per refused kind.
         let mut doctor_obj = loader::load_doctor_with(&mut loader).ok();
         let refused = refused_kinds(doctor_obj.as_mut(), btf.as_ref(), tier);
+        // A tier asked for by name never runs at another one while saying it is that tier:
+        // a kernel that refuses its attach kind outright ends the run here.
+        if let Some(kind) = forced_kind(tier)
+            && let Some(why) = refused.get(kind.name())
+        {
+            return Err(forced_tier_refused(tier, kind, why).into());
+        }
         let usable = |f: &FunctionProbe| candidates(f, tier).iter().any(|(k, _)| !refused.contains_key(k.name()));
         for f in catalogue::FUNCTIONS.iter().filter(|f| in_kernel(f) && !candidates(f, tier).is_empty() && !usable(f)) {
             let reasons = candidates(f, tier).iter().map(|(k, _)| format!("{k}: {}", refused[k.name()])).collect();
@@ -221,6 +229,17 @@ impl Session {
             if !failed.is_empty() {
                 viable.retain(|f| !failed.contains(&f.function));
                 continue; // reload: the derivation must cover what the probes could not
+            }
+            // ... and one where not a single function probe attached at it either.
+            if let Some(kind) = forced_kind(tier)
+                && evidence.functions.is_empty()
+            {
+                let reasons = || failures.values().flatten();
+                let why = reasons()
+                    .find(|r| r.starts_with(kind.name()))
+                    .or_else(|| reasons().next())
+                    .map_or("no function probe to attach", |r| r.as_str());
+                return Err(forced_tier_refused(tier, kind, why).into());
             }
             for f in catalogue::FUNCTIONS.iter().filter(|f| !evidence.functions.contains_key(f.function)) {
                 let tried = failures
@@ -357,6 +376,30 @@ impl Session {
     pub fn drops(&self) -> anyhow::Result<Drops> {
         Ok(Drops::new(collect::drops(&self.ebpf)?))
     }
+}
+
+/// The attach kind that `--probe-tier fentry` or `kprobe` stands for (none for auto, which
+/// takes the best that works, and tracepoint, which attaches no function probe).
+fn forced_kind(tier: Tier) -> Option<Attach> {
+    match tier {
+        Tier::Fentry => Some(Attach::Fexit),
+        Tier::Kprobe => Some(Attach::Kretprobe),
+        Tier::Auto | Tier::Tracepoint => None,
+    }
+}
+
+/// Exit 5: the tier that was asked for cannot run on this kernel.
+fn forced_tier_refused(tier: Tier, kind: Attach, why: &str) -> Fatal {
+    let why = why.strip_prefix(&format!("{kind}: ")).unwrap_or(why);
+    let why = why.strip_prefix("refused: ").unwrap_or(why);
+    Fatal::new(
+        ExitKind::Kernel,
+        format!(
+            "--probe-tier {} cannot run on this kernel: it refuses {kind} programs ({why}); use --probe-tier auto \
+             (the best this kernel allows) or --probe-tier tracepoint",
+            tier_name(tier)
+        ),
+    )
 }
 
 /// One device's per-CPU values summed; the names are those of whichever CPU saw it first.

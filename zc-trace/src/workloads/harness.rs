@@ -1,23 +1,130 @@
 //! What the lab runs its workloads with: a private temp dir (`tempfile`) holding a random
-//! source file, page-cache eviction for cold runs, a page of shared memory each forked
-//! workload reports its result through, and the strategy/sink pairs that cannot run.
-use std::{os::unix::fs::PermissionsExt as _, path::Path};
+//! source file and the name of the process that owns it (so that one left behind by a lab
+//! that was killed is removed by the next), page-cache eviction for cold runs, a page of
+//! shared memory each forked workload reports its result through, and the strategy/sink
+//! pairs that cannot run.
+use std::{
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 
 use crate::{
+    kernel::target::start_ticks,
     model::row::ZerocopyCompletions,
     workloads::{Outcome, Strategy, direct_io, sinks::SinkKind},
 };
 
+/// The lab's temp directories are named this, then random characters.
+const PREFIX: &str = "zc-trace-lab.";
+
+/// The file in a lab directory that names the process owning it (see [`Owner`]).
+const OWNER_FILE: &str = "owner.pid";
+
 /// A private directory under $TMPDIR (mode 0700), removed with everything in it on drop
-/// (also when the lab is interrupted or fails).
+/// (also when the lab is interrupted or fails); see [`temp_dir_in`].
 pub fn temp_dir() -> anyhow::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix("zc-trace-lab.")
+    temp_dir_in(&std::env::temp_dir())
+}
+
+/// The lab's directory under `root`, with its [`OWNER_FILE`]. Directories that labs killed
+/// before they could clean up (SIGKILL, a crash) left under `root` are removed first, quietly
+/// (stderr stays free for errors).
+pub fn temp_dir_in(root: &Path) -> anyhow::Result<tempfile::TempDir> {
+    remove_stale(root);
+    let dir = tempfile::Builder::new()
+        .prefix(PREFIX)
         .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .context("creating the lab's temp directory")
+        .tempdir_in(root)
+        .context("creating the lab's temp directory")?;
+    let owner = Owner::this().context("reading this process's start time and namespace")?;
+    std::fs::write(dir.path().join(OWNER_FILE), owner.to_text()).context("writing the lab directory's owner file")?;
+    Ok(dir)
+}
+
+/// The process that owns a lab directory. A PID alone could be handed to another process
+/// later; with its start time it names one process. PIDs mean something only in their PID
+/// namespace and start times only until the next boot, so a directory made in another
+/// namespace or boot (a container or a machine sharing the temp dir) is never judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    pid: u32,
+    /// Clock ticks after boot (/proc/PID/stat field 22).
+    start: u64,
+    /// `pid:[INODE]`, the link /proc/self/ns/pid.
+    pid_ns: String,
+    /// /proc/sys/kernel/random/boot_id.
+    boot: String,
+}
+
+impl Owner {
+    fn this() -> Option<Self> {
+        Some(Self {
+            pid: std::process::id(),
+            start: start_ticks("self")?,
+            pid_ns: std::fs::read_link("/proc/self/ns/pid").ok()?.to_string_lossy().into_owned(),
+            boot: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_string(),
+        })
+    }
+
+    fn to_text(&self) -> String {
+        format!("pid {}\nstart {}\npidns {}\nboot {}\n", self.pid, self.start, self.pid_ns, self.boot)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let field = |name: &str| {
+            text.lines().find_map(|l| l.split_once(' ').filter(|(k, _)| *k == name).map(|(_, v)| v.trim()))
+        };
+        Some(Self {
+            pid: field("pid")?.parse().ok()?,
+            start: field("start")?.parse().ok()?,
+            pid_ns: field("pidns")?.to_string(),
+            boot: field("boot")?.to_string(),
+        })
+    }
+
+    /// True only when this owner certainly no longer runs: it was made in our boot and PID
+    /// namespace, and its PID is free or now names a process started at another time.
+    fn is_gone(&self, here: &Owner) -> bool {
+        if self.boot != here.boot || self.pid_ns != here.pid_ns || self.pid == 0 || self.pid > i32::MAX as u32 {
+            return false;
+        }
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(self.pid as libc::pid_t, 0) } != 0 {
+            return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        }
+        start_ticks(&self.pid.to_string()).is_some_and(|start| start != self.start)
+    }
+}
+
+/// Removes the lab directories under `root` whose owner is gone, and returns them with the
+/// owner's PID (for tests). Only directories of ours are considered: named [`PREFIX`]..., real
+/// directories (not symlinks) owned by this user, holding an owner file that parses; any
+/// doubt keeps a directory.
+fn remove_stale(root: &Path) -> Vec<(PathBuf, u32)> {
+    let Some(here) = Owner::this() else { return Vec::new() };
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if !meta.is_dir() || meta.uid() != uid {
+            continue;
+        }
+        let Some(owner) = std::fs::read_to_string(path.join(OWNER_FILE)).ok().and_then(|t| Owner::parse(&t)) else {
+            continue; // no owner yet (a lab that is starting) or not one of ours
+        };
+        if owner.is_gone(&here) && std::fs::remove_dir_all(&path).is_ok() {
+            removed.push((path, owner.pid));
+        }
+    }
+    removed
 }
 
 /// Strategies that cannot run against a sink (or a source on this file system), and why;
@@ -201,8 +308,53 @@ mod tests {
         let path = dir.path().to_path_buf();
         assert!(path.file_name().unwrap().to_string_lossy().starts_with("zc-trace-lab."), "{}", path.display());
         assert_eq!(path.metadata().unwrap().permissions().mode() & 0o777, 0o700);
+        let owner = Owner::parse(&std::fs::read_to_string(path.join(OWNER_FILE)).unwrap()).unwrap();
+        assert_eq!(owner, Owner::this().unwrap());
         std::fs::write(path.join("source"), b"x").unwrap();
         drop(dir);
         assert!(!path.exists());
+    }
+
+    /// A fake temp root with lab directories of every kind: only those whose owner is
+    /// certainly gone are removed when the next lab starts there.
+    #[test]
+    fn stale_lab_dirs_are_removed_and_live_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let me = Owner::this().unwrap();
+        let lab_dir = |name: &str, owner: Option<&Owner>| {
+            let path = root.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            std::fs::write(path.join("source"), b"data").unwrap();
+            if let Some(o) = owner {
+                std::fs::write(path.join(OWNER_FILE), o.to_text()).unwrap();
+            }
+            path
+        };
+        // No process has a PID above Linux's limit of 4194304.
+        let dead = Owner { pid: 4_194_305, ..me.clone() };
+        let reused = Owner { start: me.start + 1, ..me.clone() };
+        let dead_pid = lab_dir("zc-trace-lab.dead", Some(&dead));
+        let reused_pid = lab_dir("zc-trace-lab.reused", Some(&reused));
+        let live = lab_dir("zc-trace-lab.live", Some(&me));
+        let starting = lab_dir("zc-trace-lab.starting", None);
+        let other_boot = lab_dir("zc-trace-lab.otherboot", Some(&Owner { boot: "elsewhere".into(), ..dead.clone() }));
+        let other_ns = lab_dir("zc-trace-lab.otherns", Some(&Owner { pid_ns: "pid:[1]".into(), ..dead.clone() }));
+        let not_ours = lab_dir("something-else", Some(&dead));
+        let file = root.path().join("zc-trace-lab.file");
+        std::fs::write(&file, dead.to_text()).unwrap();
+
+        let mut removed = remove_stale(root.path());
+        removed.sort();
+        assert_eq!(removed, [(dead_pid.clone(), dead.pid), (reused_pid.clone(), me.pid)]);
+        let new = temp_dir_in(root.path()).unwrap();
+        assert!(!dead_pid.exists(), "a dead owner's directory is removed");
+        assert!(!reused_pid.exists(), "so is one whose PID now names another process");
+        for kept in [&live, &starting, &other_boot, &other_ns, &not_ours, &file] {
+            assert!(kept.exists(), "{} kept", kept.display());
+        }
+        assert!(new.path().join(OWNER_FILE).exists());
+        // A second start keeps the first one's directory while it lives.
+        let second = temp_dir_in(root.path()).unwrap();
+        assert!(new.path().exists() && second.path().exists());
     }
 }
