@@ -77,7 +77,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("xtask: ZC_TRACE_SKIP_VM=1: kernel matrix in QEMU skipped (CI never skips it)");
                 return Ok(());
             }
-            vm::run(&root, &vm::VmTestArgs::all_kernels())
+            vm::run(&root, &vm::VmTestArgs::all_kernels())?;
+            // The watchdog that stops a stuck guest in seconds is part of what is tested.
+            vm::prove_hang_detection(&root)
         }
         Cmd::Lab { args } => {
             setup::ensure()?;

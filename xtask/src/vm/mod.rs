@@ -90,6 +90,10 @@ pub struct VmTestArgs {
     /// the run within seconds (the run then fails, as it must).
     #[arg(long, value_enum)]
     break_guest: Option<Break>,
+    /// Only check that a guest broken on purpose is stopped within seconds (what
+    /// `cargo xtask test` does after the matrix).
+    #[arg(long)]
+    prove_hang_detection: bool,
     /// Regenerate docs/compat.md and docs/classic-story.md from this run (every kernel, every
     /// check passed).
     #[arg(long)]
@@ -112,6 +116,7 @@ impl VmTestArgs {
             tcg_thread: TcgThread::Single,
             jobs: 2,
             break_guest: None,
+            prove_hang_detection: false,
             write_docs: false,
         }
     }
@@ -165,6 +170,11 @@ struct Verdict {
 }
 
 pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
+    if args.prove_hang_detection {
+        setup::ensure()?;
+        host::ensure_host_packages()?;
+        return prove_hang_detection(root);
+    }
     // Bad selections fail before anything is built or downloaded.
     let plan = checks::plan(&args.only, args.repeat, args.break_guest)?;
     if args.runs == 0 || args.smp == 0 || args.jobs == 0 {
@@ -385,6 +395,42 @@ fn write_docs(root: &Path, setup: &Setup, runs: &[KernelRun]) -> anyhow::Result<
                   each attach kind and copy site really loaded and attached.";
     verify::write_doc(&docs.join("compat.md"), "Compatibility", source, &verify::compat_table(&kernels))?;
     say("docs/compat.md written");
+    Ok(())
+}
+
+/// Breaks a guest on purpose and checks that vm-test notices: the newest kernel boots, runs
+/// doctor, then `zc-spin-in-kernel` spins a CPU in the kernel; the run must end with the
+/// watchdog's soft lockup, within seconds of the lockup rather than at the timeout. Results in
+/// `target/vm/results/hang-proof/`.
+pub fn prove_hang_detection(root: &Path) -> anyhow::Result<()> {
+    let plan = checks::plan(&["doctor".to_string()], 1, Some(Break::Lockup))?;
+    let package = debian::newest_kernel(Series::V6_12)?;
+    let mut dirs = Dirs::new(root);
+    dirs.results = dirs.results.join("hang-proof");
+    std::fs::create_dir_all(&dirs.cache)?;
+    debian::fetch_deb(&dirs.cache, &package)?;
+    let setup = Setup {
+        plan,
+        packages: vec![],
+        zc_trace: host::build_static_zc_trace(root)?,
+        extra_binaries: vec![host::build_static_spinner(root)?],
+        machine: Machine { smp: 2, tcg_thread: TcgThread::Single, append: None },
+        dirs,
+        timeout: Duration::from_secs(10 * 60),
+    };
+    say("hang detection: breaking a guest on purpose (a BPF program that spins in the kernel)");
+    let (run, troubles) = boot_kernel(&setup, &package, false, false);
+    let Some(trouble) = troubles.first() else {
+        bail!("hang detection: the guest was broken on purpose but no kernel trouble was seen: {:?}", run.problems);
+    };
+    if !trouble.contains("soft lockup") {
+        bail!("hang detection: expected a soft lockup, saw {trouble}");
+    }
+    // Boot, doctor and a 2-second lockup take well under a minute; the timeout is ten.
+    if run.total_secs > 180.0 {
+        bail!("hang detection: QEMU ran {:.0}s: the lockup was not acted on at once", run.total_secs);
+    }
+    say(&format!("hang detection works: {trouble}; QEMU stopped {:.0}s after it started", run.total_secs));
     Ok(())
 }
 
