@@ -10,7 +10,7 @@ mod classic;
 mod results;
 
 pub use classic::{classic_table, verify_classic};
-use results::{DATA_SYSCALLS, load, n, rows, within_1pct};
+use results::{DATA_SYSCALLS, io_uring_enter_floor, load, n, rows, within_1pct};
 
 const TIERS: [&str; 4] = ["auto", "fentry", "kprobe", "tracepoint"];
 /// Every problem found in one guest's results; empty means the kernel passed.
@@ -46,6 +46,16 @@ pub fn verify(dir: &Path) -> Vec<String> {
                 continue;
             };
             let what = format!("{} {} (auto vs {tier})", key.0, key.1);
+            if key == &("io-uring".to_string(), "sender".to_string()) {
+                let floor = io_uring_enter_floor(report);
+                for (t, row) in [("auto", a), (tier, b)] {
+                    let calls = n(&row["syscall_counts"]["io_uring_enter"]);
+                    if calls < floor {
+                        problems
+                            .push(format!("io-uring sender ({t}): {calls} io_uring_enter calls, fewer than {floor}"));
+                    }
+                }
+            }
             if key.1 == "sender" {
                 for s in DATA_SYSCALLS {
                     let (x, y) = (n(&a["syscall_counts"][s]), n(&b["syscall_counts"][s]));
