@@ -17,9 +17,10 @@ pub struct FlowEnds {
 const MEMORY: u8 = FdKind::UserMemory as u8;
 
 /// The flow of a data syscall of class `class` whose fds were of kinds `kind_in` and
-/// `kind_out` (as recorded: u8, 0 for none). For a write or send, `after_read` is the kind a
-/// read on the same thread filled its buffer from (0: none, see [`after_read`]) and
-/// `from_mapping` whether the buffer lies in a file mapping; `flags` are its flags argument.
+/// `kind_out` (as recorded: u8, 0 for none). For a write or send, `after_read` is the kind of
+/// the fd a receive of the same process filled its buffer from (0: none, see
+/// [`relay`](crate::relay)) and `from_mapping` whether the buffer lies in a file mapping;
+/// `flags` are its flags argument.
 /// `None` for classes that are not flows.
 #[inline(always)]
 pub fn flow_ends(
@@ -33,7 +34,7 @@ pub fn flow_ends(
     let (src, dst, how) = match class {
         OpClass::Read | OpClass::Recv => (kind_in, MEMORY, how::PLAIN),
         OpClass::Write | OpClass::Send => {
-            // The buffer's origin: the fd a read on this thread filled it from, a file
+            // The buffer's origin: the fd a receive of this process filled it from, a file
             // mapping, or plain user memory. MSG_ZEROCOPY names the strategy whatever it is.
             let paired = after_read != FdKind::Unknown as u8;
             let (src, how) = if paired {
@@ -52,18 +53,6 @@ pub fn flow_ends(
         _ => return None,
     };
     Some(FlowEnds { src, dst, how })
-}
-
-/// At the entry of a syscall of class `class` with user buffer `buf` (0: none): the kind of
-/// the fd that the thread's last read came from (`last_kind`, as u8), when that read filled
-/// `last_len` bytes at `last_buf` and `buf` points inside them, which is what a read + write
-/// copy loop does; else 0 ([`FdKind::Unknown`]). Only writes and sends have such a source.
-#[inline(always)]
-pub fn after_read(class: OpClass, buf: u64, last_buf: u64, last_len: u64, last_kind: u8) -> u8 {
-    let writes = matches!(class, OpClass::Write | OpClass::Send);
-    // Wrapping: what the kernel program computes (no overflow checks there); a range that
-    // wraps matches nothing.
-    if writes && buf != 0 && last_buf <= buf && buf < last_buf.wrapping_add(last_len) { last_kind } else { 0 }
 }
 
 /// The recent file-backed mappings of a process, for telling mmap + write from read + write:
@@ -164,33 +153,6 @@ mod tests {
         for class in OpClass::ALL {
             assert!(rows.iter().any(|r| r.0 == class), "{class:?} has no row");
         }
-    }
-
-    #[test]
-    fn a_write_pairs_with_the_read_that_filled_its_buffer() {
-        let (start, len, kind) = (0x7f00_0000_1000u64, 4096u64, Tcp as u8);
-        // (class, buffer, expected source kind)
-        let rows = [
-            (OpClass::Write, start, kind),
-            (OpClass::Send, start, kind),
-            (OpClass::Write, start + 100, kind),
-            (OpClass::Write, start + len - 1, kind),
-            (OpClass::Write, start + len, 0),
-            (OpClass::Write, start - 1, 0),
-            (OpClass::Write, 0, 0),
-            // Only writes and sends have a buffer's source.
-            (OpClass::Read, start, 0),
-            (OpClass::Recv, start, 0),
-            (OpClass::Sendfile, start, 0),
-            (OpClass::Vmsplice, start, 0),
-        ];
-        for (class, buf, expected) in rows {
-            assert_eq!(after_read(class, buf, start, len, kind), expected, "{class:?} {buf:#x}");
-        }
-        // No read yet (length 0), and a range at the top of the address space.
-        assert_eq!(after_read(OpClass::Write, start, start, 0, kind), 0);
-        assert_eq!(after_read(OpClass::Write, u64::MAX - 1, u64::MAX - 10, 100, kind), 0);
-        assert_eq!(after_read(OpClass::Write, 0x1000, 0, 0x2000, kind), kind);
     }
 
     #[test]

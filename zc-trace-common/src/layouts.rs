@@ -84,14 +84,17 @@ pub struct SyscallDesc {
     pub fd_in: u8,
     pub fd_out: u8,
     pub flags_arg: u8,
-    /// The user buffer argument of read/write-like calls (to pair a write with the read that
-    /// filled its buffer); [`NO_ARG`] for vectored calls and the rest.
+    /// The user buffer argument of read/write-like calls (to pair a send with the receive
+    /// that filled its buffer, see [`relay`](crate::relay)); [`NO_ARG`] for the rest. For
+    /// iovec and mmsghdr arrays the count is the next argument.
     pub buf_arg: u8,
+    /// What `buf_arg` points to: one of [`relay::shape`](crate::relay::shape).
+    pub buf_shape: u8,
 }
 
 impl SyscallDesc {
     pub const NONE: SyscallDesc =
-        SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG };
+        SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG, buf_shape: 0 };
 }
 
 /// Syscall numbers at or above this are class `Other`.

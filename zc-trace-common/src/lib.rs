@@ -11,6 +11,7 @@ mod dma;
 pub mod flow;
 mod layouts;
 pub mod linux;
+pub mod relay;
 
 pub use dma::*;
 pub use layouts::*;
@@ -277,7 +278,7 @@ impl Tally {
 pub mod how {
     /// The syscall's own fds (or the user buffer) are the ends.
     pub const PLAIN: u8 = 0;
-    /// write/send of a buffer that a read on the same thread filled: the source is that
+    /// write/send of a buffer that a receive of the same process filled: the source is that
     /// read's fd kind (the read + write strategy).
     pub const AFTER_READ: u8 = 1;
     /// write/send from a buffer inside a file-backed mapping (mmap + write).
@@ -436,15 +437,18 @@ pub enum DropReason {
     TracedMapFull = 3,
     /// `FLOWS` was full: a data syscall's bytes are in the totals but in no flow row.
     FlowsMapFull = 4,
+    /// A recvmmsg/sendmmsg moved more messages than the kernel side sums lengths of.
+    MessagesUncounted = 5,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::SyscallMapFull,
         DropReason::StatsMapFull,
         DropReason::InflightMapFull,
         DropReason::TracedMapFull,
         DropReason::FlowsMapFull,
+        DropReason::MessagesUncounted,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -454,6 +458,7 @@ impl DropReason {
             DropReason::InflightMapFull => "in-flight syscall map full",
             DropReason::TracedMapFull => "traced process map full (a followed child was not traced)",
             DropReason::FlowsMapFull => "flows map full (bytes counted in totals, not in a flow row)",
+            DropReason::MessagesUncounted => "recvmmsg/sendmmsg messages past the 64 summed (their bytes not counted)",
         }
     }
 }
@@ -540,6 +545,8 @@ pub mod globals {
     pub const OBSERVED: &str = "OBSERVED";
     /// [`DmaLayout`](super::DmaLayout).
     pub const DMA_LAYOUT: &str = "DMA_LAYOUT";
+    /// [`RelaySettings`](super::relay::RelaySettings).
+    pub const RELAY_SETTINGS: &str = "RELAY_SETTINGS";
 }
 
 /// Names of the maps, shared for the same reason as [`globals`].
@@ -594,6 +601,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::FdKey {}
     unsafe impl aya::Pod for super::FdIdentity {}
+    unsafe impl aya::Pod for super::relay::RelaySettings {}
 }
 
 #[cfg(test)]

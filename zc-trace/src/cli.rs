@@ -82,6 +82,8 @@ pub struct LabArgs {
     /// what does not fit is counted and reported as drops.
     #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub map_entries: u32,
+    #[command(flatten)]
+    pub relay: RelayArgs,
     /// Evict the source file from the page cache before each run, so disk DMA shows.
     #[arg(long)]
     pub cold: bool,
@@ -167,6 +169,8 @@ pub struct ServeArgs {
     /// removed every few seconds, so this bounds the live ones.
     #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub map_entries: u32,
+    #[command(flatten)]
+    pub relay: RelayArgs,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +201,8 @@ pub struct TraceArgs {
     /// what does not fit is counted and reported as drops.
     #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub map_entries: u32,
+    #[command(flatten)]
+    pub relay: RelayArgs,
     /// Attach kind for function probes: auto picks the best the kernel allows.
     #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
     pub probe_tier: crate::model::run::Tier,
@@ -224,6 +230,30 @@ pub enum By {
     Thread,
     /// Flows per fd, with the file's name or the socket's addresses.
     Fd,
+}
+
+/// How sends are paired with the receives that filled their buffers (relays, see
+/// docs/probes.md).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RelayArgs {
+    /// Filled buffer ranges remembered per process for pairing a send with the receive that
+    /// filled its buffer (0 turns pairing off).
+    #[arg(long, value_name = "N", default_value_t = zc_trace_common::relay::RELAY_RANGES_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(0..=zc_trace_common::relay::RELAY_SLOTS as i64))]
+    pub relay_ranges: u32,
+    /// How long a filled range can still pair with a send (e.g. 5s, 200ms).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub relay_ttl: Duration,
+}
+
+impl RelayArgs {
+    pub fn settings(&self) -> zc_trace_common::relay::RelaySettings {
+        zc_trace_common::relay::RelaySettings {
+            ranges: self.relay_ranges,
+            _pad: 0,
+            ttl_ns: self.relay_ttl.as_nanos().min(u64::MAX as u128) as u64,
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone, Default)]

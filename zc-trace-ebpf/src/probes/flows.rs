@@ -14,6 +14,7 @@ use zc_trace_common::{
     DropReason, FD_NAMES_MAX_ENTRIES, FLOWS_MAX_ENTRIES, FdIdentity, FdKey, FdKind, FlowKey, FlowValue, OpClass,
     flow::{FlowEnds, flow_ends},
     how,
+    relay::{Matched, RELAY_SLOTS},
 };
 
 use super::{drops, inflight::InFlight};
@@ -38,27 +39,49 @@ pub fn by_fd() -> bool {
     unsafe { core::ptr::read_volatile(&BY_FD) != 0 }
 }
 
-/// Adds a data syscall that returned `n` bytes to its flow.
+/// Adds a data syscall that moved `n` bytes to its flow.
 #[inline(always)]
 pub fn add(key: u32, f: &InFlight, n: u64) {
+    add_from(key, f, FdKind::Unknown as u8, f.fd_in, f.ino_in, n, 1);
+}
+
+/// Adds a write or send that moved `n` bytes: what of them lies in ranges that receives
+/// filled (`m`, by slot) to relay flows from those ranges' sources, the rest to the send's
+/// own flow. The call counts once: in the relay flow of the first slot it matched, or in
+/// its own flow when nothing matched.
+#[inline(always)]
+pub fn add_send(key: u32, f: &InFlight, n: u64, m: &Matched) {
+    let mut rest = n;
+    let mut calls = 1;
+    if m.total != 0 {
+        for i in 0..RELAY_SLOTS {
+            let (bytes, source) = (m.bytes[i], &m.sources[i]);
+            if bytes == 0 || source.kind == FdKind::Unknown as u8 || rest == 0 {
+                continue;
+            }
+            let bytes = if bytes < rest { bytes } else { rest };
+            add_from(key, f, source.kind, source.fd, source.ino, bytes, calls);
+            calls = 0;
+            rest -= bytes;
+        }
+    }
+    if rest != 0 {
+        add_from(key, f, FdKind::Unknown as u8, f.fd_in, f.ino_in, rest, calls);
+    }
+}
+
+/// `n` bytes of the syscall `f` whose user buffer a receive from a `paired` fd (as u8;
+/// `FdKind::Unknown`: none) filled, with that fd and inode as the source.
+#[inline(always)]
+fn add_from(key: u32, f: &InFlight, paired: u8, fd_in: i32, ino_in: u64, n: u64, calls: u64) {
     let class = OpClass::from_u32(f.class);
-    let Some(FlowEnds { src, dst, how }) =
-        flow_ends(class, f.kind_in, f.kind_out, f.after_read, f.from_mapping != 0, f.flags)
+    let from_mapping = paired == FdKind::Unknown as u8 && f.from_mapping != 0;
+    let Some(FlowEnds { src, dst, how }) = flow_ends(class, f.kind_in, f.kind_out, paired, from_mapping, f.flags)
     else {
         return;
     };
-    let flow = FlowKey {
-        key,
-        class: class as u8,
-        src,
-        dst,
-        how,
-        fd_in: f.fd_in,
-        fd_out: f.fd_out,
-        ino_in: f.ino_in,
-        ino_out: f.ino_out,
-    };
-    bump(&flow, n);
+    let flow = FlowKey { key, class: class as u8, src, dst, how, fd_in, fd_out: f.fd_out, ino_in, ino_out: f.ino_out };
+    bump(&flow, n, calls);
 }
 
 /// An io_uring operation that completed with `n` bytes: `src` -> `dst`, no fds.
@@ -75,7 +98,7 @@ pub fn add_io_uring(key: u32, src: FdKind, dst: FdKind, n: u64) {
         ino_in: 0,
         ino_out: 0,
     };
-    bump(&flow, n);
+    bump(&flow, n, 1);
 }
 
 /// What a flow is created with. A named static, read by the insert from `.rodata` (no stores
@@ -84,7 +107,7 @@ pub fn add_io_uring(key: u32, src: FdKind, dst: FdKind, n: u64) {
 static NO_FLOW: FlowValue = FlowValue { calls: 0, bytes: 0 };
 
 #[inline(always)]
-fn bump(flow: &FlowKey, n: u64) {
+fn bump(flow: &FlowKey, n: u64, calls: u64) {
     // A new flow is created empty, then counted like an existing one.
     let Some(v) = lookup_or_try_init(&FLOWS, flow, || Some(&NO_FLOW)) else {
         drops::record(DropReason::FlowsMapFull);
@@ -92,7 +115,7 @@ fn bump(flow: &FlowKey, n: u64) {
     };
     // SAFETY: this CPU's copy of the flow (per-CPU map), used for these two adds only.
     let v = unsafe { &mut *v };
-    v.calls += 1;
+    v.calls += calls;
     v.bytes += n;
 }
 

@@ -1,7 +1,7 @@
 //! Per-thread state: the data syscall each thread is in, from `sys_enter` to `sys_exit` (its
-//! class and the kinds of its fds, read at entry), and the last buffer a read filled (to pair
-//! a later write of that buffer with it). Events that happen meanwhile on that thread
-//! (copies, faults, block I/O, context switches) are charged to that syscall's class.
+//! class, the kinds of its fds and its user buffer, read at entry). Events that happen
+//! meanwhile on that thread (copies, faults, block I/O, context switches) are charged to that
+//! syscall's class.
 //!
 //! Where it lives, for speed: in a per-CPU slot while the thread runs. A thread that leaves
 //! the CPU (`sched_switch`, see sched.rs) takes its state out of the slot into hash maps, and
@@ -16,7 +16,7 @@
 use aya_ebpf::{
     bindings::BPF_ANY,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray},
 };
 use zc_trace_common::{DropReason, FdKind, INFLIGHT_MAX_ENTRIES, OpClass, derive::PendingKind};
 
@@ -36,30 +36,18 @@ pub struct InFlight {
     /// copy_file_range: the destination's file-system magic (reflink or copy);
     /// mmap: the length mapped.
     pub extra: u64,
-    /// The user buffer (read/write-like calls), or 0.
+    /// The user buffer argument (read/write-like calls), or 0: a buffer, an iovec array, a
+    /// msghdr or an mmsghdr array, as `shape` (`relay::shape`) says; `count` is the iovec or
+    /// message count argument.
     pub buf: u64,
-    /// write/send: the kind a read on this thread filled `buf` from, or `FdKind::Unknown`.
-    pub after_read: u8,
+    pub shape: u8,
     pub _pad: [u8; 3],
     /// `BY_FD`: the fds (-1: none) and the inode numbers of their files.
     pub fd_in: i32,
     pub fd_out: i32,
-    pub _pad2: u32,
+    pub count: u32,
     pub ino_in: u64,
     pub ino_out: u64,
-}
-
-/// The last read(2) of a thread that returned data: where it put how much, from what kind.
-#[repr(C)]
-#[derive(Copy, Clone, Default)]
-pub struct LastRead {
-    pub buf: u64,
-    pub len: u64,
-    pub kind: u8,
-    pub _pad: [u8; 3],
-    /// `BY_FD`: the fd read from (-1 otherwise) and its file's inode number.
-    pub fd: i32,
-    pub ino: u64,
 }
 
 #[repr(C)]
@@ -69,7 +57,6 @@ pub struct ThreadState {
     pub tid: u32,
     pub in_syscall: u32,
     pub record: InFlight,
-    pub last_read: LastRead,
 }
 
 #[map]
@@ -79,10 +66,6 @@ static CURRENT: PerCpuArray<ThreadState> = PerCpuArray::with_max_entries(1, 0);
 /// LRU: a long-blocked thread's record must not be evicted; a full map is a counted drop.
 #[map]
 pub static INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(INFLIGHT_MAX_ENTRIES, 0);
-
-/// Last reads of threads that left the CPU (LRU: losing one only loses a pairing hint).
-#[map]
-static LAST_READS: LruHashMap<u32, LastRead> = LruHashMap::with_max_entries(INFLIGHT_MAX_ENTRIES, 0);
 
 /// This CPU's slot, as a raw pointer. Several paths reach it within one program (`end` looks
 /// before it adopts, and the charging probes' `class_of`), so a `&'static mut` handed out here
@@ -106,19 +89,6 @@ fn slot() -> Option<*mut ThreadState> {
 pub struct Slot(*mut ThreadState);
 
 impl Slot {
-    /// The last read of this thread that returned data.
-    #[inline(always)]
-    pub fn last_read(&self) -> LastRead {
-        // SAFETY: see `slot`.
-        unsafe { (*self.0).last_read }
-    }
-
-    #[inline(always)]
-    pub fn set_last_read(&mut self, read: LastRead) {
-        // SAFETY: see `slot`.
-        unsafe { (*self.0).last_read = read };
-    }
-
     /// sys_enter of a data syscall: its record, until `end`.
     #[inline(always)]
     pub fn begin(self, record: &InFlight) {
@@ -134,9 +104,6 @@ impl Slot {
 fn spill(s: &mut ThreadState) {
     if s.in_syscall != 0 && INFLIGHT.insert(&s.tid, &s.record, BPF_ANY as u64).is_err() {
         drops::record(DropReason::InflightMapFull);
-    }
-    if s.last_read.len != 0 {
-        let _ = LAST_READS.insert(&s.tid, &s.last_read, BPF_ANY as u64);
     }
     s.tid = 0;
     s.in_syscall = 0;
@@ -164,10 +131,6 @@ fn take_over(p: *mut ThreadState, tid: u32) {
     }
     s.tid = tid;
     s.in_syscall = 0;
-    s.last_read = match unsafe { LAST_READS.get(&tid) } {
-        Some(r) => *r,
-        None => LastRead::default(),
-    };
     if let Some(r) = unsafe { INFLIGHT.get(&tid) } {
         s.record = *r;
         s.in_syscall = 1;
@@ -177,7 +140,7 @@ fn take_over(p: *mut ThreadState, tid: u32) {
 
 /// sys_exit: the record of the syscall `tid` is leaving, if it entered one we recorded.
 #[inline(always)]
-pub fn end(tid: u32) -> Option<(Slot, InFlight)> {
+pub fn end(tid: u32) -> Option<InFlight> {
     let p = slot()?;
     // SAFETY: see `slot`; a read of one field, no reference kept.
     if unsafe { (*p).tid } != tid {
@@ -193,8 +156,7 @@ pub fn end(tid: u32) -> Option<(Slot, InFlight)> {
         return None;
     }
     s.in_syscall = 0;
-    let record = s.record;
-    Some((Slot(p), record))
+    Some(s.record)
 }
 
 /// sched_switch, in the context of the thread leaving the CPU.

@@ -10,6 +10,7 @@ pub mod io_uring;
 pub mod mappings;
 pub mod net;
 pub mod process;
+pub mod relay;
 pub mod sched;
 pub mod socket_copy;
 pub mod syscalls;

@@ -13,14 +13,11 @@ use aya_ebpf::{
 };
 use zc_trace_common::{
     DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc, SyscallKey,
-    SyscallTable, flow,
+    SyscallTable,
+    relay::{Source, shape},
 };
 
-use super::{
-    derive, drops, flows, inflight,
-    inflight::{InFlight, LastRead},
-    mappings, net,
-};
+use super::{derive, drops, flows, inflight, inflight::InFlight, mappings, net, relay};
 use crate::{
     filter::{Traced, counter_key, traced},
     kmem,
@@ -138,17 +135,15 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         _ => 0,
     };
     let buf = if desc.buf_arg == NO_ARG { 0 } else { args.get(desc.buf_arg).unwrap_or(0) };
-    // write(fd, buf, n): did a read on this thread fill buf (read + write), or is buf inside
-    // a file mapping (mmap + write)?
-    let last = slot.last_read();
-    let after_read = flow::after_read(class, buf, last.buf, last.len, last.kind);
-    let from_mapping = class == OpClass::Write && after_read == 0 && mappings::contains(tgid, buf);
+    let count = match desc.buf_shape {
+        shape::IOVEC | shape::MMSGHDR => args.get(desc.buf_arg + 1).unwrap_or(0),
+        _ => 0,
+    };
+    // write(fd, buf, n) with buf inside a file mapping: mmap + write. (Whether a receive
+    // filled buf is decided at exit, when the bytes written are known: relay.rs.)
+    let from_mapping = class == OpClass::Write && desc.buf_shape == shape::PLAIN && mappings::contains(tgid, buf);
     let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out, 0);
-    let (mut fd_in, mut ino_in, kind_in, _) = fd_of(desc.fd_in, 1);
-    if after_read != 0 {
-        // The source of read + write is the fd the read came from.
-        (fd_in, ino_in) = (last.fd, last.ino);
-    }
+    let (fd_in, ino_in, kind_in, _) = fd_of(desc.fd_in, 1);
     let record = InFlight {
         class: class as u32,
         kind_in,
@@ -158,11 +153,11 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
         flags,
         extra,
         buf,
-        after_read,
+        shape: desc.buf_shape,
         _pad: [0; 3],
         fd_in: if by_fd { fd_in } else { -1 },
         fd_out: if by_fd { fd_out } else { -1 },
-        _pad2: 0,
+        count: count.min(u32::MAX as u64) as u32,
         ino_in,
         ino_out,
     };
@@ -176,7 +171,7 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
     let id = bpf_get_current_pid_tgid();
     let tid = id as u32;
     // Only data syscalls of traced tasks have a record: no filter check needed here.
-    let Some((mut slot, record)) = inflight::end(tid) else { return 0 };
+    let Some(mut record) = inflight::end(tid) else { return 0 };
     // Whatever the function probes counted in this syscall is matched below or not at all
     // (nothing to clear when no function probe is attached: no map operation then).
     let _guard = derive::any_observed().then_some(ClearPending(tid));
@@ -193,20 +188,42 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
         }
         return 0;
     }
-    if class == OpClass::Read && record.buf != 0 {
-        slot.set_last_read(LastRead {
-            buf: record.buf,
-            len: ret as u64,
-            kind: record.kind_in,
-            _pad: [0; 3],
-            fd: record.fd_in,
-            ino: record.ino_in,
-        });
-    }
     let key = counter_key(tgid, tid);
-    derive::account(key, &record, ret as u64);
-    flows::add(key, &record, ret as u64);
+    let buf = relay::Buffer { shape: record.shape, addr: record.buf, count: record.count as u64 };
+    let Some(scratch) = relay::scratch() else { return 0 };
+    match class {
+        OpClass::Read | OpClass::Recv => {
+            let n = relay::gather(&buf, ret as u64, scratch);
+            let source = Source { ino: record.ino_in, fd: record.fd_in, kind: record.kind_in, _pad: [0; 3] };
+            relay::filled(tgid, &source, scratch);
+            account(key, &record, n);
+            flows::add(key, &record, n);
+        }
+        OpClass::Write | OpClass::Send => {
+            let n = relay::gather(&buf, ret as u64, scratch);
+            relay::sent(tgid, scratch);
+            let matched = &scratch.matched;
+            if matched.total >= n {
+                // Every byte came from a receive: not a write from a file mapping.
+                record.from_mapping = 0;
+            }
+            account(key, &record, n);
+            flows::add_send(key, &record, n, matched);
+        }
+        _ => {
+            account(key, &record, ret as u64);
+            flows::add(key, &record, ret as u64);
+        }
+    }
     0
+}
+
+/// The copies a data syscall that moved `n` bytes made (none for an empty mmsg batch).
+#[inline(always)]
+fn account(key: u32, record: &InFlight, n: u64) {
+    if n != 0 {
+        derive::account(key, record, n);
+    }
 }
 
 #[inline(always)]

@@ -3,7 +3,7 @@
 //! kind, how the source was found), and per fd with `--by fd`).
 //!
 //! The strategy of a flow follows from the syscall and how its source was found in the
-//! kernel: a write whose buffer a read on the same thread had just filled is the second leg
+//! kernel: a write whose buffer a receive of the same process had filled is the second leg
 //! of read + write (its source is that read's fd kind); a write from a buffer inside a
 //! file mapping is mmap + write; and so on. The bytes are what the syscalls returned.
 use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _};
@@ -17,7 +17,7 @@ use crate::{
 
 /// How flow figures are obtained, for the evidence column.
 pub const EVIDENCE: &str = "raw_tracepoint:sys_exit bytes, fd kinds at sys_enter";
-pub const EVIDENCE_AFTER_READ: &str = "raw_tracepoint:sys_enter: buffer filled by the thread's last read";
+pub const EVIDENCE_AFTER_READ: &str = "raw_tracepoint:sys_exit: buffer filled by a receive of the process";
 pub const EVIDENCE_MAPPING: &str = "raw_tracepoint:sys_enter: buffer inside a file mapping (mmap)";
 pub const EVIDENCE_IO_URING: &str = "raw_tracepoint:io_uring:io_uring_complete (result, opcode and file)";
 

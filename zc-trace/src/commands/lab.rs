@@ -223,7 +223,7 @@ async fn run_once(
 
     let mut pids = vec![sender.pid];
     pids.extend(receiver.as_ref().map(|r| r.pid));
-    let options = Options { stats_entries: Some(args.map_entries), ..Default::default() };
+    let options = Options { stats_entries: Some(args.map_entries), relay: args.relay.settings(), ..Default::default() };
     let session = Session::attach_with(Filter::Set(pids), args.probe_tier, options)?;
     if let Some(r) = receiver.as_mut() {
         r.release()?;

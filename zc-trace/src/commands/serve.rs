@@ -40,7 +40,7 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
         .await
         .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}; choose another --listen address", args.listen)))?;
     let filter = if args.all { Filter::All } else { Filter::Set(targets.iter().map(|t| t.pid).collect()) };
-    let options = Options { stats_entries: Some(args.map_entries), ..Default::default() };
+    let options = Options { stats_entries: Some(args.map_entries), relay: args.relay.settings(), ..Default::default() };
     let mut session = Session::attach_with(filter, args.probe_tier, options)?;
     let mut acc = Accumulator::new(args.max_series as usize);
     eprintln!("zc-trace: serving http://{}/metrics. Ctrl-C to stop.", listener.local_addr()?);

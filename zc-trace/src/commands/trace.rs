@@ -72,6 +72,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
         by_thread: args.by == By::Thread,
         by_fd: args.by == By::Fd,
         stats_entries: Some(args.map_entries),
+        relay: args.relay.settings(),
     };
     // Signals first: a Ctrl-C that arrives the instant we are attached must still produce the
     // summary, not kill us with the default action.

@@ -1,36 +1,43 @@
 //! What each syscall does with data, by this architecture's numbering: the table the kernel
 //! programs consult at `sys_enter` (the `SYSCALL_TABLE` global). Built here from syscall
 //! names so that the kernel side stays architecture-neutral.
-use zc_trace_common::{NO_ARG, OpClass, SYSCALL_TABLE_LEN, SyscallDesc, SyscallTable};
+use zc_trace_common::{
+    NO_ARG, OpClass, SYSCALL_TABLE_LEN, SyscallDesc, SyscallTable,
+    relay::shape::{IOVEC, MMSGHDR, MSGHDR, PLAIN},
+};
 
 use crate::kernel::syscall_names;
 
 /// (name, class, source-fd argument, destination-fd argument, flags argument, user buffer
-/// argument), arguments numbered from 0. Calls that return a count of messages or an address (sendmmsg, mmap,
-/// io_uring_enter) are classified for attribution only; no bytes are derived from them.
-pub const DATA_SYSCALLS: &[(&str, OpClass, u8, u8, u8, u8)] = &[
-    ("read", OpClass::Read, 0, NO_ARG, NO_ARG, 1),
-    ("pread64", OpClass::Read, 0, NO_ARG, NO_ARG, 1),
-    ("readv", OpClass::Read, 0, NO_ARG, NO_ARG, NO_ARG),
-    ("preadv", OpClass::Read, 0, NO_ARG, NO_ARG, NO_ARG),
-    ("preadv2", OpClass::Read, 0, NO_ARG, NO_ARG, NO_ARG),
-    ("write", OpClass::Write, NO_ARG, 0, NO_ARG, 1),
-    ("pwrite64", OpClass::Write, NO_ARG, 0, NO_ARG, 1),
-    ("writev", OpClass::Write, NO_ARG, 0, NO_ARG, NO_ARG),
-    ("pwritev", OpClass::Write, NO_ARG, 0, NO_ARG, NO_ARG),
-    ("pwritev2", OpClass::Write, NO_ARG, 0, NO_ARG, NO_ARG),
-    ("sendfile", OpClass::Sendfile, 1, 0, NO_ARG, NO_ARG),
-    ("splice", OpClass::Splice, 0, 2, 5, NO_ARG),
-    ("tee", OpClass::Tee, 0, 1, 3, NO_ARG),
-    ("vmsplice", OpClass::Vmsplice, 0, NO_ARG, 3, NO_ARG),
-    ("copy_file_range", OpClass::CopyFileRange, 0, 2, 5, NO_ARG),
-    ("sendto", OpClass::Send, NO_ARG, 0, 3, 1),
-    ("sendmsg", OpClass::Send, NO_ARG, 0, 2, NO_ARG),
-    ("recvfrom", OpClass::Recv, 0, NO_ARG, 3, 1),
-    ("recvmsg", OpClass::Recv, 0, NO_ARG, 2, NO_ARG),
-    ("mmap", OpClass::Mmap, 4, NO_ARG, 3, NO_ARG),
-    ("munmap", OpClass::Munmap, NO_ARG, NO_ARG, NO_ARG, NO_ARG),
-    ("io_uring_enter", OpClass::IoUring, 0, NO_ARG, NO_ARG, NO_ARG),
+/// argument, what the buffer argument is), arguments numbered from 0. Calls that return an
+/// address or a count of operations (mmap, io_uring_enter) are classified for attribution
+/// only; no bytes are derived from them. recvmmsg/sendmmsg return a count of messages: their
+/// bytes are the messages' lengths, read at exit.
+pub const DATA_SYSCALLS: &[(&str, OpClass, u8, u8, u8, u8, u8)] = &[
+    ("read", OpClass::Read, 0, NO_ARG, NO_ARG, 1, PLAIN),
+    ("pread64", OpClass::Read, 0, NO_ARG, NO_ARG, 1, PLAIN),
+    ("readv", OpClass::Read, 0, NO_ARG, NO_ARG, 1, IOVEC),
+    ("preadv", OpClass::Read, 0, NO_ARG, NO_ARG, 1, IOVEC),
+    ("preadv2", OpClass::Read, 0, NO_ARG, NO_ARG, 1, IOVEC),
+    ("write", OpClass::Write, NO_ARG, 0, NO_ARG, 1, PLAIN),
+    ("pwrite64", OpClass::Write, NO_ARG, 0, NO_ARG, 1, PLAIN),
+    ("writev", OpClass::Write, NO_ARG, 0, NO_ARG, 1, IOVEC),
+    ("pwritev", OpClass::Write, NO_ARG, 0, NO_ARG, 1, IOVEC),
+    ("pwritev2", OpClass::Write, NO_ARG, 0, NO_ARG, 1, IOVEC),
+    ("sendfile", OpClass::Sendfile, 1, 0, NO_ARG, NO_ARG, PLAIN),
+    ("splice", OpClass::Splice, 0, 2, 5, NO_ARG, PLAIN),
+    ("tee", OpClass::Tee, 0, 1, 3, NO_ARG, PLAIN),
+    ("vmsplice", OpClass::Vmsplice, 0, NO_ARG, 3, NO_ARG, PLAIN),
+    ("copy_file_range", OpClass::CopyFileRange, 0, 2, 5, NO_ARG, PLAIN),
+    ("sendto", OpClass::Send, NO_ARG, 0, 3, 1, PLAIN),
+    ("sendmsg", OpClass::Send, NO_ARG, 0, 2, 1, MSGHDR),
+    ("sendmmsg", OpClass::Send, NO_ARG, 0, 3, 1, MMSGHDR),
+    ("recvfrom", OpClass::Recv, 0, NO_ARG, 3, 1, PLAIN),
+    ("recvmsg", OpClass::Recv, 0, NO_ARG, 2, 1, MSGHDR),
+    ("recvmmsg", OpClass::Recv, 0, NO_ARG, 3, 1, MMSGHDR),
+    ("mmap", OpClass::Mmap, 4, NO_ARG, 3, NO_ARG, PLAIN),
+    ("munmap", OpClass::Munmap, NO_ARG, NO_ARG, NO_ARG, NO_ARG, PLAIN),
+    ("io_uring_enter", OpClass::IoUring, 0, NO_ARG, NO_ARG, NO_ARG, PLAIN),
 ];
 
 pub fn build() -> SyscallTable {
@@ -38,10 +45,11 @@ pub fn build() -> SyscallTable {
     for entry in table.entries.iter_mut() {
         entry.class = OpClass::Other as u8;
     }
-    for &(name, class, fd_in, fd_out, flags_arg, buf_arg) in DATA_SYSCALLS {
+    for &(name, class, fd_in, fd_out, flags_arg, buf_arg, buf_shape) in DATA_SYSCALLS {
         // A name this architecture lacks (e.g. no `sendfile` alias) is simply not classified.
         if let Some(nr) = syscall_names::number(name).filter(|&nr| (nr as usize) < SYSCALL_TABLE_LEN) {
-            table.entries[nr as usize] = SyscallDesc { class: class as u8, fd_in, fd_out, flags_arg, buf_arg };
+            table.entries[nr as usize] =
+                SyscallDesc { class: class as u8, fd_in, fd_out, flags_arg, buf_arg, buf_shape };
         }
     }
     table

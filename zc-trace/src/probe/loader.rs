@@ -3,7 +3,7 @@ use std::cell::OnceCell;
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness, maps::HashMap};
-use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps};
+use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps, relay::RelaySettings};
 
 use crate::{
     kernel::facts::VmlinuxBtf,
@@ -43,6 +43,8 @@ pub struct Settings {
     pub stats_entries: u32,
     /// Flows keyed by fd too, with the names of the files behind them.
     pub by_fd: bool,
+    /// Pairing of sends with the receives that filled their buffers.
+    pub relay: RelaySettings,
 }
 
 /// How many times one loader may load the counting object (see [`Constants::observed`]).
@@ -150,6 +152,7 @@ pub fn load_probes<'a>(loader: &mut EbpfLoader<'a>, constants: &'a Constants, ob
         .override_global(globals::FOLLOW_FORKS, &constants.follow_forks, true)
         .override_global(globals::BY_THREAD, &constants.by_thread, true)
         .override_global(globals::BY_FD, &constants.by_fd, true)
+        .override_global(globals::RELAY_SETTINGS, &settings.relay, true)
         .map_max_entries(maps::STATS, settings.stats_entries)
         .load(embedded(PROBES)?)
         .context("loading zc-trace's eBPF maps")?;
@@ -201,6 +204,7 @@ mod tests {
             by_thread: true,
             stats_entries: 16,
             by_fd: false,
+            relay: RelaySettings::DEFAULT,
         };
         let constants = Constants::new(&settings);
         assert_eq!((constants.filter_tgid, constants.filter_map, constants.by_thread), (7, 0, 1));

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf};
-use zc_trace_common::{DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpClass, Stats, StatsKey, maps};
+use zc_trace_common::{
+    DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpClass, Stats, StatsKey, maps, relay::RelaySettings,
+};
 
 use crate::{
     kernel::{btf::KernelBtf, syscall_table},
@@ -35,6 +37,8 @@ pub struct Options {
     pub by_fd: bool,
     /// Capacity of the per-(process, class) counters; default `STATS_MAX_ENTRIES`.
     pub stats_entries: Option<u32>,
+    /// Pairing of sends with the receives that filled their buffers.
+    pub relay: RelaySettings,
 }
 
 /// What a session needs from the kernel's BTF by way of btf-rs, read in one go so that btf-rs's
@@ -144,6 +148,7 @@ impl Session {
             by_thread: options.by_thread,
             by_fd: options.by_fd,
             stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
+            relay: options.relay,
         };
         // The loader points at these until it is dropped: declared before it, they outlive it.
         let constants = loader::Constants::new(&settings);

@@ -1,0 +1,235 @@
+//! Relays: the ranges of user memory that receives filled, kept per process, and the sends
+//! whose buffers lie inside them (the second leg of a relay). The rules are
+//! `zc_trace_common::relay`; this module keeps the map and walks the user buffers of a
+//! syscall (one buffer, iovecs, a msghdr's iovecs, an array of mmsghdrs) at its exit, when
+//! the result says how much of them was filled or sent.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, generated},
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
+use zc_trace_common::{
+    DropReason,
+    relay::{
+        FilledRanges, Matched, RELAY_MAX_ENTRIES, RelaySettings, Source,
+        abi::{
+            IOVEC_SIZE, MAX_IOVECS, MAX_MESSAGES, MAX_SEGMENTS, MMSG_COUNTED, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_IOV,
+            MSGHDR_IOVLEN,
+        },
+        shape,
+    },
+};
+
+use super::drops;
+use crate::maps::lookup_or_try_init;
+
+/// By thread group id (the address space the ranges are in), even with `--by thread`.
+#[map]
+static RELAY: LruHashMap<u32, FilledRanges> = LruHashMap::with_max_entries(RELAY_MAX_ENTRIES, 0);
+
+#[unsafe(no_mangle)]
+static RELAY_SETTINGS: RelaySettings = RelaySettings::DEFAULT;
+
+/// What a process's ranges start as: read from `.rodata` by the insert.
+static NO_RANGES: FilledRanges = FilledRanges::EMPTY;
+
+#[inline(always)]
+fn settings() -> RelaySettings {
+    unsafe { core::ptr::read_volatile(&RELAY_SETTINGS) }
+}
+
+/// A syscall's user buffer argument, as `sys_enter` recorded it.
+#[derive(Copy, Clone)]
+pub struct Buffer {
+    /// One of `relay::shape`.
+    pub shape: u8,
+    /// The buffer, the iovec array, the msghdr or the mmsghdr array.
+    pub addr: u64,
+    /// The iovec or message count argument (IOVEC, MMSGHDR).
+    pub count: u64,
+}
+
+/// A `T` of user memory at `addr`, or zeroes where it cannot be read (the helper clears its
+/// destination on failure): no branch, so the verifier's paths do not split per read.
+#[inline(always)]
+fn user<T: Copy + Default>(addr: u64) -> T {
+    let mut v = T::default();
+    // SAFETY: the helper writes at most size_of::<T>() bytes into `v`.
+    unsafe {
+        generated::bpf_probe_read_user(
+            &mut v as *mut T as *mut core::ffi::c_void,
+            core::mem::size_of::<T>() as u32,
+            addr as *const core::ffi::c_void,
+        )
+    };
+    v
+}
+
+/// The segments of user memory a syscall filled or sent, in order (at most
+/// `MAX_SEGMENTS`), gathered before any is compared with the ranges: the verifier then
+/// explores the iovec walk and the range loop one after the other, not one inside the other.
+#[repr(C)]
+pub struct Segments {
+    pub count: u64,
+    pub start: [u64; MAX_SEGMENTS],
+    pub len: [u64; MAX_SEGMENTS],
+}
+
+/// Per-CPU scratch space of the syscall exit (too large for its stack).
+#[repr(C)]
+pub struct Scratch {
+    pub segments: Segments,
+    pub matched: Matched,
+    /// A vectored call's first iovecs, read in one go.
+    pub iov: [[u64; 2]; MAX_IOVECS as usize],
+    /// An mmsghdr, read in one go.
+    pub mmsghdr: [u64; (MMSGHDR_SIZE / 8) as usize],
+}
+
+#[map]
+static RELAY_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch space.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: this CPU's slot, used from one syscall exit at a time (they do not nest).
+    RELAY_SCRATCH.get_ptr_mut(0).map(|m| unsafe { &mut *m })
+}
+
+/// Fills `scratch.segments` with the segments of `buf` that the syscall's result `ret`
+/// covers, and returns the bytes the syscall moved: `ret`, or for recvmmsg/sendmmsg (whose
+/// result counts messages) the sum of the first `ret` messages' lengths. A vectored call's
+/// segments are its first `MAX_IOVECS` iovecs; an mmsg call's, the first iovec of each of
+/// its first `MAX_MESSAGES` messages (one iovec per message is what datagram batching does).
+/// The bytes of the rest count, but are neither recorded nor paired.
+///
+/// Not inlined: one subprogram, explored once per syscall exit (each loop here multiplies
+/// what the verifier explores after it when inlined into each caller). User memory is read
+/// in as few helper calls as possible, and segment `i` is written at index `i`.
+#[inline(never)]
+pub fn gather(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
+    scratch.segments.count = 0;
+    if buf.shape == shape::PLAIN {
+        scratch.segments.start[0] = buf.addr;
+        scratch.segments.len[0] = ret;
+        scratch.segments.count = 1;
+        return ret;
+    }
+    if buf.shape == shape::MMSGHDR {
+        return messages(buf, ret, scratch);
+    }
+    let (iov, count) = if buf.shape == shape::MSGHDR {
+        (user::<u64>(buf.addr + MSGHDR_IOV), user::<u64>(buf.addr + MSGHDR_IOVLEN))
+    } else {
+        (buf.addr, buf.count)
+    };
+    let count = if count < MAX_IOVECS as u64 { count } else { MAX_IOVECS as u64 };
+    read_user(scratch.iov.as_mut_ptr() as *mut u8, (count * IOVEC_SIZE) as u32 & 0xff, iov);
+    let mut left = ret;
+    for i in 0..MAX_IOVECS as usize {
+        if i as u64 >= count || left == 0 {
+            break;
+        }
+        let [base, len] = scratch.iov[i];
+        let len = if len < left { len } else { left };
+        left -= len;
+        scratch.segments.start[i % MAX_SEGMENTS] = base;
+        scratch.segments.len[i % MAX_SEGMENTS] = len;
+        scratch.segments.count = i as u64 + 1;
+    }
+    ret
+}
+
+/// Reads `size` bytes of user memory at `addr` into `dst` (zeroes where unreadable).
+#[inline(always)]
+fn read_user(dst: *mut u8, size: u32, addr: u64) {
+    // SAFETY: the callers' destinations hold at least `size` bytes.
+    unsafe { generated::bpf_probe_read_user(dst as *mut core::ffi::c_void, size, addr as *const core::ffi::c_void) };
+}
+
+/// recvmmsg/sendmmsg: the bytes of the first `ret` messages, and their first iovecs.
+#[inline(always)]
+fn messages(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
+    let messages = if ret < buf.count { ret } else { buf.count };
+    if messages > MMSG_COUNTED as u64 {
+        drops::record(DropReason::MessagesUncounted);
+    }
+    // Two loops, not one: the long one only adds lengths.
+    let mut moved = 0u64;
+    for m in 0..MMSG_COUNTED as u64 {
+        if m >= messages {
+            break;
+        }
+        moved += user::<u32>(buf.addr + m * MMSGHDR_SIZE + MMSGHDR_LEN) as u64;
+    }
+    for m in 0..MAX_MESSAGES as usize {
+        if m as u64 >= messages {
+            break;
+        }
+        let hdr = &mut scratch.mmsghdr;
+        read_user(hdr.as_mut_ptr() as *mut u8, MMSGHDR_SIZE as u32, buf.addr + m as u64 * MMSGHDR_SIZE);
+        let (iov, len) = (hdr[(MSGHDR_IOV / 8) as usize], hdr[(MMSGHDR_LEN / 8) as usize] & 0xffff_ffff);
+        let (base, iov_len) = (user::<u64>(iov), user::<u64>(iov + 8));
+        scratch.segments.start[m % MAX_SEGMENTS] = base;
+        scratch.segments.len[m % MAX_SEGMENTS] = if iov_len < len { iov_len } else { len };
+        scratch.segments.count = m as u64 + 1;
+    }
+    moved
+}
+
+/// A receive of process `tgid` filled the segments `gather` found from `source`: records
+/// them.
+///
+/// Not inlined, nor is `sent`: each is a BPF subprogram with a stack frame of its own, which
+/// the syscall exit program's 512 bytes could not hold beside everything else.
+#[inline(never)]
+pub fn filled(tgid: u32, source: &Source, scratch: &mut Scratch) {
+    let segs = &scratch.segments;
+    let s = settings();
+    let ranges = if s.ranges == 0 { None } else { lookup_or_try_init(&RELAY, &tgid, || Some(&NO_RANGES)) };
+    let Some(ranges) = ranges else { return };
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the process's entry; other threads of it may change other slots meanwhile
+    // (the seq of each range tells a reader), see `relay::FilledRanges`.
+    let ranges = unsafe { &mut *ranges };
+    for k in 0..MAX_SEGMENTS {
+        if k as u64 >= segs.count {
+            break;
+        }
+        record_one(ranges, segs.start[k], segs.len[k], source, now);
+    }
+}
+
+/// One segment's `FilledRanges::record`, as a subprogram: its branches end with its frame,
+/// so the verifier sees one state per outcome after the call, not each path's spills.
+#[inline(never)]
+fn record_one(ranges: &mut FilledRanges, start: u64, len: u64, source: &Source, now: u64) {
+    ranges.record(start, len, source, now, &settings());
+}
+
+/// One segment's `FilledRanges::match_segment`, as a subprogram (see `record_one`).
+#[inline(never)]
+fn match_one(ranges: &FilledRanges, start: u64, len: u64, now: u64, m: &mut Matched) {
+    ranges.match_segment(start, len, now, &settings(), m);
+}
+
+/// A send of process `tgid` from the segments `gather` found: sets `scratch.matched` to what
+/// of them lies in ranges its receives filled.
+#[inline(never)]
+pub fn sent(tgid: u32, scratch: &mut Scratch) {
+    let m = &mut scratch.matched;
+    // SAFETY: plain data, all zeroes is the empty match.
+    unsafe { core::ptr::write_bytes(m as *mut Matched, 0, 1) };
+    let segs = &scratch.segments;
+    let s = settings();
+    let ranges = if s.ranges == 0 { None } else { unsafe { RELAY.get(&tgid) } };
+    let Some(ranges) = ranges else { return };
+    let now = unsafe { bpf_ktime_get_ns() };
+    for k in 0..MAX_SEGMENTS {
+        if k as u64 >= segs.count {
+            break;
+        }
+        match_one(ranges, segs.start[k], segs.len[k], now, m);
+    }
+}
