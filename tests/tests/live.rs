@@ -11,7 +11,8 @@ fn n(v: &Value) -> u64 {
 }
 
 fn trace(args: &[&str]) -> Value {
-    let mut all = vec!["trace", "--json"];
+    // `-o -`: the report on stdout even beside a command it starts.
+    let mut all = vec!["trace", "--json", "-o", "-"];
     all.extend_from_slice(args);
     let out = run(&all);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -201,9 +202,10 @@ fn intervals_print_tables_then_the_summary() {
     if !privileged("intervals_print_tables_then_the_summary") {
         return;
     }
+    // Beside a command it starts, the tables go to stderr.
     let out = run(&["trace", "-i", "200ms", "--", "sh", "-c", "sleep 0.7"]);
     assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.matches("--- interval ending at").count() >= 3, "{text}");
     assert!(text.contains("where the figures come from"));
     let out = run(&["trace", "--", "sh", "-c", "exit 3"]);

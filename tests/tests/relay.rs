@@ -3,12 +3,7 @@
 //! of its threads makes them (pairing in the kernel, see docs/probes.md).
 mod common;
 
-use std::{
-    io::{Read as _, Write as _},
-    net::TcpListener,
-    path::PathBuf,
-    thread::{self, JoinHandle},
-};
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::Value;
@@ -19,44 +14,9 @@ fn relay() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zc-relay"))
 }
 
-/// A server on 127.0.0.1 that sends `bytes` bytes to the first client, then closes.
-fn upstream(bytes: u64) -> (u16, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let t = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let chunk = vec![7u8; 64 << 10];
-        let mut left = bytes as usize;
-        while left > 0 {
-            let n = left.min(chunk.len());
-            s.write_all(&chunk[..n]).unwrap();
-            left -= n;
-        }
-    });
-    (port, t)
-}
-
-/// A server on 127.0.0.1 that reads its first client to the end; joins with the byte count.
-fn downstream() -> (u16, JoinHandle<u64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let t = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 << 10];
-        let mut total = 0u64;
-        loop {
-            match s.read(&mut buf).unwrap() {
-                0 => return total,
-                n => total += n as u64,
-            }
-        }
-    });
-    (port, t)
-}
-
 fn trace_relay(args: &[&str]) -> Value {
     let bin = relay();
-    let mut all = vec!["trace", "--json", "--", bin.to_str().unwrap()];
+    let mut all = vec!["trace", "--json", "-o", "-", "--", bin.to_str().unwrap()];
     all.extend_from_slice(args);
     let out = run(&all);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -90,7 +90,7 @@ fn trace_json_keeps_its_fields() {
     let dir = TempDir::new("schema");
     let src = dir.file("src", 4 << 20);
     let input = format!("if={}", src.display());
-    let out = run(&["trace", "--json", "--", "dd", &input, "of=/dev/null", "bs=64k"]);
+    let out = run(&["trace", "--json", "-o", "-", "--", "dd", &input, "of=/dev/null", "bs=64k"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_same_fields("trace --json", &json(&out), fixture("trace-schema.txt"));
 }

@@ -95,7 +95,7 @@ fn after_d_the_command_is_sent_sigterm_and_its_status_is_ours() {
     for command in ["trace", "syscalls"] {
         let started = Instant::now();
         let mut zc = Command::new(zc_trace())
-            .args([command, "-d", "1s", "--json", "--", "sleep", "30"])
+            .args([command, "-d", "1s", "--json", "-o", "-", "--", "sleep", "30"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -123,7 +123,7 @@ fn sigterm_to_zc_trace_is_forwarded_to_the_command() {
     if !privileged("sigterm_to_zc_trace_is_forwarded_to_the_command") {
         return;
     }
-    let (mut zc, _) = start_attached(&["trace", "--json", "--", "sleep", "30"]);
+    let (mut zc, _) = start_attached(&["trace", "--json", "-o", "-", "--", "sleep", "30"]);
     let sleep = wait_for_child(zc.id(), "sleep");
     let sent = Instant::now();
     unsafe { libc::kill(zc.id() as i32, libc::SIGTERM) };
@@ -133,4 +133,33 @@ fn sigterm_to_zc_trace_is_forwarded_to_the_command() {
     assert!(sent.elapsed() < Duration::from_secs(5), "took {:?}: sleep was not sent SIGTERM", sent.elapsed());
     let out = zc.wait_with_output().unwrap();
     assert_eq!(json(&out)["rows"][0]["comm"], "sleep");
+}
+
+/// The command's standard output is its own: the report goes to standard error beside it
+/// (as strace and `perf stat` do), or to the file `-o` / `--json FILE` names.
+#[test]
+fn the_report_never_interleaves_with_the_commands_stdout() {
+    if !privileged("the_report_never_interleaves_with_the_commands_stdout") {
+        return;
+    }
+    for command in ["trace", "syscalls"] {
+        for format in [&["--json"][..], &[][..]] {
+            let mut args = vec![command];
+            args.extend_from_slice(format);
+            args.extend_from_slice(&["--", "sh", "-c", "echo from-the-command"]);
+            let out = run(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{command} {format:?}: {stderr}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "from-the-command\n", "{command} {format:?}");
+            let report = if format.is_empty() { "mode sw" } else { "\"kernel\"" };
+            assert!(stderr.contains(report), "{command} {format:?}: no report on stderr: {stderr}");
+        }
+        let dir = TempDir::new("spawned-output");
+        let file = dir.0.join("report.json");
+        let out = run(&[command, "--json", "-o", file.to_str().unwrap(), "--", "sh", "-c", "echo from-the-command"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "from-the-command\n");
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert!(report["kernel"].is_object(), "{report}");
+    }
 }

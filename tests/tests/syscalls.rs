@@ -46,7 +46,8 @@ fn spawn_mode_counts_from_exec_and_returns_the_exit_status() {
     }
     let dir = TempDir::new("spawn");
     let file = dir.file("src", MIB);
-    let out = run(&["syscalls", "--json", "--", exact_io().to_str().unwrap(), file.to_str().unwrap(), "4096"]);
+    let out =
+        run(&["syscalls", "--json", "-o", "-", "--", exact_io().to_str().unwrap(), file.to_str().unwrap(), "4096"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = json(&out);
     assert_eq!(calls(&report, "execve"), 1, "the path is resolved before exec: one execve");
@@ -59,6 +60,7 @@ fn spawn_mode_counts_from_exec_and_returns_the_exit_status() {
 
     let out = run(&["syscalls", "--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
-    let table = String::from_utf8_lossy(&out.stdout);
+    // Beside a command it starts, the table goes to stderr.
+    let table = String::from_utf8_lossy(&out.stderr);
     assert!(table.contains("exit_group") && table.contains("raw_tracepoint:sys_enter"), "{table}");
 }

@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod derive;
 mod dma;
+pub mod errqueue;
 pub mod flow;
 mod layouts;
 pub mod linux;
@@ -421,6 +422,11 @@ pub struct Stats {
     /// Scatter-gather segments of those mappings (1 per `dma_map_page`/`dma_map_phys`,
     /// the list's entries for `dma_map_sg`).
     pub dma_segments: u64,
+    /// MSG_ZEROCOPY completions the process read from its sockets' error queues
+    /// (recvmsg with MSG_ERRQUEUE): sends the kernel released the pages of, and of those the
+    /// sends it had to copy after all (SO_EE_CODE_ZEROCOPY_COPIED).
+    pub zc_completed: u64,
+    pub zc_copied: u64,
 }
 
 /// Why an event could not be counted. Index into the per-CPU `DROPS` array.

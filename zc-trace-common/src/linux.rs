@@ -47,3 +47,18 @@ pub const IORING_OP_READ: u8 = 22;
 pub const IORING_OP_WRITE: u8 = 23;
 pub const IORING_OP_SEND: u8 = 26;
 pub const IORING_OP_RECV: u8 = 27;
+
+/// `MSG_ERRQUEUE` (include/linux/socket.h): recvmsg reads the socket's error queue, where
+/// MSG_ZEROCOPY completions arrive.
+pub const MSG_ERRQUEUE: u32 = 0x2000;
+/// The control message of an error-queue entry: `SOL_IP`/`IP_RECVERR` or
+/// `SOL_IPV6`/`IPV6_RECVERR` (include/uapi/linux/in.h, in6.h).
+pub const SOL_IP: i32 = 0;
+pub const IP_RECVERR: i32 = 11;
+pub const SOL_IPV6: i32 = 41;
+pub const IPV6_RECVERR: i32 = 25;
+/// `struct sock_extended_err` (include/uapi/linux/errqueue.h): a MSG_ZEROCOPY completion has
+/// origin `SO_EE_ORIGIN_ZEROCOPY`, covers the sends numbered `ee_info..=ee_data`, and has
+/// `SO_EE_CODE_ZEROCOPY_COPIED` in `ee_code` when the kernel copied them after all.
+pub const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
+pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;

@@ -234,6 +234,9 @@ pub mod abi {
     /// `struct user_msghdr`: `msg_iov` and `msg_iovlen`.
     pub const MSGHDR_IOV: u64 = 16;
     pub const MSGHDR_IOVLEN: u64 = 24;
+    /// `msg_control` and `msg_controllen` (which recvmsg sets to the bytes it filled).
+    pub const MSGHDR_CONTROL: u64 = 32;
+    pub const MSGHDR_CONTROLLEN: u64 = 40;
     /// `struct mmsghdr { struct user_msghdr msg_hdr; unsigned int msg_len; }`: 64 bytes with
     /// padding.
     pub const MMSGHDR_SIZE: u64 = 64;

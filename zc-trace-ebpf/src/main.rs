@@ -8,6 +8,7 @@ mod kmem;
 mod maps;
 mod probes;
 mod stats;
+mod umem;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -261,6 +261,10 @@ pub struct OutputArgs {
     /// Print JSON instead of a table: to stdout, or to FILE when given.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     pub json: Option<PathBuf>,
+    /// Write the report (table or JSON) to FILE (`-`: stdout). Beside a command started after
+    /// `--`, the report goes to standard error unless this or `--json FILE` is given.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// A PID must be a positive integer; `0` means "no filter" in the kernel and is refused here.

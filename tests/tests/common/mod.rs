@@ -2,9 +2,12 @@
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
+    thread::{self, JoinHandle},
+    time::Duration,
 };
 
 /// The zc-trace binary under test: `ZC_TRACE_BIN` (set by `cargo xtask test`), else the
@@ -87,7 +90,6 @@ pub fn spawn_waiting(program: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &
 
 /// Lets a workload started by [`spawn_waiting`] run.
 pub fn go(child: &mut Child) {
-    use std::io::Write as _;
     child.stdin.take().unwrap().write_all(b"go").unwrap();
 }
 
@@ -160,4 +162,50 @@ pub fn find_flow<'a>(
         .iter()
         .find(|f| f["strategy"] == strategy && f["source"] == source && f["destination"] == destination)
         .unwrap_or_else(|| panic!("no {strategy} {source} -> {destination} flow in {}", row["flows"]))
+}
+
+/// A server on 127.0.0.1 that sends `bytes` bytes to the first client, then closes.
+pub fn upstream(bytes: u64) -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        let mut left = bytes as usize;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            s.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+    });
+    (port, t)
+}
+
+/// A server on 127.0.0.1 that reads its first client to the end; joins with the byte count.
+pub fn downstream() -> (u16, JoinHandle<u64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => return total,
+                n => total += n as u64,
+            }
+        }
+    });
+    (port, t)
+}
+
+/// The body of a 200 answer to `GET path` from 127.0.0.1:`port`.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }

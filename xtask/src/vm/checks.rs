@@ -28,7 +28,8 @@ pub fn all() -> Vec<Check> {
             &["zc-trace", "lab", "--json", "--size", "8MiB", "--chunk", "64KiB", "--sink", "tcp", "--probe-tier", tier],
         ));
     }
-    checks.push(Check::new("syscalls", &["zc-trace", "syscalls", "--json", "--", "/bin/busybox", "true"]));
+    // `-o -`: beside a command it starts, zc-trace reports to stderr unless told otherwise.
+    checks.push(Check::new("syscalls", &["zc-trace", "syscalls", "--json", "-o", "-", "--", "/bin/busybox", "true"]));
     checks.extend(classic_checks());
     checks
 }

@@ -2,6 +2,7 @@ pub mod block;
 pub mod derive;
 pub mod dma;
 pub mod drops;
+pub mod errqueue;
 pub mod faults;
 pub mod flows;
 pub mod functions;

@@ -5,7 +5,7 @@
 //! the result says how much of them was filled or sent.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, generated},
+    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
@@ -22,7 +22,10 @@ use zc_trace_common::{
 };
 
 use super::drops;
-use crate::maps::lookup_or_try_init;
+use crate::{
+    maps::lookup_or_try_init,
+    umem::{read_user, user},
+};
 
 /// By thread group id (the address space the ranges are in), even with `--by thread`.
 #[map]
@@ -48,22 +51,6 @@ pub struct Buffer {
     pub addr: u64,
     /// The iovec or message count argument (IOVEC, MMSGHDR).
     pub count: u64,
-}
-
-/// A `T` of user memory at `addr`, or zeroes where it cannot be read (the helper clears its
-/// destination on failure): no branch, so the verifier's paths do not split per read.
-#[inline(always)]
-fn user<T: Copy + Default>(addr: u64) -> T {
-    let mut v = T::default();
-    // SAFETY: the helper writes at most size_of::<T>() bytes into `v`.
-    unsafe {
-        generated::bpf_probe_read_user(
-            &mut v as *mut T as *mut core::ffi::c_void,
-            core::mem::size_of::<T>() as u32,
-            addr as *const core::ffi::c_void,
-        )
-    };
-    v
 }
 
 /// The segments of user memory a syscall filled or sent, in order (at most
@@ -139,13 +126,6 @@ pub fn gather(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
         scratch.segments.count = i as u64 + 1;
     }
     ret
-}
-
-/// Reads `size` bytes of user memory at `addr` into `dst` (zeroes where unreadable).
-#[inline(always)]
-fn read_user(dst: *mut u8, size: u32, addr: u64) {
-    // SAFETY: the callers' destinations hold at least `size` bytes.
-    unsafe { generated::bpf_probe_read_user(dst as *mut core::ffi::c_void, size, addr as *const core::ffi::c_void) };
 }
 
 /// recvmmsg/sendmmsg: the bytes of the first `ret` messages, and their first iovecs.

@@ -14,10 +14,11 @@ use aya_ebpf::{
 use zc_trace_common::{
     DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc, SyscallKey,
     SyscallTable,
+    linux::MSG_ERRQUEUE,
     relay::{Source, shape},
 };
 
-use super::{derive, drops, flows, inflight, inflight::InFlight, mappings, net, relay};
+use super::{derive, drops, errqueue, flows, inflight, inflight::InFlight, mappings, net, relay};
 use crate::{
     filter::{Traced, counter_key, traced},
     kmem,
@@ -176,11 +177,18 @@ pub fn zc_sys_exit(ctx: RawTracePointContext) -> i32 {
     // (nothing to clear when no function probe is attached: no map operation then).
     let _guard = derive::any_observed().then_some(ClearPending(tid));
     let ret: i64 = ctx.arg(1);
+    let tgid = (id >> 32) as u32;
+    let class = OpClass::from_u32(record.class);
+    if class == OpClass::Recv && record.flags & MSG_ERRQUEUE as u64 != 0 {
+        // The error queue: MSG_ZEROCOPY completions (no payload; the result is 0).
+        if ret >= 0 && record.shape == shape::MSGHDR {
+            errqueue::read(counter_key(tgid, tid), record.buf);
+        }
+        return 0;
+    }
     if ret <= 0 {
         return 0;
     }
-    let tgid = (id >> 32) as u32;
-    let class = OpClass::from_u32(record.class);
     if class == OpClass::Mmap {
         // A mapping of a regular file: remember where it is (ret is the address).
         if record.kind_in() == FdKind::File {

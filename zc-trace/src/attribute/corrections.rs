@@ -2,33 +2,55 @@
 //! the kernel copied after all (its error queue says so), and pages TCP took by reference
 //! that software GSO copied at transmit (the NIC's packets say so).
 use crate::model::{
-    evidence::{Evidence, Rule},
+    evidence::{CompletionsFrom, Evidence, Rule},
     row::{CpuCopy, Part, Row, ZeroCopy, ZerocopyCompletions},
 };
 
 /// MSG_ZEROCOPY pins pages at send time, but the kernel may still copy them later (always
-/// when delivering to a local socket: skb_orphan_frags_rx). The error queue tells which sends
-/// were copied; those bytes move from zero-copy to a kernel copy, labelled with that source.
-pub(super) fn apply_zerocopy_completions(cpu: &mut CpuCopy, zc: &mut ZeroCopy, done: ZerocopyCompletions) {
+/// when delivering to a local socket: skb_orphan_frags_rx). The completions on the error
+/// queue tell which sends were copied (those bytes move from zero-copy to a kernel copy) and
+/// which were not; sends no completion has told about yet are taken out of the zero-copy
+/// figure as "outcome unknown". Bytes are shared out by sends (completions count sends).
+pub(super) fn apply_zerocopy_completions(
+    cpu: &mut CpuCopy,
+    zc: &mut ZeroCopy,
+    done: ZerocopyCompletions,
+    from: CompletionsFrom,
+) {
     let Some(part) = zc.by_kind.get_mut("msg_zerocopy") else { return };
-    if done.completed == 0 || done.copied == 0 {
+    let sends = part.calls;
+    if sends == 0 {
         return;
     }
-    let copied_bytes = ((part.bytes as u128 * done.copied as u128) / done.completed as u128) as u64;
-    let copied_calls = done.copied.min(part.calls);
+    // Completions of sends made before tracing started are not ours to count.
+    let completed = done.completed.min(sends);
+    let copied = done.copied.min(completed);
+    let share = |calls: u64| ((part.bytes as u128 * calls as u128) / sends as u128) as u64;
+    let (copied_bytes, unknown_bytes) = (share(copied), share(sends - completed));
+    if unknown_bytes > 0 {
+        part.bytes -= unknown_bytes;
+        part.calls -= sends - completed;
+        part.outcome_unknown_bytes = Some(unknown_bytes);
+        part.evidence.push(Evidence::ZerocopyOutcomeUnknown);
+        zc.bytes -= unknown_bytes.min(zc.bytes);
+        zc.evidence.push(Evidence::ZerocopyOutcomeUnknown);
+    }
+    if copied == 0 {
+        return;
+    }
     part.bytes -= copied_bytes;
-    part.calls -= copied_calls;
+    part.calls -= copied;
     zc.bytes -= copied_bytes.min(zc.bytes);
-    zc.evidence.push(Evidence::ZerocopyCopiedMoved);
+    zc.evidence.push(Evidence::ZerocopyCopiedMoved(from));
     let kernel = &mut cpu.kernel;
     kernel.bytes += copied_bytes;
-    kernel.calls += copied_calls;
-    if kernel.calls == copied_calls {
-        kernel.evidence = Evidence::ZerocopyCopied;
+    kernel.calls += copied;
+    if kernel.calls == copied {
+        kernel.evidence = Evidence::ZerocopyCopied(from);
     } else {
-        kernel.evidence.push(Evidence::ZerocopyCopied);
+        kernel.evidence.push(Evidence::ZerocopyCopied(from));
     }
-    kernel.by_end.insert("socket", Part::new(copied_bytes, copied_calls, Evidence::ZerocopyCopied));
+    kernel.by_end.insert("socket", Part::new(copied_bytes, copied, Evidence::ZerocopyCopied(from)));
 }
 
 /// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is

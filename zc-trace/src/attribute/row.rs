@@ -18,7 +18,7 @@ use crate::{
     },
     kernel::syscall_names,
     model::{
-        evidence::{Evidence, Rule},
+        evidence::{CompletionsFrom, Evidence, Rule},
         report::GlobalEvents,
         row::{
             ClassSummary, ContextSwitches, CopyCell, CpuCopy, ModeSwitchDetail, Part, Role, Row, ZeroCopy,
@@ -94,9 +94,15 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
         part.evidence.push(Evidence::DerivedUnseen(Rule::Splice));
         part.derived_bytes = Some(total.page_refs_derived);
     }
-    if let Some(zc) = input.msg_zerocopy {
-        apply_zerocopy_completions(&mut cpu_copy, &mut zero_copy, zc);
-    }
+    // The workload's own reading of its error queue (lab), else what the process's
+    // recvmsg(MSG_ERRQUEUE) calls returned, read at their exit.
+    let (completions, from) = match input.msg_zerocopy {
+        Some(zc) => (zc, CompletionsFrom::Workload),
+        None => {
+            (ZerocopyCompletions { completed: total.zc_completed, copied: total.zc_copied }, CompletionsFrom::SysExit)
+        }
+    };
+    apply_zerocopy_completions(&mut cpu_copy, &mut zero_copy, completions, from);
     let payload_bytes = match input.role {
         Role::Sender => total.payload_out,
         Role::Receiver => total.payload_in,
@@ -144,7 +150,9 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
         syscall_counts: input.syscalls.iter().map(|(&nr, &calls)| (syscall_names::name(nr), calls)).collect(),
         elapsed_s: input.elapsed_s,
         throughput_bytes_per_s: input.elapsed_s.filter(|&s| s > 0.0).map(|s| payload_bytes as f64 / s),
-        msg_zerocopy_completions: input.msg_zerocopy,
+        msg_zerocopy_completions: (total.zero_copy[ZeroCopyKind::MsgZerocopy as usize].calls > 0
+            || completions.completed > 0)
+            .then_some(completions),
         flows: Vec::new(),
     }
 }
@@ -399,9 +407,40 @@ mod tests {
         let r = row(inp, &evidence_host(), &GlobalEvents::default());
         assert_eq!(r.zero_copy.bytes, 0);
         assert_eq!(r.cpu_copy.kernel.bytes, 8 << 20);
-        assert_eq!(r.cpu_copy.kernel.by_end["socket"].evidence, Evidence::ZerocopyCopied);
-        assert_eq!(r.cpu_copy.kernel.evidence, Evidence::ZerocopyCopied);
-        assert_eq!(r.zero_copy.evidence, Evidence::Derived(Rule::MsgZerocopy).plus(Evidence::ZerocopyCopiedMoved));
+        let copied = Evidence::ZerocopyCopied(CompletionsFrom::Workload);
+        assert_eq!(r.cpu_copy.kernel.by_end["socket"].evidence, copied);
+        assert_eq!(r.cpu_copy.kernel.evidence, copied);
+        let moved = Evidence::ZerocopyCopiedMoved(CompletionsFrom::Workload);
+        assert_eq!(r.zero_copy.evidence, Evidence::Derived(Rule::MsgZerocopy).plus(moved));
         assert_eq!(r.copies_per_payload_byte, Some(1.0));
+    }
+
+    /// Traced processes: what their own recvmsg(MSG_ERRQUEUE) returned. Sends no completion
+    /// has told about are not zero-copy: outcome unknown.
+    #[test]
+    fn zerocopy_sends_are_split_by_the_completions_the_process_read() {
+        let mut send = Stats { payload_out: 100 << 10, ..Default::default() };
+        send.zero_copy[ZeroCopyKind::MsgZerocopy as usize] = Tally { bytes: 100 << 10, calls: 100 };
+        let recv = Stats { zc_completed: 60, zc_copied: 20, ..Default::default() };
+        let classes: BTreeMap<_, _> = [(OpClass::Send, send), (OpClass::Recv, recv)].into_iter().collect();
+        let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
+        let part = &r.zero_copy.by_kind["msg_zerocopy"];
+        assert_eq!((part.bytes, part.calls), (40 << 10, 40), "confirmed zero-copy");
+        assert_eq!(part.outcome_unknown_bytes, Some(40 << 10));
+        assert_eq!(r.zero_copy.bytes, 40 << 10);
+        assert_eq!((r.cpu_copy.kernel.bytes, r.cpu_copy.kernel.calls), (20 << 10, 20));
+        assert_eq!(r.cpu_copy.kernel.evidence, Evidence::ZerocopyCopied(CompletionsFrom::SysExit));
+        assert_eq!(r.msg_zerocopy_completions, Some(ZerocopyCompletions { completed: 60, copied: 20 }));
+        // None read: all of it unknown, nothing zero-copy, nothing copied.
+        let classes: BTreeMap<_, _> = [(OpClass::Send, send)].into_iter().collect();
+        let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
+        assert_eq!(r.zero_copy.bytes, 0);
+        assert_eq!(r.zero_copy.by_kind["msg_zerocopy"].outcome_unknown_bytes, Some(100 << 10));
+        assert_eq!(r.cpu_copy.kernel.bytes, 0);
+        // Completions of sends before tracing started are capped at the sends seen.
+        let recv = Stats { zc_completed: 500, zc_copied: 500, ..Default::default() };
+        let classes: BTreeMap<_, _> = [(OpClass::Send, send), (OpClass::Recv, recv)].into_iter().collect();
+        let r = row(input(&classes, Role::Sender), &evidence_host(), &GlobalEvents::default());
+        assert_eq!((r.cpu_copy.kernel.bytes, r.zero_copy.bytes), (100 << 10, 0));
     }
 }

@@ -8,9 +8,7 @@ use crate::{
 };
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
-    if let Some(path) = &args.output.json {
-        output::check_writable(path)?;
-    }
+    let sink = output::Sink::choose(args.output.json.as_deref(), args.output.output.as_deref(), false)?;
     privileges::require_tracing()?;
     facts::prepare_pseudo_filesystems();
     // As in a session: the loader's own BTF parse is released before ours is made (hence the
@@ -24,8 +22,8 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     let report = doctor::run(&mut ebpf, btf.as_ref());
     drop(ebpf);
     match &args.output.json {
-        Some(path) => output::write_json(path, &report)?,
-        None => print!("{}", render::doctor::render_doctor(&report)),
+        Some(_) => sink.write_json(&report)?,
+        None => sink.write_text(&render::doctor::render_doctor(&report))?,
     }
     Ok(0)
 }

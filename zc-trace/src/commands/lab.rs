@@ -48,7 +48,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     if let Some(strategy) = cli::first_repeated(&args.strategies) {
         return Err(Fatal::usage(format!("--strategies names {strategy} twice: give each strategy once")).into());
     }
-    for path in [&args.output.json, &args.csv, &args.plot].into_iter().flatten() {
+    let report_to = output::Sink::choose(args.output.json.as_deref(), args.output.output.as_deref(), false)?;
+    for path in [&args.csv, &args.plot].into_iter().flatten() {
         output::check_writable(path)?;
     }
     if args.chunk > args.size {
@@ -74,7 +75,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     })?;
     privileges::require_tracing()?;
     facts::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(lab(args))
+    super::runtime()?.block_on(lab(args, report_to))
 }
 
 /// One traced run of one strategy.
@@ -85,7 +86,7 @@ struct Run {
     system: GlobalEvents,
 }
 
-async fn lab(args: LabArgs) -> anyhow::Result<i32> {
+async fn lab(args: LabArgs, report_to: output::Sink) -> anyhow::Result<i32> {
     let started = Instant::now();
     let strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
     // Catch SIGINT/SIGTERM/SIGHUP before anything is created, so that an interruption at any
@@ -172,8 +173,8 @@ async fn lab(args: LabArgs) -> anyhow::Result<i32> {
         export::write_plot(path, &report.rows, &title)?;
     }
     match &args.output.json {
-        Some(path) => output::write_json(path, &report)?,
-        None => print!("{}", table::render(&report, args.raw)),
+        Some(_) => report_to.write_json(&report)?,
+        None => report_to.write_text(&table::render(&report, args.raw))?,
     }
     Ok(0)
 }

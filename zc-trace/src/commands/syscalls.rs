@@ -18,9 +18,8 @@ use crate::{
 };
 
 pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
-    if let Some(path) = &args.output.json {
-        output::check_writable(path)?;
-    }
+    let sink =
+        output::Sink::choose(args.output.json.as_deref(), args.output.output.as_deref(), !args.command.is_empty())?;
     if args.pid.is_none() && args.command.is_empty() {
         return Err(Fatal::usage("nothing to trace: give -p PID or a command after `--`").into());
     }
@@ -32,10 +31,10 @@ pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
         None => Target::spawn_held(&args.command)?,
     };
     facts::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(trace(args, &mut target))
+    super::runtime()?.block_on(trace(args, &mut target, sink))
 }
 
-async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
+async fn trace(args: SyscallsArgs, target: &mut Target, sink: output::Sink) -> anyhow::Result<i32> {
     let mut signals = super::Signals::catch()?;
     let session = Session::attach(Filter::Tgid(target.pid), Tier::Auto)?;
 
@@ -69,8 +68,8 @@ async fn trace(args: SyscallsArgs, target: &mut Target) -> anyhow::Result<i32> {
         duration_s,
     };
     match &args.output.json {
-        Some(path) => output::write_json(path, &report)?,
-        None => print!("{}", render::syscalls::render(&report)),
+        Some(_) => sink.write_json(&report)?,
+        None => sink.write_text(&render::syscalls::render(&report))?,
     }
     Ok(exit_status.unwrap_or(0))
 }

@@ -39,9 +39,8 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     if let Some(pid) = cli::first_repeated(&args.pids) {
         return Err(Fatal::usage(format!("-p names PID {pid} twice: give each PID once")).into());
     }
-    if let Some(path) = &args.output.json {
-        output::check_writable(path)?;
-    }
+    let sink =
+        output::Sink::choose(args.output.json.as_deref(), args.output.output.as_deref(), !args.command.is_empty())?;
     if args.pids.is_empty() && args.command.is_empty() && !args.all {
         return Err(Fatal::usage("nothing to trace: give -p PID[,PID...], -a, or a command after `--`").into());
     }
@@ -57,10 +56,10 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
         args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?
     };
     facts::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(trace(args, &mut targets))
+    super::runtime()?.block_on(trace(args, &mut targets, sink))
 }
 
-async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
+async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> anyhow::Result<i32> {
     let pids: Vec<u32> = targets.iter().map(|t| t.pid).collect();
     let filter = match pids.as_slice() {
         _ if args.all => Filter::All,
@@ -137,8 +136,16 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
                 paths.refresh(&now.flows);
                 let delta = now.minus(&previous);
                 let report = build_report(&args, &session, &delta, started.elapsed().as_secs_f64(), targets, &paths)?;
-                println!("--- interval ending at {:.1} s", started.elapsed().as_secs_f64());
-                print!("{}", render::trace::render_rows(&report, args.raw));
+                let table = format!(
+                    "--- interval ending at {:.1} s\n{}",
+                    started.elapsed().as_secs_f64(),
+                    render::trace::render_rows(&report, args.raw)
+                );
+                // Beside a JSON report, the interval tables go to standard error.
+                match args.output.json {
+                    Some(_) => eprint!("{table}"),
+                    None => sink.write_text(&table)?,
+                }
                 previous = now;
             }
         }
@@ -155,8 +162,8 @@ async fn trace(args: TraceArgs, targets: &mut [Target]) -> anyhow::Result<i32> {
     }
     drop(session); // detach before printing
     match &args.output.json {
-        Some(path) => output::write_json(path, &report)?,
-        None => print!("{}", render::trace::render(&report, args.raw)),
+        Some(_) => sink.write_json(&report)?,
+        None => sink.write_text(&render::trace::render(&report, args.raw))?,
     }
     Ok(exit_status.unwrap_or(0))
 }

@@ -163,6 +163,24 @@ pub enum Basis {
     ErrorQueue,
 }
 
+/// Who read the MSG_ZEROCOPY completions that a figure rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CompletionsFrom {
+    /// The lab's workload, which drains its error queue and reports what it read.
+    Workload,
+    /// The traced process's own recvmsg(MSG_ERRQUEUE), read at its exit.
+    SysExit,
+}
+
+impl CompletionsFrom {
+    fn text(self) -> &'static str {
+        match self {
+            CompletionsFrom::Workload => "error queue",
+            CompletionsFrom::SysExit => "raw_tracepoint:sys_exit of recvmsg(MSG_ERRQUEUE)",
+        }
+    }
+}
+
 /// Where a figure came from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Evidence {
@@ -174,10 +192,14 @@ pub enum Evidence {
     /// read never calls `filemap_read`); how many is the part's `derived_bytes`.
     DerivedUnseen(Rule),
     /// MSG_ZEROCOPY sends the kernel completed with SO_EE_CODE_ZEROCOPY_COPIED, as the
-    /// workload read them from its socket's error queue.
-    ZerocopyCopied,
+    /// process read them from its socket's error queue (seen where `CompletionsFrom` says).
+    ZerocopyCopied(CompletionsFrom),
     /// The same, on the zero-copy figure those sends were taken out of.
-    ZerocopyCopiedMoved,
+    ZerocopyCopiedMoved(CompletionsFrom),
+    /// MSG_ZEROCOPY sends no completion has told the outcome of yet: requested, not known
+    /// to be zero-copy; how many bytes is the part's `outcome_unknown_bytes` (taken out of
+    /// the zero-copy figure).
+    ZerocopyOutcomeUnknown,
     /// Bytes taken out of this figure because they were copied at transmit; how many is the
     /// part's `copied_at_transmit_bytes` (they are in `cpu_copy.kernel`).
     CopiedAtTransmit,
@@ -239,8 +261,10 @@ impl Evidence {
                 Some(Basis::NicPackets)
             }
             Evidence::Derived(_) | Evidence::DerivedUnseen(_) => Some(Basis::SyscallSemantics),
-            Evidence::ZerocopyCopied | Evidence::ZerocopyCopiedMoved => Some(Basis::ErrorQueue),
-            Evidence::CopiedAtTransmit | Evidence::Mixed(_) | Evidence::NoneSeen => None,
+            Evidence::ZerocopyCopied(_) | Evidence::ZerocopyCopiedMoved(_) => Some(Basis::ErrorQueue),
+            Evidence::CopiedAtTransmit | Evidence::ZerocopyOutcomeUnknown | Evidence::Mixed(_) | Evidence::NoneSeen => {
+                None
+            }
         }
     }
 
@@ -284,18 +308,24 @@ impl fmt::Display for Evidence {
             Evidence::Observed { probe, covers } => write!(f, "{probe}{}", covers.suffix()),
             Evidence::Derived(rule) => f.write_str(rule.text()),
             Evidence::DerivedUnseen(rule) => write!(f, "{} for the bytes it did not see (e.g. tmpfs)", rule.text()),
-            Evidence::ZerocopyCopied => {
-                f.write_str("error queue: SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pinned pages)")
+            Evidence::ZerocopyCopied(from) => {
+                write!(f, "{}: SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pinned pages)", from.text())
             }
-            Evidence::ZerocopyCopiedMoved => f.write_str(
-                "error queue: SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pinned pages): copied sends moved to kernel copies",
+            Evidence::ZerocopyCopiedMoved(from) => write!(
+                f,
+                "{}: SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied the pinned pages): copied sends moved to kernel copies",
+                from.text()
+            ),
+            Evidence::ZerocopyOutcomeUnknown => f.write_str(
+                "MSG_ZEROCOPY requested, no completion read from the error queue: outcome unknown (see outcome_unknown_bytes)",
             ),
             Evidence::CopiedAtTransmit => f.write_str("copied at transmit (see cpu_copy.kernel)"),
             Evidence::Mixed(parts) => {
                 for (i, part) in parts.iter().enumerate() {
                     if i > 0 {
                         // What was taken out reads as a subtraction, every source as an addition.
-                        f.write_str(if *part == Evidence::CopiedAtTransmit { " - " } else { " + " })?;
+                        let out = matches!(part, Evidence::CopiedAtTransmit | Evidence::ZerocopyOutcomeUnknown);
+                        f.write_str(if out { " - " } else { " + " })?;
                     }
                     write!(f, "{part}")?;
                 }

@@ -21,11 +21,22 @@ pub struct Part {
     /// `cpu_copy.kernel`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copied_at_transmit_bytes: Option<u64>,
+    /// MSG_ZEROCOPY: bytes of sends whose completion the process has not read (yet), taken
+    /// out of this part: requested as zero-copy, outcome unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome_unknown_bytes: Option<u64>,
 }
 
 impl Part {
     pub fn new(bytes: u64, calls: u64, evidence: Evidence) -> Self {
-        Self { bytes, calls, evidence, derived_bytes: None, copied_at_transmit_bytes: None }
+        Self {
+            bytes,
+            calls,
+            evidence,
+            derived_bytes: None,
+            copied_at_transmit_bytes: None,
+            outcome_unknown_bytes: None,
+        }
     }
 }
 

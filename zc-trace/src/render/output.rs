@@ -1,6 +1,10 @@
 //! Where reports go. Output paths are checked before anything is traced: discovering that a
 //! file cannot be written after a ten-minute trace would throw the measurement away.
-use std::{fs::OpenOptions, io::Write as _, path::Path};
+use std::{
+    fs::OpenOptions,
+    io::Write as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -40,6 +44,68 @@ pub fn check_writable(path: &Path) -> Result<(), Fatal> {
     }
 }
 
+/// Where a report goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    Stdout,
+    /// Beside a command zc-trace started, whose standard output is its own: as strace and
+    /// `perf stat` do, the report goes to standard error so that the two never interleave.
+    Stderr,
+    File(PathBuf),
+}
+
+impl Sink {
+    /// The destination of a report given `--json [FILE]` and `-o FILE` (`-` is stdout),
+    /// when zc-trace started the traced command itself (`spawned`) or not. Checks that a
+    /// file can be written.
+    pub fn choose(json: Option<&Path>, output: Option<&Path>, spawned: bool) -> Result<Sink, Fatal> {
+        let json_file = json.filter(|p| !is_stdout(p));
+        let path = match (json_file, output) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Fatal::usage(format!(
+                    "two report files given (--json {} and -o {}): give one",
+                    a.display(),
+                    b.display()
+                )));
+            }
+            (Some(p), _) | (None, Some(p)) => Some(p),
+            (None, None) => None,
+        };
+        match path {
+            Some(p) if !is_stdout(p) => {
+                check_writable(p)?;
+                Ok(Sink::File(p.to_path_buf()))
+            }
+            _ if spawned && path.is_none() => Ok(Sink::Stderr),
+            _ => Ok(Sink::Stdout),
+        }
+    }
+
+    /// Writes `text` as it is.
+    pub fn write_text(&self, text: &str) -> anyhow::Result<()> {
+        match self {
+            Sink::Stdout => std::io::stdout().write_all(text.as_bytes())?,
+            Sink::Stderr => std::io::stderr().write_all(text.as_bytes())?,
+            Sink::File(path) => {
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                file.write_all(text.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `value` as pretty JSON.
+    pub fn write_json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        let mut text = serde_json::to_string_pretty(value)?;
+        text.push('\n');
+        self.write_text(&text)
+    }
+}
+
 /// Writes `value` as pretty JSON to stdout or to the file.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
@@ -61,6 +127,32 @@ mod tests {
         let dir = std::env::temp_dir();
         assert!(check_writable(&dir.join("zc-trace-output-test-does-not-exist.json")).is_ok());
         assert!(!dir.join("zc-trace-output-test-does-not-exist.json").exists(), "nothing created");
+    }
+
+    #[test]
+    fn a_spawned_command_keeps_stdout_to_itself() {
+        let file = std::env::temp_dir().join("zc-trace-sink-test.json");
+        let f = Some(file.as_path());
+        let dash = Some(Path::new("-"));
+        // (--json, -o, spawned) -> sink
+        let rows = [
+            (None, None, false, Sink::Stdout),
+            (None, None, true, Sink::Stderr),
+            (dash, None, false, Sink::Stdout),
+            (dash, None, true, Sink::Stderr),
+            (f, None, true, Sink::File(file.clone())),
+            (dash, f, true, Sink::File(file.clone())),
+            (None, f, false, Sink::File(file.clone())),
+            (f, f, true, Sink::File(file.clone())),
+            // `-o -` asks for stdout even beside a command.
+            (None, dash, true, Sink::Stdout),
+        ];
+        for (json, output, spawned, expected) in rows {
+            assert_eq!(Sink::choose(json, output, spawned).unwrap(), expected, "{json:?} {output:?} {spawned}");
+        }
+        let err = Sink::choose(f, Some(Path::new("/tmp/other.json")), false).unwrap_err();
+        assert!(err.message.contains("give one"), "{}", err.message);
+        assert!(!file.exists());
     }
 
     #[test]
