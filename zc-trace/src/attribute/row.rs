@@ -109,6 +109,10 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
         Role::Process | Role::Thread => total.payload_out.max(total.payload_in),
     };
     let copied = cpu_copy.to_user.bytes + cpu_copy.from_user.bytes + cpu_copy.kernel.bytes;
+    let unmeasured: Vec<&str> = [&cpu_copy.to_user, &cpu_copy.from_user, &cpu_copy.kernel]
+        .iter()
+        .flat_map(|c| c.unmeasured_ends.iter().copied())
+        .collect();
     Row {
         strategy: input.strategy,
         role: input.role.name().into(),
@@ -117,7 +121,7 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
         path: input.path,
         payload_bytes,
         syscalls,
-        mode_switches: syscall_mode_switches + fault_switches.unwrap_or(0),
+        mode_switches: fault_switches.map(|f| syscall_mode_switches + f),
         mode_switch_detail: ModeSwitchDetail { syscalls: syscall_mode_switches, page_faults: fault_switches },
         page_faults,
         page_fault_detail: page_faults.map(|_| {
@@ -134,7 +138,9 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
             .then_some(ContextSwitches { voluntary: total.ctx_voluntary, involuntary: total.ctx_involuntary }),
         dma: dma(&total, evidence, global),
         unclassified_bytes: total.unclassified.bytes,
-        copies_per_payload_byte: (payload_bytes > 0).then(|| copied as f64 / payload_bytes as f64),
+        // Unknown when a direction has an end no probe could count.
+        copies_per_payload_byte: (payload_bytes > 0 && unmeasured.is_empty())
+            .then(|| copied as f64 / payload_bytes as f64),
         cpu_copy,
         zero_copy,
         by_class: OpClass::ALL
@@ -181,9 +187,19 @@ fn copy_cell(
 ) -> CopyCell {
     let mut by_end = BTreeMap::new();
     let mut sources: Vec<Evidence> = Vec::new();
+    let mut unmeasured_ends = Vec::new();
     let (mut bytes, mut calls) = (0, 0);
     for end in End::ALL {
-        let Some(src) = source(end) else { continue };
+        // The probe that observes this end, or `None` where a rule derives it.
+        let observed = match source(end) {
+            None => continue,
+            Some(Source::Unmeasured) => {
+                unmeasured_ends.push(end.name());
+                continue;
+            }
+            Some(Source::Observed(label)) => Some(label),
+            Some(Source::Derived) => None,
+        };
         let (mut b, mut c, mut derived_from) = (0, 0, Vec::new());
         for (class, stats) in by_class {
             let t = tallies(stats)[end as usize];
@@ -193,10 +209,10 @@ fn copy_cell(
                 derived_from.push(Evidence::Derived(derived_rule(*class)));
             }
         }
-        let label = match src {
-            Source::Observed(label) => label,
-            Source::Derived if derived_from.is_empty() => Evidence::Derived(Rule::Unnamed),
-            Source::Derived => Evidence::mixed(derived_from),
+        let label = match observed {
+            Some(label) => label,
+            None if derived_from.is_empty() => Evidence::Derived(Rule::Unnamed),
+            None => Evidence::mixed(derived_from),
         };
         // A probe that could have counted here is named even when it counted nothing; a
         // derivation with nothing to derive is not.
@@ -209,7 +225,7 @@ fn copy_cell(
         bytes += b;
         calls += c;
     }
-    CopyCell { bytes, calls, evidence: Evidence::mixed(sources), by_end }
+    CopyCell { bytes, calls, evidence: Evidence::mixed(sources), by_end, unmeasured_ends }
 }
 
 fn zero_copy(total: &Stats, ev: &run::Evidence) -> ZeroCopy {
@@ -306,7 +322,7 @@ mod tests {
         assert_eq!(r.syscalls, 257);
         assert_eq!(r.by_class["read"].syscalls, 129);
         assert_eq!(r.syscall_counts["read"], 129);
-        assert_eq!(r.mode_switches, 2 * 257);
+        assert_eq!(r.mode_switches, Some(2 * 257));
         assert_eq!(r.throughput_bytes_per_s, Some((16 << 20) as f64));
     }
 
@@ -413,6 +429,39 @@ mod tests {
         let moved = Evidence::ZerocopyCopiedMoved(CompletionsFrom::Workload);
         assert_eq!(r.zero_copy.evidence, Evidence::Derived(Rule::MsgZerocopy).plus(moved));
         assert_eq!(r.copies_per_payload_byte, Some(1.0));
+    }
+
+    /// What no attached probe could count is unknown, never 0: mode switches without the
+    /// user-mode page-fault tracepoint (the faults' share is unknown), socket -> user copies
+    /// without skb:skb_copy_datagram_iovec, faults and context switches without theirs.
+    #[test]
+    fn unknown_is_null() {
+        let mut recv = Stats { payload_in: 1 << 20, ..Default::default() };
+        recv.to_user[End::Socket as usize] = Tally { bytes: 1 << 20, calls: 16 };
+        let classes: BTreeMap<_, _> = [(OpClass::Recv, recv)].into_iter().collect();
+        let mut inp = input(&classes, Role::Process);
+        let calls: BTreeMap<u32, u64> = [(45, 16)].into_iter().collect(); // recvfrom
+        inp.syscalls = &calls;
+        let bare = run::Evidence::default();
+        let r = row(inp, &bare, &GlobalEvents::default());
+        assert_eq!(r.mode_switches, None);
+        assert_eq!(r.mode_switch_detail.syscalls, 32, "the syscalls' share is still known");
+        assert_eq!((r.page_faults, r.context_switches), (None, None));
+        assert_eq!(r.cpu_copy.to_user.unmeasured_ends, vec!["socket"]);
+        assert!(!r.cpu_copy.to_user.by_end.contains_key("socket"));
+        assert_eq!(r.copies_per_payload_byte, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["mode_switches"].is_null() && json["page_faults"].is_null());
+        assert!(json["context_switches"].is_null());
+        assert_eq!(json["cpu_copy"]["to_user"]["unmeasured_ends"], serde_json::json!(["socket"]));
+        // With the probes attached, the same figures are numbers.
+        let mut inp = input(&classes, Role::Process);
+        inp.syscalls = &calls;
+        let r = row(inp, &evidence_host(), &GlobalEvents::default());
+        assert_eq!(r.mode_switches, Some(32));
+        assert_eq!(r.cpu_copy.to_user.by_end["socket"].bytes, 1 << 20);
+        assert!(r.cpu_copy.to_user.unmeasured_ends.is_empty());
+        assert!(serde_json::to_value(&r).unwrap()["cpu_copy"]["to_user"].get("unmeasured_ends").is_none());
     }
 
     /// Traced processes: what their own recvmsg(MSG_ERRQUEUE) returned. Sends no completion

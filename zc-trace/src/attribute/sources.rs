@@ -20,6 +20,8 @@ pub const NET_XMIT: &str = "net:net_dev_start_xmit";
 pub(super) enum Source {
     Observed(Evidence),
     Derived,
+    /// Only a probe that is not attached could count these copies: unknown, not zero.
+    Unmeasured,
 }
 
 /// What observes (or derives) copies into user memory from each kind of source.
@@ -47,7 +49,8 @@ pub(super) fn to_user_source(end: End, ev: &run::Evidence) -> Option<Source> {
     Some(match end {
         End::PageCache => function_or_derived(ev, "filemap_read"),
         End::Socket if ev.tracepoint(SKB_COPY) => Source::Observed(Evidence::observed(SKB_COPY, Attach::RawTracepoint)),
-        End::Socket | End::Memory => return None,
+        End::Socket => Source::Unmeasured,
+        End::Memory => return None,
         End::Pipe => function_or_derived(ev, "pipe_read"),
         End::Other => Source::Derived,
     })

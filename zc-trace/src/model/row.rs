@@ -44,10 +44,16 @@ impl Part {
 /// kind of memory at the other end.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CopyCell {
+    /// The bytes of the ends that were measured (see `unmeasured_ends`).
     pub bytes: u64,
     pub calls: u64,
     pub evidence: Evidence,
     pub by_end: BTreeMap<&'static str, Part>,
+    /// Ends whose copies no attached probe could count and no rule derives (socket ->
+    /// user without the skb:skb_copy_datagram_iovec tracepoint): not in `by_end`, not in
+    /// `bytes`; tables show the cell as n/a.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmeasured_ends: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -167,7 +173,9 @@ pub struct Row {
     pub path: Option<String>,
     pub payload_bytes: u64,
     pub syscalls: u64,
-    pub mode_switches: u64,
+    /// Syscalls' and user-mode faults' switches; `None` when the user-mode page-fault
+    /// tracepoint is not attached (the faults' share is unknown, so the total is too).
+    pub mode_switches: Option<u64>,
     pub mode_switch_detail: ModeSwitchDetail,
     /// User-mode plus kernel-mode faults on user memory; `page_fault_detail` splits them.
     pub page_faults: Option<u64>,

@@ -52,13 +52,13 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
             r.comm.clone(),
             r.payload_bytes.to_string(),
             r.syscalls.to_string(),
-            r.mode_switches.to_string(),
+            o(r.mode_switches),
             o(r.page_faults),
             o(r.context_switches.map(|c| c.voluntary)),
             o(r.context_switches.map(|c| c.involuntary)),
-            r.cpu_copy.to_user.bytes.to_string(),
-            r.cpu_copy.from_user.bytes.to_string(),
-            r.cpu_copy.kernel.bytes.to_string(),
+            copies(&r.cpu_copy.to_user),
+            copies(&r.cpu_copy.from_user),
+            copies(&r.cpu_copy.kernel),
             r.copies_per_payload_byte.map(|c| format!("{c:.4}")).unwrap_or_default(),
             r.zero_copy.bytes.to_string(),
             o(r.dma.disk_read_bytes),
@@ -74,6 +74,11 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A direction's copied bytes; empty (unknown) when an end of it could not be measured.
+fn copies(cell: &crate::model::row::CopyCell) -> String {
+    if cell.unmeasured_ends.is_empty() { cell.bytes.to_string() } else { String::new() }
+}
+
 /// Two bar charts for the senders: CPU copies per payload byte, and mode switches per MiB.
 pub fn write_plot(path: &Path, rows: &[Row], title: &str) -> anyhow::Result<()> {
     let senders: Vec<&Row> = rows.iter().filter(|r| r.role == "sender").collect();
@@ -82,10 +87,12 @@ pub fn write_plot(path: &Path, rows: &[Row], title: &str) -> anyhow::Result<()> 
     let root = root.titled(title, ("sans-serif", 20))?;
     let (left, right) = root.split_horizontally(550);
     let names: Vec<String> = senders.iter().map(|r| r.strategy.clone()).collect();
-    let copies: Vec<f64> = senders.iter().map(|r| r.copies_per_payload_byte.unwrap_or(0.0)).collect();
-    let switches: Vec<f64> = senders
+    let copies: Vec<Option<f64>> = senders.iter().map(|r| r.copies_per_payload_byte).collect();
+    let switches: Vec<Option<f64>> = senders
         .iter()
-        .map(|r| if r.payload_bytes > 0 { r.mode_switches as f64 / (r.payload_bytes as f64 / 1048576.0) } else { 0.0 })
+        .map(|r| {
+            r.mode_switches.filter(|_| r.payload_bytes > 0).map(|m| m as f64 / (r.payload_bytes as f64 / 1048576.0))
+        })
         .collect();
     bars(&left, "CPU copies per payload byte (sender)", &names, &copies, &RGBColor(0xd6, 0x5f, 0x3c))?;
     bars(&right, "mode switches per MiB (sender)", &names, &switches, &RGBColor(0x3c, 0x7c, 0xd6))?;
@@ -93,15 +100,16 @@ pub fn write_plot(path: &Path, rows: &[Row], title: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A horizontal bar chart: strategy names read left to right, values at the bars' ends.
+/// A horizontal bar chart: strategy names read left to right, values at the bars' ends; a
+/// value that was not measured has no bar and reads `n/a`.
 fn bars(
     area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
     caption: &str,
     names: &[String],
-    values: &[f64],
+    values: &[Option<f64>],
     color: &RGBColor,
 ) -> anyhow::Result<()> {
-    let max = values.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.2;
+    let max = values.iter().flatten().cloned().fold(0.0, f64::max).max(1.0) * 1.2;
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 16))
         .margin(14)
@@ -118,17 +126,15 @@ fn bars(
         })
         .y_label_style(("sans-serif", 13))
         .draw()?;
-    chart.draw_series(values.iter().enumerate().map(|(i, v)| {
-        let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], color.filled());
+    chart.draw_series(values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).map(|(i, v)| {
+        let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(i)), (v, SegmentValue::Exact(i + 1))], color.filled());
         bar.set_margin(6, 6, 0, 0);
         bar
     }))?;
-    chart.draw_series(
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Text::new(format!(" {v:.2}"), (*v, SegmentValue::CenterOf(i)), ("sans-serif", 12))),
-    )?;
+    chart.draw_series(values.iter().enumerate().map(|(i, v)| {
+        let text = v.map_or(" n/a".to_string(), |v| format!(" {v:.2}"));
+        Text::new(text, (v.unwrap_or(0.0), SegmentValue::CenterOf(i)), ("sans-serif", 12))
+    }))?;
     Ok(())
 }
 

@@ -39,12 +39,21 @@ pub struct Totals {
     /// kind -> bytes
     pub dma: BTreeMap<String, u64>,
     pub syscalls: u64,
-    pub mode_switches: u64,
-    pub faults_user: u64,
-    pub faults_kernel: u64,
-    pub ctx_voluntary: u64,
-    pub ctx_involuntary: u64,
+    /// `None` while no probe could count them (a page-fault or sched_switch tracepoint
+    /// missing): no series then, and `zc_probe_attached` says why.
+    pub mode_switches: Option<u64>,
+    pub faults_user: Option<u64>,
+    pub faults_kernel: Option<u64>,
+    pub ctx_voluntary: Option<u64>,
+    pub ctx_involuntary: Option<u64>,
     pub payload: u64,
+}
+
+/// Adds a measured value to a total that is unknown until the first one.
+fn add(total: &mut Option<u64>, v: Option<u64>) {
+    if let Some(v) = v {
+        *total = Some(total.unwrap_or(0) + v);
+    }
 }
 
 impl Totals {
@@ -74,14 +83,14 @@ impl Totals {
             }
         }
         self.syscalls += r.syscalls;
-        self.mode_switches += r.mode_switches;
+        add(&mut self.mode_switches, r.mode_switches);
         if let Some(d) = &r.page_fault_detail {
-            self.faults_user += d.get("user").copied().unwrap_or(0);
-            self.faults_kernel += d.get("kernel").copied().unwrap_or(0);
+            add(&mut self.faults_user, d.get("user").copied());
+            add(&mut self.faults_kernel, d.get("kernel").copied());
         }
         if let Some(c) = r.context_switches {
-            self.ctx_voluntary += c.voluntary;
-            self.ctx_involuntary += c.involuntary;
+            add(&mut self.ctx_voluntary, Some(c.voluntary));
+            add(&mut self.ctx_involuntary, Some(c.involuntary));
         }
         self.payload += r.payload_bytes;
     }
@@ -226,26 +235,38 @@ impl Accumulator {
             let base = [("comm", comm.as_str()), ("strategy", strategy.as_str())];
             // The evidence label is the evidence's text: a fixed vocabulary, so a bounded set of
             // values (no counts, no run-time text).
-            for ((dir, end, evidence), (bytes, calls)) in &t.cpu_copy {
+            // A series exists once its value does: none at zero for a process that moved
+            // nothing of that kind, none at all for what no probe could count.
+            for ((dir, end, evidence), (bytes, calls)) in t.cpu_copy.iter().filter(|(_, v)| v.1 > 0) {
                 let labels =
                     l(&[base[0], base[1], ("direction", dir), ("end", end), ("evidence", &evidence.to_string())]);
                 cpu_bytes.get_or_create(&labels).inc_by(*bytes);
                 cpu_calls.get_or_create(&labels).inc_by(*calls);
             }
-            for ((kind, evidence), bytes) in &t.zero_copy {
+            for ((kind, evidence), bytes) in t.zero_copy.iter().filter(|(_, b)| **b > 0) {
                 zero.get_or_create(&l(&[base[0], base[1], ("kind", kind), ("evidence", &evidence.to_string())]))
                     .inc_by(*bytes);
             }
-            for (kind, bytes) in &t.dma {
+            for (kind, bytes) in t.dma.iter().filter(|(_, b)| **b > 0) {
                 dma.get_or_create(&l(&[base[0], base[1], ("kind", kind)])).inc_by(*bytes);
             }
             syscalls.get_or_create(&l(&base)).inc_by(t.syscalls);
-            switches.get_or_create(&l(&base)).inc_by(t.mode_switches);
-            faults.get_or_create(&l(&[base[0], base[1], ("mode", "user")])).inc_by(t.faults_user);
-            faults.get_or_create(&l(&[base[0], base[1], ("mode", "kernel")])).inc_by(t.faults_kernel);
-            ctx.get_or_create(&l(&[base[0], base[1], ("kind", "voluntary")])).inc_by(t.ctx_voluntary);
-            ctx.get_or_create(&l(&[base[0], base[1], ("kind", "involuntary")])).inc_by(t.ctx_involuntary);
-            payload.get_or_create(&l(&base)).inc_by(t.payload);
+            if let Some(n) = t.mode_switches {
+                switches.get_or_create(&l(&base)).inc_by(n);
+            }
+            for (family, key, value) in [
+                (&faults, ("mode", "user"), t.faults_user),
+                (&faults, ("mode", "kernel"), t.faults_kernel),
+                (&ctx, ("kind", "voluntary"), t.ctx_voluntary),
+                (&ctx, ("kind", "involuntary"), t.ctx_involuntary),
+            ] {
+                if let Some(n) = value.filter(|&n| n > 0) {
+                    family.get_or_create(&l(&[base[0], base[1], key])).inc_by(n);
+                }
+            }
+            if t.payload > 0 {
+                payload.get_or_create(&l(&base)).inc_by(t.payload);
+            }
         }
         for (reason, n) in &drops.by_reason {
             drop_family.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
@@ -265,7 +286,10 @@ mod tests {
     use zc_trace_common::{End, Tally, ZeroCopyKind};
 
     use super::*;
-    use crate::{attribute::sources::SKB_COPY, probe::catalogue};
+    use crate::{
+        attribute::sources::{PAGE_FAULT_KERNEL, PAGE_FAULT_USER, SCHED_SWITCH, SKB_COPY},
+        probe::catalogue,
+    };
 
     fn stats_with_read(bytes: u64, calls: u64) -> BTreeMap<OpClass, Stats> {
         let mut s = Stats { payload_in: bytes, ..Default::default() };
@@ -286,7 +310,11 @@ mod tests {
             s.to_user[End::Other as usize] = tally;
             s.to_user_pc_derived = derived;
         });
-        with(OpClass::Recv, &|s| s.to_user[End::Socket as usize] = tally);
+        with(OpClass::Recv, &|s| {
+            s.to_user[End::Socket as usize] = tally;
+            // The MSG_ZEROCOPY send's completion, read: zero-copy confirmed.
+            s.zc_completed = 1;
+        });
         with(OpClass::Write, &|s| {
             s.payload_out = 4 * 4096;
             for end in [End::PageCache, End::Socket, End::Pipe, End::Other] {
@@ -334,8 +362,7 @@ mod tests {
         let expected = [
             "derived:copy_file_range(2) on a reflink-capable file system",
             "derived:read(2)",
-            // No completion read: the zero-copy figure says what it left out.
-            "derived:send(2) with MSG_ZEROCOPY - MSG_ZEROCOPY requested, no completion read from the error queue: outcome unknown (see outcome_unknown_bytes)",
+            "derived:send(2) with MSG_ZEROCOPY",
             "derived:sendfile(2)",
             "derived:sendfile(2)/splice(2) to a socket whose route has NETIF_F_SG",
             "derived:splice(2)",
@@ -350,10 +377,55 @@ mod tests {
             "fexit:pipe_write",
             "fexit:tcp_sendmsg_locked",
             "fexit:tcp_sendmsg_locked (TCP) + derived (other sockets)",
-            "fexit:tcp_sendmsg_locked - MSG_ZEROCOPY requested, no completion read from the error queue: outcome unknown (see outcome_unknown_bytes)",
             "raw_tracepoint:skb:skb_copy_datagram_iovec",
         ];
         assert_eq!(labels.iter().map(String::as_str).collect::<Vec<_>>(), expected);
+        // Every piece of every value is documented (docs/metrics.md).
+        let doc = include_str!("../../../docs/metrics.md");
+        for label in &labels {
+            for piece in label.split(" + ").flat_map(|p| p.split(" - ")) {
+                let piece = piece.strip_suffix(" for the bytes it did not see (e.g. tmpfs)").unwrap_or(piece);
+                let documented = match piece.split_once(':') {
+                    Some((attach, name)) if !attach.starts_with("derived") => {
+                        let name = name.split(" (").next().unwrap();
+                        doc.contains(attach) && doc.contains(name)
+                    }
+                    _ => doc.contains(piece),
+                };
+                assert!(documented, "{piece:?} (in {label:?}) is not in docs/metrics.md");
+            }
+        }
+    }
+
+    /// No series for what no probe could count (faults, context switches and mode switches
+    /// without their tracepoints), and none at zero for what a process did not do.
+    #[test]
+    fn unknown_or_zero_figures_have_no_series() {
+        let comms: BTreeMap<u32, String> = [(1, "cat".to_string())].into_iter().collect();
+        let snap: BTreeMap<_, _> = [(1, stats_with_read(100, 1))].into_iter().collect();
+        let families = |ev: &Evidence| {
+            let mut acc = Accumulator::new(10);
+            acc.fold(&snap, &BTreeMap::new(), &comms, ev, &GlobalEvents::default());
+            let text = acc.encode(&[], &Drops::new(Default::default()));
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l[..l.find('{').unwrap()].to_string())
+                .collect::<Vec<_>>()
+        };
+        let bare = families(&Evidence::default());
+        for absent in
+            ["zc_page_faults_total", "zc_context_switches_total", "zc_mode_switches_total", "zc_dma_bytes_total"]
+        {
+            assert!(!bare.iter().any(|f| f == absent), "{absent} in {bare:?}");
+        }
+        assert!(bare.iter().any(|f| f == "zc_syscalls_total"));
+        assert!(bare.iter().any(|f| f == "zc_cpu_copy_bytes_total"));
+        // With the tracepoints attached but nothing counted: still no zero-valued series,
+        // except the mode switches, which every syscall makes.
+        let ev = Evidence { tracepoints: vec![PAGE_FAULT_USER, PAGE_FAULT_KERNEL, SCHED_SWITCH], ..Default::default() };
+        let attached = families(&ev);
+        assert!(!attached.iter().any(|f| f == "zc_page_faults_total" || f == "zc_context_switches_total"));
+        assert!(attached.iter().any(|f| f == "zc_mode_switches_total"));
     }
 
     /// Completions arrive after their sends, often in a later fold: sends not resolved in

@@ -29,6 +29,11 @@ fn bytes(b: u64, raw: bool) -> String {
     if raw { b.to_string() } else { human_bytes(b as f64) }
 }
 
+/// A direction's copies, or n/a when an end of it could not be measured.
+fn copy_cell(cell: &crate::model::row::CopyCell, raw: bool) -> String {
+    if cell.unmeasured_ends.is_empty() { bytes(cell.bytes, raw) } else { "n/a".into() }
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "n/a".to_string(), |v| v.to_string())
 }
@@ -71,12 +76,12 @@ pub fn table(report: &AttributionReport, raw: bool) -> String {
             Cell::new(&row.role),
             r(&bytes(row.payload_bytes, raw)),
             r(&row.syscalls.to_string()),
-            r(&row.mode_switches.to_string()),
+            r(&opt(row.mode_switches)),
             r(&row.context_switches.map_or("n/a".into(), |c| format!("{}/{}", c.voluntary, c.involuntary))),
             r(&opt(row.page_faults)),
-            r(&bytes(row.cpu_copy.to_user.bytes, raw)),
-            r(&bytes(row.cpu_copy.from_user.bytes, raw)),
-            r(&bytes(row.cpu_copy.kernel.bytes, raw)),
+            r(&copy_cell(&row.cpu_copy.to_user, raw)),
+            r(&copy_cell(&row.cpu_copy.from_user, raw)),
+            r(&copy_cell(&row.cpu_copy.kernel, raw)),
             r(&row.copies_per_payload_byte.map_or("n/a".into(), |c| format!("{c:.2}"))),
             r(&bytes(row.zero_copy.bytes, raw)),
             r(&row.dma.disk_read_bytes.map_or("n/a".into(), |b| bytes(b, raw))),
