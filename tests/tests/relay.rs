@@ -119,3 +119,45 @@ fn an_uploader_is_a_file_to_tcp_relay() {
     assert!((BYTES..BYTES + (64 << 10)).contains(&bytes(row, "read", "file", "memory")));
     assert_relayed(row, "file", "tcp", "send");
 }
+
+/// Debian's socat, a relay nobody here wrote: `socat -u TCP:upstream TCP:downstream` reads
+/// into one buffer and writes it out: `read-write tcp -> tcp`.
+#[test]
+fn socat_is_a_tcp_to_tcp_relay() {
+    if !privileged("socat_is_a_tcp_to_tcp_relay") {
+        return;
+    }
+    ensure_debian_package("/usr/bin/socat", "socat");
+    let (up, up_t) = upstream(BYTES);
+    let (down, down_t) = downstream();
+    let from = format!("TCP:127.0.0.1:{up}");
+    let to = format!("TCP:127.0.0.1:{down}");
+    let out = run(&["trace", "--json", "-o", "-", "--", "socat", "-u", &from, &to]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    up_t.join().unwrap();
+    assert_eq!(down_t.join().unwrap(), BYTES);
+    let report = json(&out);
+    let row = report["rows"].as_array().unwrap().iter().find(|r| r["comm"] == "socat").expect("a socat row");
+    assert_eq!(bytes(row, "read", "tcp", "memory"), BYTES);
+    assert_relayed(row, "tcp", "tcp", "write");
+}
+
+/// io_uring reads and writes pair too, from their completions: the lab's io-uring sender
+/// reads the file into a buffer and writes that buffer to the socket.
+#[test]
+fn io_uring_reads_and_writes_pair_from_their_completions() {
+    if !privileged("io_uring_reads_and_writes_pair_from_their_completions") {
+        return;
+    }
+    let out =
+        run(&["lab", "--json", "--size", "8MiB", "--chunk", "64KiB", "--sink", "tcp", "--strategies", "io-uring"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let sender = report["rows"].as_array().unwrap().iter().find(|r| r["role"] == "sender").unwrap();
+    let flow = find_flow(sender, "io-uring", "file", "tcp");
+    // A write to a socket can complete short; the workload submits the rest: >= 128 writes.
+    assert_eq!(flow["bytes"].as_u64(), Some(BYTES), "{flow}");
+    assert!(flow["calls"].as_u64().unwrap() >= 128, "{flow}");
+    assert!(flow["evidence"].as_str().unwrap().contains("io_uring_complete"), "{flow}");
+    assert_eq!(bytes(sender, "io-uring", "file", "memory"), BYTES);
+}

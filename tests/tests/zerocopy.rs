@@ -53,22 +53,7 @@ fn serve_reports_the_fallen_back_zerocopy_sends_as_copies() {
     let mut sender =
         spawn_waiting(env!("CARGO_BIN_EXE_zc-zerocopy-send"), &[&port.to_string(), &BYTES.to_string()], &[]);
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut serve = std::process::Command::new(zc_trace())
-        .args(["serve", "-p", &sender.id().to_string(), "--listen", &listen.to_string()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stderr.take().unwrap()), &mut line).unwrap();
-    assert!(line.contains("serving"), "{line}");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _serve = Kill(serve);
+    let _serve = start_serving(&["-p", &sender.id().to_string(), "--listen", &listen.to_string()]);
     go(&mut sender);
     assert!(sender.wait().unwrap().success());
     assert_eq!(received.join().unwrap(), BYTES);
@@ -86,4 +71,34 @@ fn serve_reports_the_fallen_back_zerocopy_sends_as_copies() {
         .map(value)
         .sum();
     assert_eq!(zero_copy, 0.0, "{text}");
+}
+
+/// io_uring's zero-copy send to a loopback peer: copied on delivery, which the notification
+/// reports (the sender asks with IORING_SEND_ZC_REPORT_USAGE): kernel copies, not zero-copy.
+#[test]
+fn io_uring_send_zc_to_a_loopback_peer_is_a_kernel_copy() {
+    if !privileged("io_uring_send_zc_to_a_loopback_peer_is_a_kernel_copy") {
+        return;
+    }
+    let (port, received) = downstream();
+    let out = run(&[
+        "trace",
+        "--json",
+        "-o",
+        "-",
+        "--",
+        env!("CARGO_BIN_EXE_zc-sendzc"),
+        &port.to_string(),
+        &BYTES.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(received.join().unwrap(), BYTES);
+    let report = json(&out);
+    let row = &report["rows"][0];
+    let sends = BYTES / (64 << 10);
+    let done = &row["msg_zerocopy_completions"];
+    assert_eq!((done["completed"].as_u64(), done["copied"].as_u64()), (Some(sends), Some(sends)), "{done}");
+    let socket = &row["cpu_copy"]["kernel"]["by_end"]["socket"];
+    assert_eq!(socket["bytes"].as_u64(), Some(BYTES), "{}", row["cpu_copy"]);
+    assert_eq!(row["zero_copy"]["by_kind"]["msg_zerocopy"]["bytes"], 0, "{}", row["zero_copy"]);
 }

@@ -18,8 +18,8 @@ use crate::{
     End, FdKind, OpClass, Stats, ZeroCopyKind,
     linux::{
         BTRFS_SUPER_MAGIC, IORING_OP_READ, IORING_OP_READ_FIXED, IORING_OP_READV, IORING_OP_RECV, IORING_OP_RECVMSG,
-        IORING_OP_SEND, IORING_OP_SENDMSG, IORING_OP_WRITE, IORING_OP_WRITE_FIXED, IORING_OP_WRITEV, MSG_SPLICE_PAGES,
-        MSG_ZEROCOPY, XFS_SUPER_MAGIC,
+        IORING_OP_SEND, IORING_OP_SEND_ZC, IORING_OP_SENDMSG, IORING_OP_SENDMSG_ZC, IORING_OP_WRITE,
+        IORING_OP_WRITE_FIXED, IORING_OP_WRITEV, MSG_SPLICE_PAGES, MSG_ZEROCOPY, XFS_SUPER_MAGIC,
     },
     observed,
 };
@@ -218,6 +218,9 @@ pub fn sendfile<P: Probes>(s: &mut Stats, from: FdKind, to: FdKind, gather: bool
 pub fn into_socket(s: &mut Stats, to: FdKind, gather: bool, n: u64) {
     if to == FdKind::Unix || gather {
         s.zero_copy[ZeroCopyKind::SplicePages as usize].add(n);
+        if matches!(to, FdKind::Tcp | FdKind::Udp) {
+            s.spliced_to_network += n;
+        }
     } else {
         s.kernel[End::Socket as usize].add(n);
     }
@@ -298,7 +301,10 @@ pub fn copy_file_range(s: &mut Stats, from: FdKind, to: FdKind, fs_magic: u64, n
 #[inline(always)]
 pub fn tcp_sendmsg(s: &mut Stats, msg_flags: u32, gather: bool, n: u64) {
     match (msg_flags & MSG_SPLICE_PAGES != 0, msg_flags & MSG_ZEROCOPY != 0, gather) {
-        (true, _, true) => s.zero_copy[ZeroCopyKind::SplicePages as usize].add(n),
+        (true, _, true) => {
+            s.zero_copy[ZeroCopyKind::SplicePages as usize].add(n);
+            s.spliced_to_network += n;
+        }
         (true, _, false) => s.kernel[End::Socket as usize].add(n),
         (false, true, true) => s.zero_copy[ZeroCopyKind::MsgZerocopy as usize].add(n),
         _ => s.from_user[End::Socket as usize].add(n),
@@ -313,10 +319,16 @@ pub const fn io_uring_class(opcode: u8) -> OpClass {
     match opcode {
         IORING_OP_READ | IORING_OP_READV | IORING_OP_READ_FIXED => OpClass::Read,
         IORING_OP_WRITE | IORING_OP_WRITEV | IORING_OP_WRITE_FIXED => OpClass::Write,
-        IORING_OP_SEND | IORING_OP_SENDMSG => OpClass::Send,
+        IORING_OP_SEND | IORING_OP_SENDMSG | IORING_OP_SEND_ZC | IORING_OP_SENDMSG_ZC => OpClass::Send,
         IORING_OP_RECV | IORING_OP_RECVMSG => OpClass::Recv,
         _ => OpClass::None,
     }
+}
+
+/// Whether an io_uring send opcode asks for zero-copy (pinned pages, as MSG_ZEROCOPY).
+#[inline(always)]
+pub const fn io_uring_zerocopy(opcode: u8) -> bool {
+    matches!(opcode, IORING_OP_SEND_ZC | IORING_OP_SENDMSG_ZC)
 }
 
 #[cfg(test)]

@@ -69,6 +69,21 @@ pub struct IoUringOffsets {
     /// 1: the tracepoint passes `struct io_uring_cqe *` as argument 2 (5.19+ style);
     /// 0: it passes `int res` as argument 3 (older kernels).
     pub res_in_cqe: u32,
+    /// Where a request keeps its user buffer, for pairing reads with writes (relays):
+    /// 1 when the offsets below were found. `io_rw.addr` (buffer, or iovec array for the
+    /// vectored opcodes) and `io_rw.len` (length, or iovec count), `io_sr_msg.buf` (buffer,
+    /// or `user_msghdr *` for sendmsg/recvmsg), each from the start of `struct io_kiocb`.
+    pub buf_valid: u32,
+    pub rw_addr: u32,
+    pub rw_len: u32,
+    pub sr_buf: u32,
+    /// `io_uring_cqe.flags` (with `res_in_cqe`; else the flags are argument 4).
+    pub cqe_flags: u32,
+    /// 1 when `io_notif_data.zc_report` was found (6.2+): whether a zero-copy send's
+    /// notification reports if the kernel copied; its offset from the start of the
+    /// notification's `struct io_kiocb`.
+    pub notif_valid: u32,
+    pub notif_report: u32,
 }
 
 /// Argument index meaning "this syscall has no such argument".

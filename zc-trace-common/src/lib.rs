@@ -427,6 +427,10 @@ pub struct Stats {
     /// sends it had to copy after all (SO_EE_CODE_ZEROCOPY_COPIED).
     pub zc_completed: u64,
     pub zc_copied: u64,
+    /// Of the `SplicePages` bytes, those spliced into network sockets (TCP, UDP), whose
+    /// packets reach a device (UNIX sockets' never do): what copied-at-transmit compares
+    /// with the NIC's paged bytes.
+    pub spliced_to_network: u64,
 }
 
 /// Why an event could not be counted. Index into the per-CPU `DROPS` array.

@@ -47,6 +47,14 @@ pub const IORING_OP_READ: u8 = 22;
 pub const IORING_OP_WRITE: u8 = 23;
 pub const IORING_OP_SEND: u8 = 26;
 pub const IORING_OP_RECV: u8 = 27;
+/// Zero-copy sends (6.0, 6.1): a first completion with the bytes sent, then a notification
+/// (`IORING_CQE_F_NOTIF` in its flags) once the pages are released; with
+/// `IORING_SEND_ZC_REPORT_USAGE` asked for, its result has `IORING_NOTIF_USAGE_ZC_COPIED`
+/// when the kernel copied after all.
+pub const IORING_OP_SEND_ZC: u8 = 47;
+pub const IORING_OP_SENDMSG_ZC: u8 = 48;
+pub const IORING_CQE_F_NOTIF: u32 = 1 << 3;
+pub const IORING_NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
 
 /// `MSG_ERRQUEUE` (include/linux/socket.h): recvmsg reads the socket's error queue, where
 /// MSG_ZEROCOPY completions arrive.

@@ -202,10 +202,46 @@ pub fn downstream() -> (u16, JoinHandle<u64>) {
 /// The body of a 200 answer to `GET path` from 127.0.0.1:`port`.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    // Generous: a debug build folding thousands of exited processes (serve -a on a busy
+    // machine) has taken 24 s for one scrape here.
+    s.set_read_timeout(Some(Duration::from_secs(90))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let (head, body) = out.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Installs a Debian package the test needs (a real program nobody here wrote) unless
+/// `binary` is already there. In CI the tests run as root, so a missing package is
+/// installed, never a reason to skip.
+pub fn ensure_debian_package(binary: &str, package: &str) {
+    if std::path::Path::new(binary).exists() {
+        return;
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .expect("apt-get");
+    assert!(status.success(), "installing Debian's {package} package failed");
+}
+
+/// Kills a child process when dropped, even if the test panics.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `zc-trace serve ARGS` and returns once it says it is serving.
+pub fn start_serving(args: &[&str]) -> KillOnDrop {
+    let mut serve = Command::new(zc_trace()).arg("serve").args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("serving"), "{line}");
+    KillOnDrop(serve)
 }

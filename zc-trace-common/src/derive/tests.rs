@@ -32,6 +32,7 @@ enum C {
     ToUserPcDerived,
     FromUserPcDerived,
     PageRefsDerived,
+    SplicedToNetwork,
 }
 
 use C::*;
@@ -77,6 +78,7 @@ fn stats_of(counts: &[(C, u64)]) -> Stats {
             ToUserPcDerived => s.to_user_pc_derived += n,
             FromUserPcDerived => s.from_user_pc_derived += n,
             PageRefsDerived => s.page_refs_derived += n,
+            SplicedToNetwork => s.spliced_to_network += n,
         }
     }
     s
@@ -210,13 +212,15 @@ const SENDFILE_FROM_FILE_TO: [SpliceRow; FdKind::COUNT] = {
     const ODD: &[C] = &[PayloadOut, Unclassified];
     const SPLICED: &[C] = &[PayloadOut, SPLICE_PAGES];
     const COPIED: &[C] = &[PayloadOut, Kernel(SOCKET)];
+    // By reference into a network socket: pages that may reach a NIC.
+    const NET_SPLICED: &[C] = &[PayloadOut, SPLICE_PAGES, SplicedToNetwork];
     [
         (Unknown, [ODD, ODD]),
         (File, [&[PayloadOut, Kernel(PAGE_CACHE)], &[PayloadOut, Kernel(PAGE_CACHE)]]),
         (FileDirect, [ODD, ODD]),
         (Pipe, [&[IntoPipe, PAGE_REFS], &[IntoPipe, PAGE_REFS]]),
-        (Tcp, [COPIED, SPLICED]),
-        (Udp, [COPIED, SPLICED]),
+        (Tcp, [COPIED, NET_SPLICED]),
+        (Udp, [COPIED, NET_SPLICED]),
         // No device: always by reference.
         (Unix, [SPLICED, SPLICED]),
         (OtherSocket, [COPIED, SPLICED]),
@@ -233,14 +237,16 @@ const SPLICE_FROM_PIPE_TO: [SpliceRow; FdKind::COUNT] = {
     const ODD: &[C] = &[PayloadOut, Unclassified];
     const SPLICED: &[C] = &[PayloadOut, SPLICE_PAGES];
     const COPIED: &[C] = &[PayloadOut, Kernel(SOCKET)];
+    // By reference into a network socket: pages that may reach a NIC.
+    const NET_SPLICED: &[C] = &[PayloadOut, SPLICE_PAGES, SplicedToNetwork];
     [
         (Unknown, [ODD, ODD]),
         (File, [&[PayloadOut, Kernel(PAGE_CACHE)], &[PayloadOut, Kernel(PAGE_CACHE)]]),
         (FileDirect, [ODD, ODD]),
         // pipe -> pipe moves buffers by reference.
         (Pipe, [&[IntoPipe, PAGE_REFS], &[IntoPipe, PAGE_REFS]]),
-        (Tcp, [COPIED, SPLICED]),
-        (Udp, [COPIED, SPLICED]),
+        (Tcp, [COPIED, NET_SPLICED]),
+        (Udp, [COPIED, NET_SPLICED]),
         (Unix, [SPLICED, SPLICED]),
         (OtherSocket, [COPIED, SPLICED]),
         (CharDevice, [ODD, ODD]),
@@ -378,22 +384,24 @@ fn classes_without_data_count_nothing() {
 fn tcp_sendmsg_by_flags_and_route() {
     let splice = MSG_SPLICE_PAGES;
     let zerocopy = MSG_ZEROCOPY;
-    let rows: [(u32, bool, C); 8] = [
-        (0, false, FromUser(SOCKET)),
-        (0, true, FromUser(SOCKET)),
+    const SPLICED: &[C] = &[SPLICE_PAGES, SplicedToNetwork];
+    let rows: [(u32, bool, &[C]); 8] = [
+        (0, false, &[FromUser(SOCKET)]),
+        (0, true, &[FromUser(SOCKET)]),
         // MSG_ZEROCOPY needs a device that can gather; else tcp_sendmsg_locked copies.
-        (zerocopy, false, FromUser(SOCKET)),
-        (zerocopy, true, PINNED),
-        (splice, false, Kernel(SOCKET)),
-        (splice, true, SPLICE_PAGES),
+        (zerocopy, false, &[FromUser(SOCKET)]),
+        (zerocopy, true, &[PINNED]),
+        (splice, false, &[Kernel(SOCKET)]),
+        (splice, true, SPLICED),
         // Spliced pages are kernel pages, whatever MSG_ZEROCOPY says.
-        (splice | zerocopy, false, Kernel(SOCKET)),
-        (splice | zerocopy, true, SPLICE_PAGES),
+        (splice | zerocopy, false, &[Kernel(SOCKET)]),
+        (splice | zerocopy, true, SPLICED),
     ];
-    for (flags, gather, counter) in rows {
+    for (flags, gather, counters) in rows {
         let mut s = Stats::default();
         tcp_sendmsg(&mut s, flags, gather, N);
-        assert_eq!(s, stats_of(&[(counter, N)]), "flags {flags:#x} gather {gather}");
+        let expected: Vec<(C, u64)> = counters.iter().map(|&c| (c, N)).collect();
+        assert_eq!(s, stats_of(&expected), "flags {flags:#x} gather {gather}");
     }
 }
 
@@ -404,6 +412,10 @@ fn pages_into_a_socket_by_kind_and_route() {
             let mut s = Stats::default();
             into_socket(&mut s, to, gather, N);
             let counter = if to == Unix || gather { SPLICE_PAGES } else { Kernel(SOCKET) };
+            // Pages that stay zero-copy on a network socket are the ones that reach a NIC.
+            let network = if gather && matches!(to, Tcp | Udp) { N } else { 0 };
+            assert_eq!(s.spliced_to_network, network, "{to:?} gather {gather}");
+            s.spliced_to_network = 0;
             assert_eq!(s, stats_of(&[(counter, N)]), "{to:?} gather {gather}");
         }
     }
@@ -421,11 +433,15 @@ fn io_uring_opcodes_follow_their_syscalls() {
         (IORING_OP_WRITE, OpClass::Write),
         (IORING_OP_SENDMSG, OpClass::Send),
         (IORING_OP_SEND, OpClass::Send),
+        (IORING_OP_SEND_ZC, OpClass::Send),
+        (IORING_OP_SENDMSG_ZC, OpClass::Send),
         (IORING_OP_RECVMSG, OpClass::Recv),
         (IORING_OP_RECV, OpClass::Recv),
     ];
     for opcode in 0..=u8::MAX {
         let expected = known.iter().find(|(o, _)| *o == opcode).map_or(OpClass::None, |&(_, c)| c);
         assert_eq!(io_uring_class(opcode), expected, "opcode {opcode}");
+        let zc = matches!(opcode, IORING_OP_SEND_ZC | IORING_OP_SENDMSG_ZC);
+        assert_eq!(io_uring_zerocopy(opcode), zc, "opcode {opcode}");
     }
 }

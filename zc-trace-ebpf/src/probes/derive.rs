@@ -8,6 +8,7 @@
 use zc_trace_common::{
     FdKind, OpClass, Stats,
     derive::{self as rules, Op, PendingKind, Probes},
+    linux::MSG_ZEROCOPY,
 };
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
@@ -70,8 +71,10 @@ pub fn write(s: &mut Stats, to: FdKind, n: u64) {
     rules::write(s, to, n, &mut Kernel);
 }
 
-/// An io_uring send (no flags or route known: a copy unless a probe observes it).
+/// An io_uring send: a copy unless a probe observes it, or pinned pages for a zero-copy
+/// send (`SEND_ZC`, as MSG_ZEROCOPY) when the route can gather.
 #[inline(always)]
-pub fn send(s: &mut Stats, to: FdKind, n: u64) {
-    rules::send(s, to, 0, false, n, &Kernel);
+pub fn send(s: &mut Stats, to: FdKind, zerocopy: bool, gather: bool, n: u64) {
+    let flags = if zerocopy { MSG_ZEROCOPY as u64 } else { 0 };
+    rules::send(s, to, flags, gather, n, &Kernel);
 }

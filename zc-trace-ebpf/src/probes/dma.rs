@@ -8,7 +8,7 @@
 //! tracepoints' prototypes differ between kernels. Every mapping is counted per device
 //! (`DMA_DEVICES`, system-wide while attached: the lab's time window), and also per process
 //! when it is made in a traced process's context (synchronous disk reads are; packets
-//! transmitted from softirq context often are not). Devices that bypass the DMA API (virtio
+//! transmitted from softirq context are not: irq.rs tells interrupt context apart). Devices that bypass the DMA API (virtio
 //! without an IOMMU) fire nothing, which the report says instead of showing a zero.
 
 use core::mem::MaybeUninit;
@@ -25,7 +25,7 @@ use zc_trace_common::{
     DMA_DEVICES_MAX_ENTRIES, DMA_SG_MAX_WALK, DmaDevice, DmaLayout, GlobalEvent, Stats, Tally, dma_dir,
 };
 
-use super::{block::bump_global, inflight::class_of};
+use super::{block::bump_global, inflight::class_of, irq::in_interrupt};
 use crate::{
     filter::{Traced, traced},
     kmem,
@@ -152,10 +152,11 @@ fn walk_sg(mut sg: u64, nents: u32, l: &DmaLayout) -> (u64, u64, bool) {
     (bytes, seen as u64, seen < nents)
 }
 
-/// Counts a mapping for its device and, in a traced process's context, for that process.
+/// Counts a mapping for its device and, in a traced process's context (not an interrupt
+/// that landed on it), for that process.
 #[inline(always)]
 fn record(mapping: Option<Mapping>, l: &DmaLayout) {
-    let traced = traced();
+    let traced = if in_interrupt() { None } else { traced() };
     if let Some(Traced { key, tid, .. }) = traced {
         with_stats(key, class_of(tid), |s| {
             s.dma_maps.add(0);

@@ -14,7 +14,7 @@ use zc_trace_common::{
     DropReason, FD_NAMES_MAX_ENTRIES, FLOWS_MAX_ENTRIES, FdIdentity, FdKey, FdKind, FlowKey, FlowValue, OpClass,
     flow::{FlowEnds, flow_ends},
     how,
-    relay::{Matched, RELAY_SLOTS},
+    relay::{Matched, RELAY_SLOTS, Source},
 };
 
 use super::{drops, inflight::InFlight};
@@ -51,6 +51,16 @@ pub fn add(key: u32, f: &InFlight, n: u64) {
 /// its own flow when nothing matched.
 #[inline(always)]
 pub fn add_send(key: u32, f: &InFlight, n: u64, m: &Matched) {
+    split(n, m, |source, bytes, calls| match source {
+        Some(s) => add_from(key, f, s.kind, s.fd, s.ino, bytes, calls),
+        None => add_from(key, f, FdKind::Unknown as u8, f.fd_in, f.ino_in, bytes, calls),
+    });
+}
+
+/// `n` bytes sent, split into what `m` matched (by the source of each range) and the rest
+/// (`None`): `f(source, bytes, calls)`, with the one call given to the first part.
+#[inline(always)]
+fn split(n: u64, m: &Matched, mut f: impl FnMut(Option<&Source>, u64, u64)) {
     let mut rest = n;
     let mut calls = 1;
     if m.total != 0 {
@@ -60,14 +70,27 @@ pub fn add_send(key: u32, f: &InFlight, n: u64, m: &Matched) {
                 continue;
             }
             let bytes = if bytes < rest { bytes } else { rest };
-            add_from(key, f, source.kind, source.fd, source.ino, bytes, calls);
+            f(Some(source), bytes, calls);
             calls = 0;
             rest -= bytes;
         }
     }
     if rest != 0 {
-        add_from(key, f, FdKind::Unknown as u8, f.fd_in, f.ino_in, rest, calls);
+        f(None, rest, calls);
     }
+}
+
+/// An io_uring write or send that completed with `n` bytes to a `dst`: paired like a
+/// syscall's (`add_send`), without fds.
+#[inline(always)]
+pub fn add_io_uring_send(key: u32, dst: FdKind, n: u64, m: &Matched) {
+    split(n, m, |source, bytes, calls| {
+        let (src, how) = match source {
+            Some(s) => (s.kind, how::AFTER_READ),
+            None => (FdKind::UserMemory as u8, how::PLAIN),
+        };
+        bump(&io_uring_flow(key, src, dst as u8, how), bytes, calls);
+    });
 }
 
 /// `n` bytes of the syscall `f` whose user buffer a receive from a `paired` fd (as u8;
@@ -87,18 +110,12 @@ fn add_from(key: u32, f: &InFlight, paired: u8, fd_in: i32, ino_in: u64, n: u64,
 /// An io_uring operation that completed with `n` bytes: `src` -> `dst`, no fds.
 #[inline(always)]
 pub fn add_io_uring(key: u32, src: FdKind, dst: FdKind, n: u64) {
-    let flow = FlowKey {
-        key,
-        class: OpClass::IoUring as u8,
-        src: src as u8,
-        dst: dst as u8,
-        how: how::PLAIN,
-        fd_in: -1,
-        fd_out: -1,
-        ino_in: 0,
-        ino_out: 0,
-    };
-    bump(&flow, n, 1);
+    bump(&io_uring_flow(key, src as u8, dst as u8, how::PLAIN), n, 1);
+}
+
+#[inline(always)]
+fn io_uring_flow(key: u32, src: u8, dst: u8, how: u8) -> FlowKey {
+    FlowKey { key, class: OpClass::IoUring as u8, src, dst, how, fd_in: -1, fd_out: -1, ino_in: 0, ino_out: 0 }
 }
 
 /// What a flow is created with. A named static, read by the insert from `.rodata` (no stores

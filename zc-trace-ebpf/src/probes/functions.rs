@@ -35,15 +35,20 @@ use crate::{
 #[inline(always)]
 fn file_read(ret: i64, already_read: i64) {
     let Some(Traced { key, tid, .. }) = traced() else { return };
+    let class = class_of(tid);
     // Before 6.5, generic_file_splice_read (sendfile, splice, copy_file_range) calls
     // filemap_read with an ITER_PIPE iterator, which takes page references: no copy to user
-    // memory. Found on Debian 6.1 once the lab's file was on ext4.
-    if matches!(class_of(tid), OpClass::Sendfile | OpClass::Splice | OpClass::CopyFileRange) {
+    // memory. Found on Debian 6.1 once the lab's file was on ext4. Outside a data syscall
+    // (kernel_read of an executable during execve, an io-wq worker) it is not a copy into
+    // the process's buffer either, or not one a syscall result accounts for: not counted,
+    // and nothing is left pending for the next syscall to subtract (io_uring completions
+    // derive their own bytes).
+    if matches!(class, OpClass::None | OpClass::Sendfile | OpClass::Splice | OpClass::CopyFileRange) {
         return;
     }
     let copied = ret - already_read;
     if copied > 0 {
-        with_stats(key, class_of(tid), |s| {
+        with_stats(key, class, |s| {
             s.to_user[End::PageCache as usize].add(copied as u64);
             add_pending(tid, PendingKind::Read, copied as u64);
         });
@@ -53,8 +58,10 @@ fn file_read(ret: i64, already_read: i64) {
 #[inline(always)]
 fn file_write(ret: i64) {
     let Some(Traced { key, tid, .. }) = traced() else { return };
-    if ret > 0 {
-        with_stats(key, class_of(tid), |s| {
+    let class = class_of(tid);
+    // As for reads: kernel_write (a core dump, a kernel-internal write) is no user copy.
+    if ret > 0 && class != OpClass::None {
+        with_stats(key, class, |s| {
             s.from_user[End::PageCache as usize].add(ret as u64);
             add_pending(tid, PendingKind::Write, ret as u64);
         });

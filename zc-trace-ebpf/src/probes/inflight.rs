@@ -84,8 +84,8 @@ fn slot() -> Option<*mut ThreadState> {
     CURRENT.get_ptr_mut(0)
 }
 
-/// This CPU's slot once it holds the current thread's state: what the syscall programs get
-/// from `adopt` and `end`. Not `Clone`; the reference each method makes ends with the method.
+/// This CPU's slot once it holds the current thread's state: what `zc_sys_enter` gets
+/// from `adopt`. Not `Clone`; the reference each method makes ends with the method.
 pub struct Slot(*mut ThreadState);
 
 impl Slot {

@@ -8,6 +8,7 @@ pub mod flows;
 pub mod functions;
 pub mod inflight;
 pub mod io_uring;
+pub mod irq;
 pub mod mappings;
 pub mod net;
 pub mod process;

@@ -6,7 +6,10 @@
 //!
 //! A packet is charged to the owner of its socket (`skb->sk`), remembered when a traced
 //! process used that socket in a data syscall: the context a packet is sent in is often
-//! someone else's (on loopback, an ACK processed by the peer pushes our data out).
+//! someone else's (on loopback, an ACK processed by the peer pushes our data out). The
+//! `struct sock *` is the key, and a freed one is reused: a TCP socket's owner is forgotten
+//! when it closes (`inet_sock_set_state`). Raw tracepoints cannot ask for the socket cookie
+//! (`bpf_get_socket_cookie` wants a BTF-typed socket), hence this.
 
 use aya_ebpf::{
     bindings::BPF_ANY,
@@ -29,6 +32,23 @@ pub fn remember_owner(sk: u64, owner: u32) {
     if sk != 0 && unsafe { SOCK_OWNER.get(&sk) }.copied() != Some(owner) {
         let _ = SOCK_OWNER.insert(&sk, &owner, BPF_ANY as u64);
     }
+}
+
+/// `TCP_CLOSE` (include/net/tcp_states.h).
+const TCP_CLOSE: i32 = 7;
+
+/// `inet_sock_set_state(sk, oldstate, newstate)`: a TCP socket that reaches TCP_CLOSE is done
+/// (freed soon, its `struct sock` reused by whatever socket comes next): its owner is
+/// forgotten, so that a new socket at the same address, maybe an untraced process's, is not
+/// charged to the old owner. The next data syscall on a live socket remembers it again.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn zc_inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let newstate: u64 = ctx.arg(2);
+    if newstate as i32 == TCP_CLOSE {
+        let _ = SOCK_OWNER.remove(&sk);
+    }
+    0
 }
 
 #[raw_tracepoint(tracepoint = "net_dev_start_xmit")]

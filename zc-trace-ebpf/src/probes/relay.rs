@@ -42,6 +42,12 @@ fn settings() -> RelaySettings {
     unsafe { core::ptr::read_volatile(&RELAY_SETTINGS) }
 }
 
+/// Whether pairing is on (`--relay-ranges` above 0).
+#[inline(always)]
+pub fn enabled() -> bool {
+    settings().ranges != 0
+}
+
 /// A syscall's user buffer argument, as `sys_enter` recorded it.
 #[derive(Copy, Clone)]
 pub struct Buffer {
@@ -72,6 +78,9 @@ pub struct Scratch {
     pub iov: [[u64; 2]; MAX_IOVECS as usize],
     /// An mmsghdr, read in one go.
     pub mmsghdr: [u64; (MMSGHDR_SIZE / 8) as usize],
+    /// io_uring: the request whose write `matched` belongs to (0: none), handed from the
+    /// pairing program to the counting one, which run one after the other on this CPU.
+    pub io_uring_req: u64,
 }
 
 #[map]

@@ -214,7 +214,7 @@ mod tests {
 
     /// 8 MiB sent by reference to a socket that can gather.
     fn sendfile() -> BTreeMap<OpClass, Stats> {
-        let mut send = Stats { payload_out: MIB8, ..Default::default() };
+        let mut send = Stats { payload_out: MIB8, spliced_to_network: MIB8, ..Default::default() };
         send.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: MIB8, calls: 128 };
         [(OpClass::Sendfile, send)].into_iter().collect()
     }

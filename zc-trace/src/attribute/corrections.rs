@@ -60,7 +60,9 @@ pub(super) fn apply_zerocopy_completions(
 /// than TCP took by reference, the difference was copied there: moved from zero-copy to a
 /// kernel copy, labelled as derived from the NIC's packets.
 pub fn copied_at_transmit(row: &mut Row) {
-    let Some(spliced) = row.zero_copy.by_kind.get("splice_pages").map(|p| p.bytes) else { return };
+    // Only pages spliced into network sockets can reach a NIC: a UNIX splice beside some
+    // linear TCP packets is no copy.
+    let Some(spliced) = row.zero_copy.spliced_to_network_bytes else { return };
     let (Some(paged), Some(linear)) = (row.dma.net_tx_paged_bytes, row.dma.net_tx_linear_bytes) else { return };
     let copied = spliced.saturating_sub(paged).min(linear);
     // Retransmissions and partial frags make small differences either way: only a real
@@ -106,7 +108,7 @@ mod tests {
     /// A sendfile sender whose 8 MiB TCP took by reference reached the NIC `paged` bytes in
     /// page frags and the rest linear.
     fn sendfile_row(paged: u64) -> Row {
-        let mut send = Stats { payload_out: 8 << 20, ..Default::default() };
+        let mut send = Stats { payload_out: 8 << 20, spliced_to_network: 8 << 20, ..Default::default() };
         send.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: 8 << 20, calls: 128 };
         let none = Stats {
             net_tx: Tally { bytes: (8 << 20) + 400_000, calls: 5800 },
@@ -147,6 +149,16 @@ mod tests {
             format!("{} - copied at transmit (see cpu_copy.kernel)", Rule::SpliceToGatheringSocket.text())
         );
         assert_eq!(row.copies_per_payload_byte, Some(1.0));
+    }
+
+    /// Pages spliced into a UNIX socket never reach a NIC: beside linear TCP packets (a
+    /// small HTTP response, say) they are no copy at transmit.
+    #[test]
+    fn a_unix_splice_beside_linear_packets_invents_no_copy() {
+        let mut row = sendfile_row(0);
+        row.zero_copy.spliced_to_network_bytes = None;
+        copied_at_transmit(&mut row);
+        assert_eq!((row.zero_copy.bytes, row.cpu_copy.kernel.bytes), (8 << 20, 0));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const EVIDENCE: &str = "raw_tracepoint:sys_exit bytes, fd kinds at sys_enter
 pub const EVIDENCE_AFTER_READ: &str = "raw_tracepoint:sys_exit: buffer filled by a receive of the process";
 pub const EVIDENCE_MAPPING: &str = "raw_tracepoint:sys_enter: buffer inside a file mapping (mmap)";
 pub const EVIDENCE_IO_URING: &str = "raw_tracepoint:io_uring:io_uring_complete (result, opcode and file)";
+pub const EVIDENCE_IO_URING_AFTER_READ: &str =
+    "raw_tracepoint:io_uring:io_uring_complete: buffer filled by a read of the process";
 
 /// The strategy a flow belongs to, and the labels of its ends.
 pub fn classify(key: &FlowKey) -> (&'static str, &'static str, String, String) {
@@ -71,6 +73,7 @@ pub fn rows_for(key: u32, flows: &Flows, paths: &PathCache) -> Vec<FlowRow> {
                 fd_in: fd(k.fd_in, k.ino_in),
                 fd_out: fd(k.fd_out, k.ino_out),
                 evidence: match k.how {
+                    how::AFTER_READ if k.class == OpClass::IoUring as u8 => EVIDENCE_IO_URING_AFTER_READ,
                     how::AFTER_READ => EVIDENCE_AFTER_READ,
                     how::FROM_MAPPING => EVIDENCE_MAPPING,
                     _ if k.class == OpClass::IoUring as u8 => EVIDENCE_IO_URING,

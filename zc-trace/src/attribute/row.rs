@@ -245,7 +245,8 @@ fn zero_copy(total: &Stats, ev: &run::Evidence) -> ZeroCopy {
             by_kind.insert(kind.name(), Part::new(t.bytes, t.calls, src));
         }
     }
-    ZeroCopy { bytes, evidence: Evidence::mixed(sources), by_kind }
+    let spliced_to_network_bytes = (total.spliced_to_network > 0).then_some(total.spliced_to_network);
+    ZeroCopy { bytes, evidence: Evidence::mixed(sources), by_kind, spliced_to_network_bytes }
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
             conn = listener.accept() => {
                 let (stream, _) = conn?;
                 fold(&mut session, &mut acc)?;
-                let body = acc.encode(session.probes(), &session.drops()?);
+                let body = acc.encode(session.probes(), &session.drops()?, &session.map_occupancy()?);
                 // A broken scrape connection is the scraper's problem, not a reason to stop.
                 let _ = respond(stream, &body).await;
             }
@@ -68,12 +68,17 @@ fn fold(session: &mut Session, acc: &mut Accumulator) -> anyhow::Result<()> {
     let comms = session.comms()?;
     let global = session.global_events()?;
     acc.fold(&stats, &syscalls, &comms, session.evidence(), &global);
-    for &pid in stats.keys() {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let nrs: Vec<u32> = syscalls.get(&pid).map(|c| c.keys().copied().collect()).unwrap_or_default();
-            session.forget(pid, nrs)?;
-            acc.forget(pid);
-        }
+    // Every key with an entry: a process can have a name and no counters yet.
+    let dead: std::collections::BTreeSet<u32> = stats
+        .keys()
+        .chain(comms.keys())
+        .chain(syscalls.keys())
+        .copied()
+        .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    session.forget(&dead)?;
+    for &pid in &dead {
+        acc.forget(pid);
     }
     Ok(())
 }

@@ -44,6 +44,9 @@ const STRUCTS: &[&str] = &[
     "pt_regs",
     "io_kiocb",
     "io_uring_cqe",
+    "io_rw",
+    "io_sr_msg",
+    "io_notif_data",
     "scatterlist",
     "device",
     "device_driver",
@@ -286,13 +289,40 @@ impl KernelBtf {
             Some(7) => 0, // (ctx, req, user_data, res, cflags, extra1, extra2)
             other => bail!("io_uring_complete has an argument list zc-trace does not know ({other:?})"),
         };
+        let buffers = self.io_uring_buffers().ok();
+        let (rw_addr, rw_len, sr_buf) = buffers.unwrap_or_default();
+        // Zero-copy send notifications: io_notif_data is cast over the notification's cmd.
+        let notif_report = self
+            .offset("io_kiocb", &["cmd"])
+            .and_then(|cmd| self.offset("io_notif_data", &["zc_report"]).map(|off| cmd + off))
+            .ok();
         Ok(IoUringOffsets {
             valid: 1,
             req_opcode: self.offset("io_kiocb", &["opcode"])?,
             req_file: self.offset("io_kiocb", &["file"])?,
             cqe_res: self.offset("io_uring_cqe", &["res"])?,
             res_in_cqe,
+            buf_valid: u32::from(buffers.is_some()),
+            rw_addr,
+            rw_len,
+            sr_buf,
+            cqe_flags: if res_in_cqe == 1 { self.offset("io_uring_cqe", &["flags"])? } else { 0 },
+            notif_valid: u32::from(notif_report.is_some()),
+            notif_report: notif_report.unwrap_or(0),
         })
+    }
+
+    /// Where an io_uring request keeps its user buffer: (`io_rw.addr`, `io_rw.len`,
+    /// `io_sr_msg.buf`) from the start of `struct io_kiocb`. Since 6.0 the per-opcode data is
+    /// cast over `io_kiocb.cmd` (`struct io_rw`, `struct io_sr_msg`); before, they were
+    /// members of a union in `io_kiocb` (`rw`, `sr_msg`).
+    fn io_uring_buffers(&self) -> anyhow::Result<(u32, u32, u32)> {
+        if let Ok(cmd) = self.offset("io_kiocb", &["cmd"]) {
+            let o = |s: &str, m: &str| self.offset(s, &[m]).map(|off| cmd + off);
+            return Ok((o("io_rw", "addr")?, o("io_rw", "len")?, o("io_sr_msg", "buf")?));
+        }
+        let o = |p: &[&str]| self.offset("io_kiocb", p);
+        Ok((o(&["rw", "addr"])?, o(&["rw", "len"])?, o(&["sr_msg", "buf"])?))
     }
 
     /// Every offset the kernel programs need. Fails (naming the member) when the kernel's

@@ -70,6 +70,11 @@ pub struct ZeroCopy {
     pub bytes: u64,
     pub evidence: Evidence,
     pub by_kind: BTreeMap<&'static str, Part>,
+    /// Of `by_kind.splice_pages`, the bytes spliced into network sockets (TCP, UDP), whose
+    /// packets reach a device: what is compared with the NIC's paged bytes to find copies at
+    /// transmit (UNIX sockets' spliced pages never reach one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spliced_to_network_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -74,6 +74,15 @@ impl ProbeStatus {
     }
 }
 
+/// How full a per-process kernel map is: long-running sessions must not fill them (exited
+/// processes' entries are deleted).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct MapOccupancy {
+    pub map: &'static str,
+    pub entries: u64,
+    pub max_entries: u32,
+}
+
 /// Events the kernel side could not count, by reason (every reason listed, zeros included).
 #[derive(Debug, Clone, Serialize)]
 pub struct Drops {

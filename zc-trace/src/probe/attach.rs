@@ -101,8 +101,7 @@ pub(super) fn attach_tracepoints(
             });
         }
         for tp in catalogue::TRACEPOINTS {
-            let (_, event) = tp.name.split_once(':').unwrap_or(("", tp.name));
-            match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, event) {
+            match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, tp.event()) {
                 Ok(()) => {
                     probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
                     evidence.tracepoints.push(tp.name);
@@ -149,6 +148,22 @@ pub(super) fn attach_tracepoints(
                 "raw_tracepoint",
                 no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")),
             )),
+        }
+    }
+    // With DMA events: interrupt context, so that mappings made there are not charged to the
+    // task an interrupt landed on. Without it they would be (the report says it is missing).
+    if !evidence.dma.is_empty() {
+        for &(name, program) in catalogue::IRQ_TRACEPOINTS {
+            let (_, event) = name.split_once(':').unwrap_or(("", name));
+            let prog: &mut RawTracePoint = ebpf.program_mut(program).context("irq program missing")?.try_into()?;
+            let load = if prog.fd().is_ok() { Ok(()) } else { prog.load() };
+            let attached = load.map_err(|e| doctor::explain(&e, "raw_tracepoint")).and_then(|()| {
+                prog.attach(event).map_err(|e| no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))
+            });
+            match attached {
+                Ok(_) => probes.push(ProbeStatus::attached(name, "raw_tracepoint")),
+                Err(why) => probes.push(ProbeStatus::unavailable(name, "raw_tracepoint", why)),
+            }
         }
     }
     Ok(())
@@ -255,8 +270,9 @@ pub fn attach_floor() -> anyhow::Result<Ebpf> {
     prog.load()?;
     let events = catalogue::TRACEPOINTS
         .iter()
-        .map(|tp| tp.name.split_once(':').map_or(tp.name, |(_, e)| e))
-        .chain(catalogue::DMA_TRACEPOINTS.iter().copied());
+        .map(|tp| tp.event())
+        .chain(catalogue::DMA_TRACEPOINTS.iter().copied())
+        .chain(catalogue::IRQ_TRACEPOINTS.iter().map(|(name, _)| name.split_once(':').map_or(*name, |(_, e)| e)));
     for event in events {
         let _ = prog.attach(event); // a tracepoint this kernel lacks is not in the floor either
     }

@@ -5,13 +5,22 @@ use zc_trace_common::observed;
 /// A tracepoint probe, attached as a raw tracepoint (cheaper than the classic tracepoint: no
 /// trace record is built, arguments are the `TP_PROTO` ones; needs no tracefs).
 pub struct TracepointProbe {
-    /// `category:name`, as people know the tracepoint.
+    /// `category:name`, as people know the tracepoint (a second program on the same one
+    /// adds what it is for, in parentheses).
     pub name: &'static str,
     /// The program in the eBPF object.
     pub program: &'static str,
     /// Without it nothing can be measured: failing to attach is fatal.
     pub required: bool,
     pub measures: &'static str,
+}
+
+impl TracepointProbe {
+    /// The tracepoint's event name, as attaching takes it (`sys_enter`).
+    pub fn event(&self) -> &'static str {
+        let (_, event) = self.name.split_once(':').unwrap_or(("", self.name));
+        event.split(' ').next().unwrap_or(event)
+    }
 }
 
 pub const TRACEPOINTS: &[TracepointProbe] = &[
@@ -76,6 +85,20 @@ pub const TRACEPOINTS: &[TracepointProbe] = &[
         measures: "command names after exec",
     },
     TracepointProbe {
+        name: "sock:inet_sock_set_state",
+        program: "zc_inet_sock_set_state",
+        required: false,
+        measures: "TCP sockets closing: their owner is forgotten (a freed struct sock is reused)",
+    },
+    // Attached before zc_io_uring_complete, so that it runs first: it pairs io_uring reads
+    // and writes by buffer (relays) for the counting program to split its flows.
+    TracepointProbe {
+        name: "io_uring:io_uring_complete (relays)",
+        program: "zc_io_uring_relay",
+        required: false,
+        measures: "io_uring read/write buffers: relays (reads paired with writes)",
+    },
+    TracepointProbe {
         name: "io_uring:io_uring_complete",
         program: "zc_io_uring_complete",
         required: false,
@@ -86,6 +109,15 @@ pub const TRACEPOINTS: &[TracepointProbe] = &[
 /// `dma:*` map events; names differ between kernels, each that exists is attached.
 pub const DMA_TRACEPOINTS: &[&str] = &["dma_map_phys", "dma_map_page", "dma_map_sg", "dma_map_resource"];
 pub const DMA_PROGRAM: &str = "zc_dma_map";
+
+/// Interrupt context, tracked while `dma:*` events are attached (zc-trace-ebpf/src/probes/irq.rs):
+/// (tracepoint, program).
+pub const IRQ_TRACEPOINTS: &[(&str, &str)] = &[
+    ("irq:irq_handler_entry", "zc_irq_enter"),
+    ("irq:irq_handler_exit", "zc_irq_exit"),
+    ("irq:softirq_entry", "zc_irq_enter"),
+    ("irq:softirq_exit", "zc_irq_exit"),
+];
 
 /// A copy site observed at a kernel function, when the kernel allows function probes.
 pub struct FunctionProbe {

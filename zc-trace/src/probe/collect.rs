@@ -7,9 +7,11 @@ use aya::{
     Ebpf,
     maps::{PerCpuArray, PerCpuHashMap},
 };
-use zc_trace_common::{DropReason, FdIdentity, FdKey, FlowKey, FlowValue, GlobalEvent, Stats, SyscallKey, maps};
+use zc_trace_common::{
+    Comm, DropReason, FdIdentity, FdKey, FlowKey, FlowValue, GlobalEvent, Stats, StatsKey, SyscallKey, maps,
+};
 
-use crate::model::report::GlobalEvents;
+use crate::model::{report::GlobalEvents, run::MapOccupancy};
 
 /// Syscall counts of one thread group, by syscall number.
 pub type SyscallCounts = BTreeMap<u32, u64>;
@@ -136,6 +138,36 @@ pub fn global_events(ebpf: &Ebpf) -> anyhow::Result<GlobalEvents> {
         dma_maps_system: sum(GlobalEvent::DmaMapsSystem)?,
         net_tx_packets_system: sum(GlobalEvent::NetTxPacketsSystem)?,
     })
+}
+
+/// The entries of the per-process hash maps (keys counted one by one: fine at their sizes)
+/// and their capacity.
+pub fn map_occupancy(ebpf: &Ebpf) -> anyhow::Result<Vec<MapOccupancy>> {
+    fn occupancy<K: aya::Pod, V: aya::Pod>(
+        ebpf: &Ebpf,
+        name: &'static str,
+        per_cpu: bool,
+    ) -> anyhow::Result<MapOccupancy> {
+        let map = ebpf.map(name).with_context(|| format!("{name} map missing"))?;
+        let max_entries = match map {
+            aya::maps::Map::HashMap(d) | aya::maps::Map::PerCpuHashMap(d) => d.info()?.max_entries(),
+            _ => anyhow::bail!("{name} is not a hash map"),
+        };
+        let entries = if per_cpu {
+            let m: PerCpuHashMap<_, K, V> = PerCpuHashMap::try_from(map)?;
+            m.keys().filter(Result::is_ok).count()
+        } else {
+            let m: aya::maps::HashMap<_, K, V> = aya::maps::HashMap::try_from(map)?;
+            m.keys().filter(Result::is_ok).count()
+        };
+        Ok(MapOccupancy { map: name, entries: entries as u64, max_entries })
+    }
+    Ok(vec![
+        occupancy::<StatsKey, Stats>(ebpf, maps::STATS, true)?,
+        occupancy::<SyscallKey, u64>(ebpf, maps::SYSCALL_COUNTS, true)?,
+        occupancy::<FlowKey, FlowValue>(ebpf, maps::FLOWS, true)?,
+        occupancy::<u32, Comm>(ebpf, maps::COMMS, false)?,
+    ])
 }
 
 /// One loaded program's cost, from the kernel's BPF statistics (`--prog-stats`).

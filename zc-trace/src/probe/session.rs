@@ -1,7 +1,7 @@
 //! A tracing session: pick, per probe, the best attach kind the running kernel allows (or the
 //! one forced by `--probe-tier`), load the counting programs with their settings, attach
 //! them, and read what they counted. Dropping the session detaches and unloads everything.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf};
@@ -15,7 +15,7 @@ use crate::{
         evidence::Attach,
         exit::{ExitKind, Fatal},
         report::GlobalEvents,
-        run::{Drops, Evidence, ProbeStatus, Tier},
+        run::{Drops, Evidence, MapOccupancy, ProbeStatus, Tier},
     },
     probe::{
         attach::{
@@ -331,29 +331,47 @@ impl Session {
         collect::comms(&self.ebpf)
     }
 
-    /// Deletes a process's counters from the kernel maps (once they have been folded
-    /// elsewhere): keeps long-running system-wide sessions from filling the maps.
-    pub fn forget(&mut self, key: u32, nrs: impl IntoIterator<Item = u32>) -> anyhow::Result<()> {
+    /// Deletes exited processes' entries from the kernel maps (once they have been folded
+    /// elsewhere): their counters, syscall counts, flows and command names. Keeps
+    /// long-running system-wide sessions from filling the maps. Each map is scanned once for
+    /// all of them: a scan per process made one scrape of a busy host take seconds.
+    pub fn forget(&mut self, dead: &BTreeSet<u32>) -> anyhow::Result<()> {
+        if dead.is_empty() {
+            return Ok(());
+        }
         {
             let mut stats: aya::maps::PerCpuHashMap<_, StatsKey, Stats> =
                 aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::STATS).context("STATS map missing")?)?;
-            for class in OpClass::ALL {
-                let _ = stats.remove(&StatsKey { tgid: key, class: class as u32 });
+            for &key in dead {
+                for class in OpClass::ALL {
+                    let _ = stats.remove(&StatsKey { tgid: key, class: class as u32 });
+                }
             }
         }
-        let mut counts: aya::maps::PerCpuHashMap<_, zc_trace_common::SyscallKey, u64> =
-            aya::maps::PerCpuHashMap::try_from(
-                self.ebpf.map_mut(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?,
-            )?;
-        for nr in nrs {
-            let _ = counts.remove(&zc_trace_common::SyscallKey { tgid: key, nr });
+        {
+            // Every entry of theirs, not only the numbers a snapshot saw: counts made between
+            // the snapshot and now would stay behind.
+            let mut counts: aya::maps::PerCpuHashMap<_, zc_trace_common::SyscallKey, u64> =
+                aya::maps::PerCpuHashMap::try_from(
+                    self.ebpf.map_mut(maps::SYSCALL_COUNTS).context("SYSCALL_COUNTS map missing")?,
+                )?;
+            let theirs: Vec<_> = counts.keys().filter_map(Result::ok).filter(|k| dead.contains(&k.tgid)).collect();
+            for k in theirs {
+                let _ = counts.remove(&k);
+            }
         }
-        // Its flows too, or a long system-wide session fills FLOWS with the dead.
-        let mut flows: aya::maps::PerCpuHashMap<_, zc_trace_common::FlowKey, zc_trace_common::FlowValue> =
-            aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::FLOWS).context("FLOWS map missing")?)?;
-        let theirs: Vec<_> = flows.keys().filter_map(Result::ok).filter(|k| k.key == key).collect();
-        for k in theirs {
-            let _ = flows.remove(&k);
+        {
+            let mut flows: aya::maps::PerCpuHashMap<_, zc_trace_common::FlowKey, zc_trace_common::FlowValue> =
+                aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::FLOWS).context("FLOWS map missing")?)?;
+            let theirs: Vec<_> = flows.keys().filter_map(Result::ok).filter(|k| dead.contains(&k.key)).collect();
+            for k in theirs {
+                let _ = flows.remove(&k);
+            }
+        }
+        let mut comms: aya::maps::HashMap<_, u32, zc_trace_common::Comm> =
+            aya::maps::HashMap::try_from(self.ebpf.map_mut(maps::COMMS).context("COMMS map missing")?)?;
+        for key in dead {
+            let _ = comms.remove(key);
         }
         Ok(())
     }
@@ -380,6 +398,11 @@ impl Session {
 
     pub fn drops(&self) -> anyhow::Result<Drops> {
         Ok(Drops::new(collect::drops(&self.ebpf)?))
+    }
+
+    /// How full the per-process maps are.
+    pub fn map_occupancy(&self) -> anyhow::Result<Vec<MapOccupancy>> {
+        collect::map_occupancy(&self.ebpf)
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{
         evidence,
         report::GlobalEvents,
         row::{Role, Row},
-        run::{Drops, Evidence, ProbeState, ProbeStatus},
+        run::{Drops, Evidence, MapOccupancy, ProbeState, ProbeStatus},
     },
     probe::collect,
 };
@@ -196,7 +196,7 @@ impl Accumulator {
     }
 
     /// The OpenMetrics text of every series, the drops and the probes.
-    pub fn encode(&self, probes: &[ProbeStatus], drops: &Drops) -> String {
+    pub fn encode(&self, probes: &[ProbeStatus], drops: &Drops, maps: &[MapOccupancy]) -> String {
         let mut registry = Registry::with_prefix("zc");
         let family = |registry: &mut Registry, name: &str, help: &str| {
             let f = Family::<Labels, Counter>::default();
@@ -222,6 +222,10 @@ impl Accumulator {
         let ctx = family(&mut registry, "context_switches", "Context switches, voluntary or involuntary");
         let payload = family(&mut registry, "payload_bytes", "Bytes delivered or received by data syscalls");
         let drop_family = family(&mut registry, "drops", "Events the kernel side could not count, by reason");
+        let map_entries = Family::<Labels, Gauge>::default();
+        registry.register("map_entries", "Entries in a per-process kernel map", map_entries.clone());
+        let map_capacity = Family::<Labels, Gauge>::default();
+        registry.register("map_max_entries", "Capacity of a per-process kernel map", map_capacity.clone());
         let probe_gauge = Family::<Labels, Gauge>::default();
         registry.register(
             "probe_attached",
@@ -270,6 +274,10 @@ impl Accumulator {
         }
         for (reason, n) in &drops.by_reason {
             drop_family.get_or_create(&l(&[("reason", reason)])).inc_by(*n);
+        }
+        for m in maps {
+            map_entries.get_or_create(&l(&[("map", m.map)])).set(m.entries as i64);
+            map_capacity.get_or_create(&l(&[("map", m.map)])).set(i64::from(m.max_entries));
         }
         for p in probes {
             let attached = i64::from(p.status == ProbeState::Attached);
@@ -357,7 +365,7 @@ mod tests {
             let mut acc = Accumulator::new(10);
             let snap: BTreeMap<_, _> = [(1, everything(missed[0])), (2, everything(missed[1]))].into_iter().collect();
             acc.fold(&snap, &BTreeMap::new(), &comms, ev, &GlobalEvents::default());
-            labels.extend(evidence_labels(&acc.encode(&[], &Drops::new(Default::default()))));
+            labels.extend(evidence_labels(&acc.encode(&[], &Drops::new(Default::default()), &[])));
         }
         let expected = [
             "derived:copy_file_range(2) on a reflink-capable file system",
@@ -406,7 +414,7 @@ mod tests {
         let families = |ev: &Evidence| {
             let mut acc = Accumulator::new(10);
             acc.fold(&snap, &BTreeMap::new(), &comms, ev, &GlobalEvents::default());
-            let text = acc.encode(&[], &Drops::new(Default::default()));
+            let text = acc.encode(&[], &Drops::new(Default::default()), &[]);
             text.lines()
                 .filter(|l| !l.starts_with('#'))
                 .map(|l| l[..l.find('{').unwrap()].to_string())
@@ -475,7 +483,10 @@ mod tests {
         let text = acc.encode(
             &[ProbeStatus::attached("raw_syscalls:sys_enter", "raw_tracepoint")],
             &Drops::new(Default::default()),
+            &[MapOccupancy { map: "COMMS", entries: 2, max_entries: 16384 }],
         );
+        assert!(text.contains("zc_map_entries{map=\"COMMS\"} 2"), "{text}");
+        assert!(text.contains("zc_map_max_entries{map=\"COMMS\"} 16384"), "{text}");
         assert!(text.contains("zc_cpu_copy_bytes_total{comm=\"cat\",strategy=\"receive\",direction=\"to_user\",end=\"page_cache\",evidence=\"derived:read(2)\"} 150"), "{text}");
         assert!(text.contains("zc_probe_attached{probe=\"raw_syscalls:sys_enter\",attach=\"raw_tracepoint\"} 1"));
         assert!(text.trim_end().ends_with("# EOF"));

@@ -51,7 +51,11 @@ pub enum Sink {
     /// Beside a command zc-trace started, whose standard output is its own: as strace and
     /// `perf stat` do, the report goes to standard error so that the two never interleave.
     Stderr,
-    File(PathBuf),
+    /// A file, emptied by the first write (`written` is then set) and appended to after.
+    File {
+        path: PathBuf,
+        written: std::cell::Cell<bool>,
+    },
 }
 
 impl Sink {
@@ -74,7 +78,7 @@ impl Sink {
         match path {
             Some(p) if !is_stdout(p) => {
                 check_writable(p)?;
-                Ok(Sink::File(p.to_path_buf()))
+                Ok(Sink::File { path: p.to_path_buf(), written: Default::default() })
             }
             _ if spawned && path.is_none() => Ok(Sink::Stderr),
             _ => Ok(Sink::Stdout),
@@ -86,10 +90,13 @@ impl Sink {
         match self {
             Sink::Stdout => std::io::stdout().write_all(text.as_bytes())?,
             Sink::Stderr => std::io::stderr().write_all(text.as_bytes())?,
-            Sink::File(path) => {
+            Sink::File { path, written } => {
+                let first = !written.replace(true);
                 let mut file = OpenOptions::new()
                     .create(true)
-                    .append(true)
+                    .write(true)
+                    .truncate(first)
+                    .append(!first)
                     .open(path)
                     .with_context(|| format!("writing {}", path.display()))?;
                 file.write_all(text.as_bytes())?;
@@ -134,16 +141,17 @@ mod tests {
         let file = std::env::temp_dir().join("zc-trace-sink-test.json");
         let f = Some(file.as_path());
         let dash = Some(Path::new("-"));
+        let to_file = Sink::File { path: file.clone(), written: Default::default() };
         // (--json, -o, spawned) -> sink
         let rows = [
             (None, None, false, Sink::Stdout),
             (None, None, true, Sink::Stderr),
             (dash, None, false, Sink::Stdout),
             (dash, None, true, Sink::Stderr),
-            (f, None, true, Sink::File(file.clone())),
-            (dash, f, true, Sink::File(file.clone())),
-            (None, f, false, Sink::File(file.clone())),
-            (f, f, true, Sink::File(file.clone())),
+            (f, None, true, to_file.clone()),
+            (dash, f, true, to_file.clone()),
+            (None, f, false, to_file.clone()),
+            (f, f, true, to_file.clone()),
             // `-o -` asks for stdout even beside a command.
             (None, dash, true, Sink::Stdout),
         ];
@@ -153,6 +161,19 @@ mod tests {
         let err = Sink::choose(f, Some(Path::new("/tmp/other.json")), false).unwrap_err();
         assert!(err.message.contains("give one"), "{}", err.message);
         assert!(!file.exists());
+    }
+
+    /// A report file left from an earlier run is replaced, not appended to; a second write
+    /// of the same run (interval tables, then the summary) is appended.
+    #[test]
+    fn a_report_file_is_replaced_then_appended() {
+        let path = std::env::temp_dir().join(format!("zc-trace-sink-replace-{}.txt", std::process::id()));
+        std::fs::write(&path, "an older report\n").unwrap();
+        let sink = Sink::choose(None, Some(&path), false).unwrap();
+        sink.write_text("first\n").unwrap();
+        sink.write_text("second\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first\nsecond\n");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
