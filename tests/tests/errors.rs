@@ -50,6 +50,9 @@ fn usage_errors_name_what_is_wrong() {
         (&["trace", "--json", "/proc/forbidden/x.json", "-p", "1"], "/proc/forbidden/x.json"),
         (&["lab", "--json", "/proc/forbidden/x.json"], "/proc/forbidden/x.json"),
         (&["lab", "--csv", "/proc/forbidden/x.csv"], "/proc/forbidden/x.csv"),
+        (&["trace", "-o", "/proc/forbidden/x.txt", "--", "true"], "/proc/forbidden/x.txt"),
+        (&["syscalls", "-o", "/proc/forbidden/x.txt", "--", "true"], "/proc/forbidden/x.txt"),
+        (&["trace", "--json", "/tmp/a.json", "-o", "/tmp/b.json", "--", "true"], "give one"),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

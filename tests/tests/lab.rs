@@ -240,3 +240,18 @@ fn model_prints_the_classic_table() {
         assert!(text.contains(needle), "{needle}");
     }
 }
+
+/// Every sender's packets are charged to it, whatever context sends them, including those
+/// still leaving after it closed its socket (an orphaned socket has no inode any more, and
+/// is still the sender's): on loopback TCP puts the payload in page frags, so each sender's
+/// paged bytes cover its payload. io_uring names a socket's owner at the first completion,
+/// after that write's packets left: one chunk short (docs/probes.md).
+#[test]
+fn every_senders_packets_are_charged_to_it() {
+    let Some(report) = tcp_lab() else { return };
+    for r in report["rows"].as_array().unwrap().iter().filter(|r| r["role"] == "sender") {
+        let paged = n(&r["dma"]["net_tx_paged_bytes"]);
+        let expected = if r["strategy"] == "io-uring" { SIZE - (64 << 10) } else { SIZE };
+        assert!(paged >= expected, "{}: {paged} bytes in frags, payload {SIZE}", r["strategy"]);
+    }
+}

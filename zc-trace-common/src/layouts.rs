@@ -55,6 +55,10 @@ pub struct KernelOffsets {
     pub mount_mnt_mountpoint: u32,
     /// The six syscall argument registers in `struct pt_regs`, in argument order.
     pub regs_args: [u32; 6],
+    /// A socket's identity at transmit: `sock->sk_socket`, and from a `struct socket *` to
+    /// its inode's `i_ino` (`struct socket_alloc` holds both). 0 when BTF lacks them.
+    pub sock_socket: u32,
+    pub socket_ino: u32,
 }
 
 /// Where `io_uring:io_uring_complete` finds what it needs, from BTF (separate from

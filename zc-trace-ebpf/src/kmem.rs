@@ -54,6 +54,8 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     mount_mnt_parent: 0,
     mount_mnt_mountpoint: 0,
     regs_args: [0; 6],
+    sock_socket: 0,
+    socket_ino: 0,
 };
 
 /// One offset, read from the global at run time. Volatile: the compiler must not fold the

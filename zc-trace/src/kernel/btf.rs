@@ -37,6 +37,7 @@ const STRUCTS: &[&str] = &[
     "super_block",
     "sock",
     "socket",
+    "socket_alloc",
     "msghdr",
     "sk_buff",
     "skb_shared_info",
@@ -374,7 +375,17 @@ impl KernelBtf {
             request_data_len: o("request", &["__data_len"])?,
             request_cmd_flags: o("request", &["cmd_flags"])?,
             regs_args: syscall_arg_registers(self)?,
+            sock_socket: o("sock", &["sk_socket"]).unwrap_or(0),
+            socket_ino: self.socket_ino().unwrap_or(0),
         })
+    }
+
+    /// From a `struct socket *` to its inode number: the socket and its inode are allocated
+    /// together (`struct socket_alloc`).
+    fn socket_ino(&self) -> anyhow::Result<u32> {
+        let inode = self.offset("socket_alloc", &["vfs_inode"])?;
+        let socket = self.offset("socket_alloc", &["socket"])?;
+        Ok(inode - socket + self.offset("inode", &["i_ino"])?)
     }
 }
 
@@ -464,6 +475,8 @@ mod tests {
         assert_eq!(off.regs_args, [112, 104, 96, 56, 72, 64], "pt_regs is x86-64 ABI");
         assert_eq!(off.sock_family, 16, "skc_family follows the two 4-byte hash/addr unions");
         assert_eq!(off.fdtable_max_fds, 0);
+        // A socket's inode follows its struct socket in struct socket_alloc.
+        assert!(off.sock_socket > 0 && off.socket_ino > off.inode_i_ino, "{} {}", off.sock_socket, off.socket_ino);
         assert!(btf.offset("sock", &["no_such_member"]).is_err());
         assert!(btf.has_function("vfs_read"));
         assert_eq!(btf.tracepoint_args("sys_enter"), Some(2));

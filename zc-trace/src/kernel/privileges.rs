@@ -30,14 +30,21 @@ pub fn parse_cap_eff(status: &str) -> Option<u64> {
 /// Fails with exit code 3 and the capability names when this process cannot trace.
 pub fn require_tracing() -> Result<(), Fatal> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = parse_cap_eff(&status).unwrap_or(0);
+    require_tracing_with(parse_cap_eff(&status).unwrap_or(0))
+}
+
+/// `require_tracing` for a given effective capability set.
+fn require_tracing_with(cap_eff: u64) -> Result<(), Fatal> {
     match missing(cap_eff) {
         None => Ok(()),
         Some(what) => Err(Fatal::new(
             ExitKind::Privileges,
             format!(
-                "missing {what}, needed to load eBPF programs: run as root (sudo zc-trace ...) \
-                 or grant them with `setcap cap_bpf,cap_perfmon+ep zc-trace`"
+                "missing {what}, needed to load eBPF programs: run as root (sudo zc-trace ...); \
+                 `setcap cap_bpf,cap_perfmon+ep` on the binary lets everyone who can run it read \
+                 every process's I/O, so restrict it to a trusted group first \
+                 (`chgrp tracing zc-trace && chmod 750 zc-trace`), or run the agent as the systemd \
+                 unit in contrib/ (README, Privileges)"
             ),
         )),
     }
@@ -52,6 +59,17 @@ mod tests {
         assert_eq!(missing(1 << CAP_SYS_ADMIN), None);
         assert_eq!(missing((1 << CAP_BPF) | (1 << CAP_PERFMON)), None);
         assert_eq!(missing(0x1ff_ffff_ffff), None);
+    }
+
+    /// The way to grant the capabilities comes with its risk and the safe way to do it.
+    #[test]
+    fn the_setcap_advice_names_the_risk_and_the_fix() {
+        let Err(e) = require_tracing_with(0) else { panic!("no capabilities must fail") };
+        for words in ["CAP_BPF and CAP_PERFMON", "every process", "chmod 750", "group", "systemd"] {
+            assert!(e.message.contains(words), "{words:?} not in: {}", e.message);
+        }
+        assert!(!e.message.contains('\n'), "one line");
+        assert!(require_tracing_with(1 << CAP_SYS_ADMIN).is_ok());
     }
 
     #[test]
