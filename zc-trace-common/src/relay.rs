@@ -12,8 +12,6 @@
 //! The kernel programs (`zc-trace-ebpf/src/probes/relay.rs`) keep the map and walk the user
 //! iovecs; the decisions are here, so that the host can test them.
 
-use crate::FdKind;
-
 /// The most ranges a process can have outstanding (the `--relay-ranges` setting is at most
 /// this).
 pub const RELAY_SLOTS: usize = 16;
@@ -106,6 +104,7 @@ pub struct Matched {
     pub total: u64,
 }
 
+#[cfg(test)]
 impl Matched {
     /// The bytes matched from `source`, whichever slots they were in.
     pub fn from_source(&self, source: &Source) -> u64 {
@@ -207,12 +206,6 @@ impl FilledRanges {
     }
 }
 
-impl Source {
-    pub fn kind(&self) -> FdKind {
-        FdKind::from_u8(self.kind)
-    }
-}
-
 /// The shape of a syscall's user buffer argument (`SyscallDesc::buf_shape`): where the
 /// filled or sent segments are.
 pub mod shape {
@@ -256,6 +249,7 @@ pub mod abi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FdKind;
 
     const S: RelaySettings = RelaySettings::DEFAULT;
 

@@ -113,15 +113,14 @@ impl Sink {
     }
 }
 
-/// Writes `value` as pretty JSON to stdout or to the file.
+/// Writes `value` as pretty JSON to stdout (`-`) or to the file, replacing it.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    if is_stdout(path) {
-        std::io::stdout().write_all(text.as_bytes())?;
-        return Ok(());
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    let sink = if is_stdout(path) {
+        Sink::Stdout
+    } else {
+        Sink::File { path: path.to_path_buf(), written: Default::default() }
+    };
+    sink.write_json(value)
 }
 
 #[cfg(test)]
