@@ -1,12 +1,13 @@
 //! `zc-trace serve`: an OpenMetrics endpoint for Prometheus. Counters are read from the
 //! kernel at every scrape (and every few seconds in between, to fold and delete the entries
-//! of processes that have exited), so a scrape always sees current totals.
+//! of processes that have exited), so a scrape always sees current totals. One loop owns the
+//! kernel maps; HTTP connections are served beside it (http.rs) and ask it for the text.
+mod http;
+
 use std::time::Duration;
 
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
-};
+use hyper::body::Bytes;
+use tokio::{net::TcpListener, sync::mpsc};
 
 use super::Signals;
 use crate::{
@@ -44,20 +45,27 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
     let mut session = Session::attach_with(filter, args.probe_tier, options)?;
     let mut acc = Accumulator::new(args.max_series as usize);
     eprintln!("zc-trace: serving http://{}/metrics. Ctrl-C to stop.", listener.local_addr()?);
+    let (scrapes, mut waiting) = mpsc::channel::<http::Scrape>(http::MAX_CONNECTIONS);
+    // Dropped with the runtime when the loop ends: open connections are closed then.
+    let accepting = tokio::spawn(http::accept(listener, scrapes));
     let mut fold_tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
-            conn = listener.accept() => {
-                let (stream, _) = conn?;
+            Some(first) = waiting.recv() => {
                 fold(&mut session, &mut acc)?;
-                let body = acc.encode(session.probes(), &session.drops()?, &session.map_occupancy()?);
-                // A broken scrape connection is the scraper's problem, not a reason to stop.
-                let _ = respond(stream, &body).await;
+                let body = Bytes::from(acc.encode(session.probes(), &session.drops()?, &session.map_occupancy()?));
+                // Scrapes that arrived meanwhile get the same fresh body.
+                let mut next = Some(first);
+                while let Some(reply) = next {
+                    let _ = reply.send(body.clone());
+                    next = waiting.try_recv().ok();
+                }
             }
             _ = fold_tick.tick() => fold(&mut session, &mut acc)?,
             _ = signals.recv() => break,
         }
     }
+    accepting.abort();
     Ok(0)
 }
 
@@ -81,30 +89,4 @@ fn fold(session: &mut Session, acc: &mut Accumulator) -> anyhow::Result<()> {
         acc.forget(pid);
     }
     Ok(())
-}
-
-/// A minimal HTTP/1.1 answer: `GET /metrics` gets the OpenMetrics text, anything else 404.
-async fn respond(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16384 {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await??;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&request);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let response = if line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-    };
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }
