@@ -109,11 +109,20 @@ pub struct SyscallDesc {
     pub buf_arg: u8,
     /// What `buf_arg` points to: one of [`relay::shape`](crate::relay::shape).
     pub buf_shape: u8,
+    /// 1 for calls that never return to user space (exit, exit_group).
+    pub no_return: u8,
 }
 
 impl SyscallDesc {
-    pub const NONE: SyscallDesc =
-        SyscallDesc { class: 0, fd_in: NO_ARG, fd_out: NO_ARG, flags_arg: NO_ARG, buf_arg: NO_ARG, buf_shape: 0 };
+    pub const NONE: SyscallDesc = SyscallDesc {
+        class: 0,
+        fd_in: NO_ARG,
+        fd_out: NO_ARG,
+        flags_arg: NO_ARG,
+        buf_arg: NO_ARG,
+        buf_shape: 0,
+        no_return: 0,
+    };
 }
 
 /// Syscall numbers at or above this are class `Other`.

@@ -17,14 +17,35 @@ pub mod relay;
 pub use dma::*;
 pub use layouts::*;
 
-/// Key of the `SYSCALL_COUNTS` map: one counter per (thread group, syscall number).
+/// Key of the `SYSCALL_COUNTS` map, where processes traced together (`-a`, several PIDs,
+/// `--by thread`, the lab) are counted: one counter per (counter key, syscall number), or with
+/// `SYSCALL_BUCKETS` (`serve`) per (counter key, bucket). A node agent needs from syscall
+/// counts only the class (per-class calls) and whether the call returns (mode switches), so a
+/// bucket is a class, or exit/exit_group apart ([`SyscallKey::bucket`]): by number, a process
+/// made ~30 entries, a short-lived one in its first millisecond. One traced process is
+/// counted by number, in an array (`SYSCALL_COUNTS_ONE`).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SyscallKey {
     /// Thread-group id, i.e. the PID that user space sees.
     pub tgid: u32,
-    /// Architecture syscall number (x86-64 numbering on x86-64).
+    /// The syscall number (x86-64 numbering on x86-64), or a [`SyscallKey::bucket`]: flagged
+    /// with [`SyscallKey::BUCKET`], so that counts by bucket and by number never mix up.
     pub nr: u32,
+}
+
+impl SyscallKey {
+    /// Set in every bucket; syscall numbers are far below it.
+    pub const BUCKET: u32 = 1 << 31;
+    /// The bucket of calls that never return (exit, exit_group: one mode switch each).
+    pub const NO_RETURN: u32 = Self::BUCKET | 0xff;
+
+    /// The bucket of a syscall of class `class` (an [`OpClass`] value) that returns, or
+    /// [`SyscallKey::NO_RETURN`].
+    #[inline(always)]
+    pub const fn bucket(class: u8, no_return: bool) -> u32 {
+        if no_return { Self::NO_RETURN } else { Self::BUCKET | class as u32 }
+    }
 }
 
 /// What a system call does with data, decided at `sys_enter` from its number. Everything a
@@ -545,6 +566,8 @@ pub mod globals {
     pub const BY_THREAD: &str = "BY_THREAD";
     /// `u32`: 1 = flows are keyed by fd (and the file behind it) too.
     pub const BY_FD: &str = "BY_FD";
+    /// `u32`: 1 = `SYSCALL_COUNTS` counts by bucket ([`SyscallKey::bucket`](super::SyscallKey::bucket)), not by number.
+    pub const SYSCALL_BUCKETS: &str = "SYSCALL_BUCKETS";
     /// [`IoUringOffsets`](super::IoUringOffsets).
     pub const IO_URING: &str = "IO_URING";
     /// [`SyscallTable`](super::SyscallTable): what each syscall number does with data.
@@ -592,9 +615,12 @@ pub enum GlobalEvent {
     DmaMapsSystem = 2,
     /// `net_dev_start_xmit` anywhere on the system.
     NetTxPacketsSystem = 3,
+    /// Traced processes that exited (their group leader did): `serve` folds, and so frees
+    /// their kernel entries, as soon as many have, not only every few seconds.
+    ProcessesExited = 4,
 }
 
-pub const GLOBAL_EVENT_SLOTS: u32 = 4;
+pub const GLOBAL_EVENT_SLOTS: u32 = 5;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -10,9 +10,9 @@ use aya_ebpf::{
     maps::HashMap,
     programs::RawTracePointContext,
 };
-use zc_trace_common::{Comm, DropReason, TRACED_MAX_ENTRIES};
+use zc_trace_common::{Comm, DropReason, GlobalEvent, TRACED_MAX_ENTRIES};
 
-use super::drops;
+use super::{block::bump_global, drops};
 use crate::{
     filter::{TRACED, Traced, follow_forks, is_traced_tgid, traced},
     kmem,
@@ -57,6 +57,19 @@ pub fn zc_sched_process_fork(ctx: RawTracePointContext) -> i32 {
 pub fn zc_sched_process_exec(_ctx: RawTracePointContext) -> i32 {
     if let Some(Traced { key, .. }) = traced() {
         remember_comm(key);
+    }
+    0
+}
+
+/// `sched_process_exit(struct task_struct *p)`, in the exiting task: a traced process whose
+/// group leader exits is counted (its entries can go at the next fold; `serve` folds early
+/// when many processes have exited, so that short-lived ones do not fill the maps).
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn zc_sched_process_exit(_ctx: RawTracePointContext) -> i32 {
+    if let Some(Traced { tid, tgid, .. }) = traced() {
+        if tid == tgid {
+            bump_global(GlobalEvent::ProcessesExited, 1);
+        }
     }
     0
 }

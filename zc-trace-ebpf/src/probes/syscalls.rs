@@ -37,6 +37,10 @@ static SYSCALL_COUNTS_ONE: PerCpuArray<u64> = PerCpuArray::with_max_entries(SYSC
 #[unsafe(no_mangle)]
 static SYSCALL_TABLE: SyscallTable = SyscallTable::EMPTY;
 
+/// 1: `SYSCALL_COUNTS` counts by bucket (class, or calls that never return), not by number.
+#[unsafe(no_mangle)]
+static SYSCALL_BUCKETS: u32 = 0;
+
 #[inline(always)]
 fn describe(nr: u64) -> SyscallDesc {
     if nr >= SYSCALL_TABLE_LEN as u64 {
@@ -94,8 +98,8 @@ fn arg(regs: u64, index: u8) -> Option<u64> {
 pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let Some(Traced { key, tid, tgid }) = traced() else { return 0 };
     let nr: u64 = ctx.arg(1);
-    count_syscall(key, nr);
     let desc = describe(nr);
+    count_syscall(key, nr, &desc);
     let class = OpClass::from_u32(desc.class as u32);
     // Per-class syscall counts follow from the syscall counts and the table in user space:
     // no second map update on the hottest path.
@@ -235,14 +239,20 @@ fn account(key: u32, record: &InFlight, n: u64) {
 }
 
 #[inline(always)]
-fn count_syscall(key: u32, nr: u64) {
+fn count_syscall(key: u32, nr: u64, desc: &SyscallDesc) {
     if crate::filter::single_tgid() && nr < SYSCALL_TABLE_LEN as u64 {
         if let Some(count) = SYSCALL_COUNTS_ONE.get_ptr_mut(nr as u32) {
             unsafe { *count += 1 };
         }
         return;
     }
-    let counts_key = SyscallKey { tgid: key, nr: nr as u32 };
+    let counts_key = if unsafe { core::ptr::read_volatile(&SYSCALL_BUCKETS) } != 0 {
+        // Numbers past the table are class Other (describe), as user space classes them.
+        let class = if nr >= SYSCALL_TABLE_LEN as u64 { OpClass::Other as u8 } else { desc.class };
+        SyscallKey { tgid: key, nr: SyscallKey::bucket(class, desc.no_return != 0) }
+    } else {
+        SyscallKey { tgid: key, nr: nr as u32 }
+    };
     // Created at zero, then counted like an existing one. `&0` is a constant in .rodata:
     // nothing is stored on the hot path for it.
     match lookup_or_try_init(&SYSCALL_COUNTS, &counts_key, || Some(&0)) {

@@ -4,7 +4,7 @@
 //! probe could see is `None` (JSON `null`), never 0.
 use std::collections::BTreeMap;
 
-use zc_trace_common::{End, OpClass, Stats, Tally, ZeroCopyKind, delivers};
+use zc_trace_common::{End, OpClass, Stats, SyscallKey, Tally, ZeroCopyKind, delivers};
 
 use crate::{
     attribute::{
@@ -14,7 +14,7 @@ use crate::{
             PAGE_FAULT_KERNEL, PAGE_FAULT_USER, SCHED_SWITCH, Source, from_user_source, kernel_source, to_user_source,
             zero_copy_source,
         },
-        syscalls::{syscall_mode_switches, syscall_table},
+        syscalls::{class_of, syscall_mode_switches},
     },
     kernel::syscall_names,
     model::{
@@ -37,7 +37,7 @@ pub struct Input<'a> {
     pub comm: String,
     pub path: Option<String>,
     pub by_class: &'a BTreeMap<OpClass, Stats>,
-    /// The process's syscall counts by number.
+    /// The process's syscall counts, by number or by bucket (`SyscallKey::bucket`).
     pub syscalls: &'a BTreeMap<u32, u64>,
     /// Lab runs: how long the copy loop took.
     pub elapsed_s: Option<f64>,
@@ -55,10 +55,8 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
     let syscalls: u64 = input.syscalls.values().sum();
     let syscall_mode_switches = syscall_mode_switches(input.syscalls);
     let mut class_syscalls: BTreeMap<OpClass, u64> = BTreeMap::new();
-    let table = syscall_table();
-    for (&nr, &calls) in input.syscalls {
-        let class = table.entries.get(nr as usize).map_or(OpClass::Other, |d| OpClass::from_u32(u32::from(d.class)));
-        *class_syscalls.entry(class).or_default() += calls;
+    for (&key, &calls) in input.syscalls {
+        *class_syscalls.entry(class_of(key)).or_default() += calls;
     }
     let has = |tp: &str| evidence.tracepoint(tp);
     let faults_user = has(PAGE_FAULT_USER).then_some(total.user_faults);
@@ -153,7 +151,13 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
                 })
             })
             .collect(),
-        syscall_counts: input.syscalls.iter().map(|(&nr, &calls)| (syscall_names::name(nr), calls)).collect(),
+        // By name when counted by number (buckets have no name: serve shows no such list).
+        syscall_counts: input
+            .syscalls
+            .iter()
+            .filter(|&(&key, _)| key & SyscallKey::BUCKET == 0)
+            .map(|(&nr, &calls)| (syscall_names::name(nr), calls))
+            .collect(),
         elapsed_s: input.elapsed_s,
         throughput_bytes_per_s: input.elapsed_s.filter(|&s| s > 0.0).map(|s| payload_bytes as f64 / s),
         msg_zerocopy_completions: (total.zero_copy[ZeroCopyKind::MsgZerocopy as usize].calls > 0

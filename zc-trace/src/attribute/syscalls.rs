@@ -2,20 +2,44 @@
 //! syscalls`, and the architecture's syscall table that classes them.
 use std::collections::BTreeMap;
 
+use zc_trace_common::{OpClass, SyscallKey};
+
 use crate::{
-    kernel::{syscall_names, syscall_table},
+    kernel::{
+        syscall_names,
+        syscall_table::{self, NO_RETURN},
+    },
     model::{
         evidence::{Attach, Covers, Evidence, Probe, Rule},
         report::{self, SyscallRow},
     },
 };
 
-/// Calls into the kernel that never come back to user space: one mode switch, not two.
-const NO_RETURN: [&str; 2] = ["exit", "exit_group"];
-
 /// Mode switches a syscall costs: entry into the kernel and the return to user space.
 pub fn mode_switches(name: &str, calls: u64) -> u64 {
     if NO_RETURN.contains(&name) { calls } else { 2 * calls }
+}
+
+/// Mode switches of `calls` counted under `key`: a syscall number, or a bucket
+/// ([`SyscallKey::bucket`]) when processes are traced together.
+fn key_mode_switches(key: u32, calls: u64) -> u64 {
+    match key {
+        SyscallKey::NO_RETURN => calls,
+        k if k & SyscallKey::BUCKET != 0 => 2 * calls,
+        nr => mode_switches(&syscall_names::name(nr), calls),
+    }
+}
+
+/// The class of the calls counted under `key` (a syscall number or a bucket).
+pub fn class_of(key: u32) -> OpClass {
+    if key & SyscallKey::BUCKET != 0 {
+        return if key == SyscallKey::NO_RETURN {
+            OpClass::Other
+        } else {
+            OpClass::from_u32(key & !SyscallKey::BUCKET)
+        };
+    }
+    syscall_table().entries.get(key as usize).map_or(OpClass::Other, |d| OpClass::from_u32(u32::from(d.class)))
 }
 
 pub const EVIDENCE_SYSCALLS: Evidence =
@@ -28,9 +52,9 @@ pub(super) fn syscall_table() -> &'static zc_trace_common::SyscallTable {
     TABLE.get_or_init(syscall_table::build)
 }
 
-/// Sum of [`mode_switches`] over a process's syscall counts.
+/// Mode switches of a process's syscall counts (by number or by bucket).
 pub fn syscall_mode_switches(counts: &BTreeMap<u32, u64>) -> u64 {
-    counts.iter().map(|(&nr, &calls)| mode_switches(&syscall_names::name(nr), calls)).sum()
+    counts.iter().map(|(&key, &calls)| key_mode_switches(key, calls)).sum()
 }
 
 /// The syscall report's rows from raw counts: most frequent first, ties by name.
@@ -67,5 +91,43 @@ mod tests {
         assert_eq!(rows[3].mode_switches, 1, "exit_group never returns");
         assert_eq!(rows.iter().map(|r| r.calls).sum::<u64>(), 516);
         assert_eq!(rows.iter().map(|r| r.mode_switches).sum::<u64>(), 514 + 512 + 4 + 1);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn numbers_and_buckets_give_the_same_classes_and_mode_switches() {
+        // read x257, write x256, close x2, exit_group x1, by number and by bucket.
+        let by_number: BTreeMap<u32, u64> = [(0, 257), (1, 256), (3, 2), (231, 1)].into_iter().collect();
+        let bucket = |class: OpClass| SyscallKey::bucket(class as u8, false);
+        let by_bucket: BTreeMap<u32, u64> = [
+            (bucket(OpClass::Read), 257),
+            (bucket(OpClass::Write), 256),
+            (bucket(OpClass::Other), 2),
+            (SyscallKey::NO_RETURN, 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(syscall_mode_switches(&by_number), 514 + 512 + 4 + 1);
+        assert_eq!(syscall_mode_switches(&by_bucket), 514 + 512 + 4 + 1);
+        let classes = |counts: &BTreeMap<u32, u64>| -> BTreeMap<OpClass, u64> {
+            let mut out = BTreeMap::new();
+            for (&key, &calls) in counts {
+                *out.entry(class_of(key)).or_default() += calls;
+            }
+            out
+        };
+        assert_eq!(classes(&by_number), classes(&by_bucket));
+        assert_eq!(classes(&by_bucket)[&OpClass::Other], 3, "close and exit_group");
+    }
+
+    #[test]
+    fn the_table_marks_the_calls_that_never_return() {
+        let table = syscall_table::build();
+        let marked: Vec<String> = (0..table.entries.len() as u32)
+            .filter(|&nr| table.entries[nr as usize].no_return == 1)
+            .map(syscall_names::name)
+            .collect();
+        assert_eq!(marked.len(), NO_RETURN.len(), "{marked:?}");
+        assert!(marked.iter().all(|n| NO_RETURN.contains(&n.as_str())), "{marked:?}");
     }
 }

@@ -71,6 +71,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
         by_thread: args.by == By::Thread,
         by_fd: args.by == By::Fd,
         stats_entries: Some(args.map_entries),
+        syscall_buckets: false,
         relay: args.relay.settings(),
     };
     // Signals first: a Ctrl-C that arrives the instant we are attached must still produce the

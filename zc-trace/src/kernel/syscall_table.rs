@@ -40,6 +40,9 @@ pub const DATA_SYSCALLS: &[(&str, OpClass, u8, u8, u8, u8, u8)] = &[
     ("io_uring_enter", OpClass::IoUring, 0, NO_ARG, NO_ARG, NO_ARG, PLAIN),
 ];
 
+/// Calls into the kernel that never come back to user space: one mode switch, not two.
+pub const NO_RETURN: [&str; 2] = ["exit", "exit_group"];
+
 pub fn build() -> SyscallTable {
     let mut table = SyscallTable::EMPTY;
     for entry in table.entries.iter_mut() {
@@ -49,7 +52,12 @@ pub fn build() -> SyscallTable {
         // A name this architecture lacks (e.g. no `sendfile` alias) is simply not classified.
         if let Some(nr) = syscall_names::number(name).filter(|&nr| (nr as usize) < SYSCALL_TABLE_LEN) {
             table.entries[nr as usize] =
-                SyscallDesc { class: class as u8, fd_in, fd_out, flags_arg, buf_arg, buf_shape };
+                SyscallDesc { class: class as u8, fd_in, fd_out, flags_arg, buf_arg, buf_shape, no_return: 0 };
+        }
+    }
+    for name in NO_RETURN {
+        if let Some(nr) = syscall_names::number(name).filter(|&nr| (nr as usize) < SYSCALL_TABLE_LEN) {
+            table.entries[nr as usize].no_return = 1;
         }
     }
     table

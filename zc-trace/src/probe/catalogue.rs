@@ -85,6 +85,12 @@ pub const TRACEPOINTS: &[TracepointProbe] = &[
         measures: "command names after exec",
     },
     TracepointProbe {
+        name: "sched:sched_process_exit",
+        program: "zc_sched_process_exit",
+        required: false,
+        measures: "traced processes exiting: serve then folds early and frees their entries",
+    },
+    TracepointProbe {
         name: "sock:inet_sock_set_state",
         program: "zc_inet_sock_set_state",
         required: false,

@@ -13,7 +13,8 @@ use zc_trace_common::{
 
 use crate::model::{report::GlobalEvents, run::MapOccupancy};
 
-/// Syscall counts of one thread group, by syscall number.
+/// Syscall counts of one thread group: by syscall number when it is the one traced process,
+/// else by bucket (`SyscallKey::bucket`: class, or calls that never return).
 pub type SyscallCounts = BTreeMap<u32, u64>;
 
 /// Sums `SYSCALL_COUNTS` over CPUs, grouped by thread group; with `single`, the one traced
@@ -138,6 +139,13 @@ pub fn global_events(ebpf: &Ebpf) -> anyhow::Result<GlobalEvents> {
         dma_maps_system: sum(GlobalEvent::DmaMapsSystem)?,
         net_tx_packets_system: sum(GlobalEvent::NetTxPacketsSystem)?,
     })
+}
+
+/// Traced processes that have exited since attach (a cheap read: one array slot).
+pub fn processes_exited(ebpf: &Ebpf) -> anyhow::Result<u64> {
+    let map: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map(maps::GLOBAL_EVENTS).context("GLOBAL_EVENTS map missing")?)?;
+    Ok(map.get(&(GlobalEvent::ProcessesExited as u32), 0).context("reading GLOBAL_EVENTS")?.iter().sum())
 }
 
 /// The entries of the per-process hash maps (keys counted one by one: fine at their sizes)

@@ -43,6 +43,8 @@ pub struct Settings {
     pub stats_entries: u32,
     /// Flows keyed by fd too, with the names of the files behind them.
     pub by_fd: bool,
+    /// Syscalls of processes traced together counted by bucket (class), not by number.
+    pub syscall_buckets: bool,
     /// Pairing of sends with the receives that filled their buffers.
     pub relay: RelaySettings,
 }
@@ -60,6 +62,7 @@ pub struct Constants<'s> {
     follow_forks: u32,
     by_thread: u32,
     by_fd: u32,
+    syscall_buckets: u32,
     /// `observed::*` bits (copy paths a function probe counts), one slot per load: a function
     /// probe that fails to attach makes the session load again with fewer bits.
     observed: [OnceCell<u32>; MAX_PROBE_LOADS],
@@ -80,6 +83,7 @@ impl<'s> Constants<'s> {
             follow_forks: u32::from(settings.follow_forks),
             by_thread: u32::from(settings.by_thread),
             by_fd: u32::from(settings.by_fd),
+            syscall_buckets: u32::from(settings.syscall_buckets),
             observed: Default::default(),
         }
     }
@@ -152,6 +156,7 @@ pub fn load_probes<'a>(loader: &mut EbpfLoader<'a>, constants: &'a Constants, ob
         .override_global(globals::FOLLOW_FORKS, &constants.follow_forks, true)
         .override_global(globals::BY_THREAD, &constants.by_thread, true)
         .override_global(globals::BY_FD, &constants.by_fd, true)
+        .override_global(globals::SYSCALL_BUCKETS, &constants.syscall_buckets, true)
         .override_global(globals::RELAY_SETTINGS, &settings.relay, true)
         .map_max_entries(maps::STATS, settings.stats_entries)
         .load(embedded(PROBES)?)
@@ -204,6 +209,7 @@ mod tests {
             by_thread: true,
             stats_entries: 16,
             by_fd: false,
+            syscall_buckets: false,
             relay: RelaySettings::DEFAULT,
         };
         let constants = Constants::new(&settings);

@@ -35,6 +35,9 @@ pub struct Options {
     pub by_thread: bool,
     /// Flows by fd, with the names of the files and sockets behind them.
     pub by_fd: bool,
+    /// Syscalls counted by class (and whether they return), not by number: what a node agent
+    /// needs, in a few entries per process instead of ~30.
+    pub syscall_buckets: bool,
     /// Capacity of the per-(process, class) counters; default `STATS_MAX_ENTRIES`.
     pub stats_entries: Option<u32>,
     /// Pairing of sends with the receives that filled their buffers.
@@ -147,6 +150,7 @@ impl Session {
             follow_forks: options.follow_forks,
             by_thread: options.by_thread,
             by_fd: options.by_fd,
+            syscall_buckets: options.syscall_buckets,
             stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
             relay: options.relay,
         };
@@ -378,6 +382,11 @@ impl Session {
 
     pub fn global_events(&self) -> anyhow::Result<GlobalEvents> {
         collect::global_events(&self.ebpf)
+    }
+
+    /// Traced processes that have exited since attach.
+    pub fn processes_exited(&self) -> anyhow::Result<u64> {
+        collect::processes_exited(&self.ebpf)
     }
 
     /// Every device's DMA-API mappings since attach (system-wide), summed over CPUs.

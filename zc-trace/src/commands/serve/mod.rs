@@ -41,18 +41,26 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
         .await
         .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}; choose another --listen address", args.listen)))?;
     let filter = if args.all { Filter::All } else { Filter::Set(targets.iter().map(|t| t.pid).collect()) };
-    let options = Options { stats_entries: Some(args.map_entries), relay: args.relay.settings(), ..Default::default() };
+    let options = Options {
+        stats_entries: Some(args.map_entries),
+        relay: args.relay.settings(),
+        syscall_buckets: true,
+        ..Default::default()
+    };
     let mut session = Session::attach_with(filter, args.probe_tier, options)?;
     let mut acc = Accumulator::new(args.max_series as usize);
     eprintln!("zc-trace: serving http://{}/metrics. Ctrl-C to stop.", listener.local_addr()?);
     let (scrapes, mut waiting) = mpsc::channel::<http::Scrape>(http::MAX_CONNECTIONS);
     // Dropped with the runtime when the loop ends: open connections are closed then.
     let accepting = tokio::spawn(http::accept(listener, scrapes));
-    let mut fold_tick = tokio::time::interval(Duration::from_secs(5));
+    let mut fold_tick = tokio::time::interval(FOLD_EVERY);
+    let mut exits_tick = tokio::time::interval(EXITS_EVERY);
+    let fold_after_exits = u64::from(args.map_entries / 16).max(16);
+    let mut exited_at_fold = 0;
     loop {
         tokio::select! {
             Some(first) = waiting.recv() => {
-                fold(&mut session, &mut acc)?;
+                exited_at_fold = fold(&mut session, &mut acc)?;
                 let body = Bytes::from(acc.encode(session.probes(), &session.drops()?, &session.map_occupancy()?));
                 // Scrapes that arrived meanwhile get the same fresh body.
                 let mut next = Some(first);
@@ -61,7 +69,14 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
                     next = waiting.try_recv().ok();
                 }
             }
-            _ = fold_tick.tick() => fold(&mut session, &mut acc)?,
+            _ = fold_tick.tick() => exited_at_fold = fold(&mut session, &mut acc)?,
+            // Short-lived processes leave entries until a fold deletes them: a node that
+            // starts hundreds a second would fill the maps within one FOLD_EVERY.
+            _ = exits_tick.tick() => {
+                if session.processes_exited()? >= exited_at_fold + fold_after_exits {
+                    exited_at_fold = fold(&mut session, &mut acc)?;
+                }
+            }
             _ = signals.recv() => break,
         }
     }
@@ -69,8 +84,15 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Folded at least this often.
+const FOLD_EVERY: Duration = Duration::from_secs(5);
+/// How often the count of exited processes is looked at (one array read).
+const EXITS_EVERY: Duration = Duration::from_millis(250);
+
 /// Folds new counts into the series and deletes the kernel entries of exited processes.
-fn fold(session: &mut Session, acc: &mut Accumulator) -> anyhow::Result<()> {
+/// Returns how many traced processes had exited before it began.
+fn fold(session: &mut Session, acc: &mut Accumulator) -> anyhow::Result<u64> {
+    let exited = session.processes_exited()?;
     let stats = session.stats()?;
     let syscalls = session.syscalls()?;
     let comms = session.comms()?;
@@ -88,5 +110,5 @@ fn fold(session: &mut Session, acc: &mut Accumulator) -> anyhow::Result<()> {
     for &pid in &dead {
         acc.forget(pid);
     }
-    Ok(())
+    Ok(exited)
 }
