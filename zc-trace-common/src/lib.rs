@@ -452,6 +452,49 @@ pub struct Stats {
     /// packets reach a device (UNIX sockets' never do): what copied-at-transmit compares
     /// with the NIC's paged bytes.
     pub spliced_to_network: u64,
+    /// Bytes copied at transmit, credited per socket when the kernel forgets the socket
+    /// ([`SocketTransmit::copied`]; `calls`: those sockets' packets). Sockets still open are
+    /// added by user space when it reports.
+    pub transmit_copied: Tally,
+}
+
+/// A socket's owner (`SOCK_OWNER`, keyed by `struct sock *`): the counter key of the traced
+/// task that last used it in a data syscall or io_uring operation, the socket's inode number
+/// (taken at its first packet: a freed `struct sock` is soon another socket's), and what went
+/// through it since.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    pub owner: u32,
+    pub _pad: u32,
+    pub ino: u64,
+    pub transmit: SocketTransmit,
+}
+
+/// Per socket: pages it took by reference from a splice or sendfile, and the bytes its packets
+/// carried to a device in page frags and in the linear head. Added to with atomic adds (the
+/// map is shared by all CPUs).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SocketTransmit {
+    pub spliced: u64,
+    pub paged: u64,
+    pub linear: u64,
+    pub packets: u64,
+}
+
+impl SocketTransmit {
+    /// Bytes of this socket's spliced pages that reached the device in linear packets: a
+    /// device that cannot gather gets its packets linearized by software GSO, which copies
+    /// the pages in. Decided per socket: paged packets of one socket (a gathering device, or
+    /// plain writes TCP copied into page frags) say nothing of another's. Retransmissions and
+    /// partial frags make small differences either way: 1% of the spliced bytes or less is
+    /// no copy.
+    pub const fn copied(&self) -> u64 {
+        let short = self.spliced.saturating_sub(self.paged);
+        let copied = if short < self.linear { short } else { self.linear };
+        if copied * 100 <= self.spliced { 0 } else { copied }
+    }
 }
 
 /// Why an event could not be counted. Index into the per-CPU `DROPS` array.
@@ -602,6 +645,8 @@ pub mod maps {
     pub const COMMS: &str = "COMMS";
     /// `struct device *` -> [`DmaDevice`](super::DmaDevice), per CPU.
     pub const DMA_DEVICES: &str = "DMA_DEVICES";
+    /// `struct sock *` -> [`SockOwner`](super::SockOwner), LRU.
+    pub const SOCK_OWNER: &str = "SOCK_OWNER";
 }
 
 /// Events counted for the whole system, not per process: index into `GLOBAL_EVENTS`.
@@ -628,6 +673,7 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallKey {}
     unsafe impl aya::Pod for super::StatsKey {}
     unsafe impl aya::Pod for super::Stats {}
+    unsafe impl aya::Pod for super::SockOwner {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::SyscallTable {}
     unsafe impl aya::Pod for super::IoUringOffsets {}
@@ -654,5 +700,22 @@ mod tests {
             assert_eq!(OpClass::from_u32(class as u32), class);
         }
         assert_eq!(OpClass::from_u32(99), OpClass::Other);
+    }
+
+    #[test]
+    fn a_socket_copied_at_transmit_what_it_took_by_reference_and_sent_linear() {
+        let t = |spliced, paged, linear| SocketTransmit { spliced, paged, linear, packets: 1 }.copied();
+        // No device that gathers: every spliced byte went out linear.
+        assert_eq!(t(8 << 20, 0, (8 << 20) + 4096), 8 << 20);
+        // A gathering device: the pages went out as frags.
+        assert_eq!(t(8 << 20, 8 << 20, 400_000), 0);
+        // Headers written beside sendfile'd bodies are linear too: no copy while paged covers.
+        assert_eq!(t(1 << 20, (1 << 20) + 50_000, 300_000), 0);
+        // Within 1% (retransmissions, partial frags): no copy.
+        assert_eq!(t(1_000_000, 995_000, 10_000), 0);
+        // Bounded by the linear bytes seen (the rest not sent yet).
+        assert_eq!(t(1 << 20, 0, 65_536), 65_536);
+        // Nothing spliced: no copy, however linear.
+        assert_eq!(t(0, 0, 1 << 20), 0);
     }
 }

@@ -1,8 +1,12 @@
-//! zc-trace's kernel programs. One module per probe family; every counter lives in a per-CPU map
-//! so that hot paths never contend on a cache line and user space only reads totals.
+//! zc-trace's kernel programs. One module per probe family. Counters live in per-CPU maps so
+//! that hot paths never contend on a cache line, except the wide per-process records of
+//! several traced processes, which are shared and added to atomically (stats.rs): per CPU,
+//! they would cost hundreds of MiB on a large host. User space only reads totals.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
+mod atomic;
 mod filter;
 mod kmem;
 mod maps;

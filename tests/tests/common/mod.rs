@@ -240,8 +240,11 @@ impl Drop for KillOnDrop {
 /// Starts `zc-trace serve ARGS` and returns once it says it is serving.
 pub fn start_serving(args: &[&str]) -> KillOnDrop {
     let mut serve = Command::new(zc_trace()).arg("serve").args(args).stderr(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stderr.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("serving"), "{line}");
+    let mut stderr = BufReader::new(serve.stderr.take().unwrap());
+    let mut lines = String::new();
+    while !lines.contains("serving") {
+        assert!(stderr.read_line(&mut lines).unwrap() > 0, "serve ended before serving: {lines}");
+    }
+    assert!(lines.contains("kernel maps: "), "the maps' memory is reported at start-up: {lines}");
     KillOnDrop(serve)
 }

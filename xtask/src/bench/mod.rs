@@ -12,10 +12,12 @@ use anyhow::Context as _;
 
 mod extras;
 mod measure;
+mod memory;
 mod render;
 
 use extras::{program_profile, soak, startup_reads, strategy_throughput};
 use measure::{RUNS, SOURCE_SIZE, TARGET_SECONDS, Tool, WORKLOADS, measure, startup_and_rss};
+use memory::map_memory;
 use render::render;
 
 pub fn run(root: &Path, zc_trace: &Path, soak_seconds: u64) -> anyhow::Result<()> {
@@ -67,10 +69,12 @@ pub fn run(root: &Path, zc_trace: &Path, soak_seconds: u64) -> anyhow::Result<()
     let startup = startup_and_rss(zc_trace)?;
     let profile = program_profile(zc_trace, &dir, &src, passes[0])?;
     let throughput = strategy_throughput(zc_trace, &dir, &src)?;
+    let memory = map_memory(zc_trace)?;
     let soak = soak(zc_trace, &src, soak_seconds)?;
     let mut md = render(&passes, &results, &baselines, &reports, &startup, startup_reads)?;
     md += &profile;
     md += &throughput;
+    md += &memory;
     md += &soak;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
     eprintln!("bench: wrote BENCHMARKS.md");

@@ -43,9 +43,9 @@ impl Probes for Kernel {
 }
 
 /// Counts what the syscall recorded in `f`, which returned `n` > 0 bytes, did, under the
-/// counter key `key` (filter.rs).
+/// counter key `key` (filter.rs). Returns the bytes it spliced into a network socket.
 #[inline(always)]
-pub fn account(key: u32, f: &InFlight, n: u64) {
+pub fn account(key: u32, f: &InFlight, n: u64) -> u64 {
     let class = OpClass::from_u32(f.class);
     let op = Op {
         class,
@@ -56,7 +56,12 @@ pub fn account(key: u32, f: &InFlight, n: u64) {
         from_mapping: f.from_mapping != 0,
         fs_magic: f.extra,
     };
-    with_stats(key, class, |s| rules::account(s, &op, n, &mut Kernel));
+    with_stats(key, class, |s| {
+        let before = s.spliced_to_network;
+        rules::account(s, &op, n, &mut Kernel);
+        s.spliced_to_network - before
+    })
+    .unwrap_or(0)
 }
 
 /// An io_uring read of `n` bytes from a `from` file.

@@ -111,7 +111,14 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     let flags: u32 = kmem::read(msg, kmem::off!(msghdr_flags)).unwrap_or(0);
     // Whether the route's device can gather decides copy or reference (see tcp_sendmsg).
     let gather = kmem::sock_can_gather(sk);
-    with_stats(key, class_of(tid), |s| tcp_sendmsg(s, flags, gather, ret as u64));
+    let spliced = with_stats(key, class_of(tid), |s| {
+        let before = s.spliced_to_network;
+        tcp_sendmsg(s, flags, gather, ret as u64);
+        s.spliced_to_network - before
+    });
+    if let Some(n @ 1..) = spliced {
+        super::net::add_spliced(sk, n);
+    }
     0
 }
 
@@ -129,6 +136,9 @@ pub fn zc_fexit_do_tcp_sendpages(ctx: FExitContext) -> i32 {
     let ret: i64 = ctx.arg(5);
     let gather = kmem::sock_can_gather(sk);
     tally(ret, |s, n| into_socket(s, FdKind::Tcp, gather, n));
+    if gather && ret > 0 && traced().is_some() {
+        super::net::add_spliced(sk, ret as u64);
+    }
     0
 }
 

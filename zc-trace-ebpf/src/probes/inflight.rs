@@ -34,7 +34,7 @@ pub struct InFlight {
     pub from_mapping: u8,
     pub flags: u64,
     /// copy_file_range: the destination's file-system magic (reflink or copy);
-    /// mmap: the length mapped.
+    /// mmap: the length mapped; sendfile, splice: the destination fd.
     pub extra: u64,
     /// The user buffer argument (read/write-like calls), or 0: a buffer, an iovec array, a
     /// msghdr or an mmsghdr array, as `shape` (`relay::shape`) says; `count` is the iovec or

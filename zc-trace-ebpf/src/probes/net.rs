@@ -19,26 +19,68 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::RawTracePointContext,
 };
-use zc_trace_common::{GlobalEvent, OpClass, SOCK_OWNER_MAX_ENTRIES};
+use zc_trace_common::{GlobalEvent, OpClass, SOCK_OWNER_MAX_ENTRIES, SockOwner, SocketTransmit};
 
 use super::block::bump_global;
-use crate::{kmem, stats::with_stats};
+use crate::{
+    atomic, kmem,
+    stats::{with_existing_stats, with_stats},
+};
 
-/// Who a socket belongs to: the counter key (filter.rs) of the traced task that last used
-/// it in a data syscall or io_uring operation (a process, or with `--by thread` a thread),
-/// and the socket's inode number then. A freed `struct sock` is soon another socket's (slab
-/// reuse hands back the same address): at transmit, the socket's inode number tells.
-#[repr(C)]
-#[derive(Copy, Clone)]
-pub struct SockOwner {
-    pub owner: u32,
-    pub _pad: u32,
-    pub ino: u64,
-}
-
-/// `struct sock *` -> its owner.
+/// `struct sock *` -> its owner (a process, or with `--by thread` a thread) and what went
+/// through it. A freed `struct sock` is soon another socket's (slab reuse hands back the same
+/// address): at transmit, the socket's inode number tells.
 #[map]
 static SOCK_OWNER: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(SOCK_OWNER_MAX_ENTRIES, 0);
+
+/// Adds `n` to a counter of a `SOCK_OWNER` value, which every CPU may update at once.
+#[inline(always)]
+fn add(counter: *mut u64, n: u64) {
+    // SAFETY: a field of a map value, alive for the program's run.
+    unsafe { atomic::add(counter, n) };
+}
+
+/// The socket `sk` took `n` bytes of pages by reference (splice, sendfile): they will reach
+/// its device in page frags if the device can gather, else copied into linear packets.
+#[inline(always)]
+pub fn add_spliced(sk: u64, n: u64) {
+    if let Some(entry) = SOCK_OWNER.get_ptr_mut(&sk) {
+        add(unsafe { &raw mut (*entry).transmit.spliced }, n);
+    }
+}
+
+/// As [`add_spliced`], for the socket behind the calling task's fd `fd`.
+#[inline(always)]
+pub fn add_spliced_fd(fd: i32, n: u64) {
+    if fd < 0 {
+        return;
+    }
+    let (file, kind) = kmem::fd_file_kind(fd as u64);
+    if file != 0 && kind.is_socket() {
+        add_spliced(kmem::file_sock(file).unwrap_or(0), n);
+    }
+}
+
+/// The kernel is done with this entry (the socket closed, or its `struct sock` is another
+/// socket's now): what the socket copied at transmit is credited to its owner, if the owner
+/// still has counters (a process folded away by `serve` after it exited does not: lost).
+#[inline(always)]
+fn credit(entry: *const SockOwner) {
+    // SAFETY: a map value, read field by field (a struct copy can become a byte loop).
+    let (owner, transmit) = unsafe {
+        let t = &raw const (*entry).transmit;
+        let transmit =
+            SocketTransmit { spliced: (*t).spliced, paged: (*t).paged, linear: (*t).linear, packets: (*t).packets };
+        ((*entry).owner, transmit)
+    };
+    let copied = transmit.copied();
+    if copied != 0 {
+        with_existing_stats(owner, OpClass::None, |s| {
+            s.transmit_copied.bytes += copied;
+            s.transmit_copied.calls += transmit.packets;
+        });
+    }
+}
 
 /// Task `owner` used socket `sk`. The socket's inode number is taken at its first packet,
 /// not here: reading it on every socket syscall cost the syscall program more than Linux
@@ -49,8 +91,22 @@ pub fn remember_owner(sk: u64, owner: u32) {
     if sk == 0 || unsafe { SOCK_OWNER.get(&sk) }.is_some_and(|v| v.owner == owner) {
         return;
     }
-    let entry = SockOwner { owner, _pad: 0, ino: 0 };
-    let _ = SOCK_OWNER.insert(&sk, &entry, BPF_ANY as u64);
+    // Field by field: a struct literal with zeros becomes a memset, which BPF runs as a byte
+    // loop, and the syscall program cannot afford its verifier states (Linux 6.1).
+    let mut entry = core::mem::MaybeUninit::<SockOwner>::uninit();
+    let p = entry.as_mut_ptr();
+    // SAFETY: every field of the repr(C) struct is written before it is read.
+    let entry = unsafe {
+        core::ptr::write_volatile(&raw mut (*p).owner, owner);
+        core::ptr::write_volatile(&raw mut (*p)._pad, 0);
+        core::ptr::write_volatile(&raw mut (*p).ino, 0);
+        core::ptr::write_volatile(&raw mut (*p).transmit.spliced, 0);
+        core::ptr::write_volatile(&raw mut (*p).transmit.paged, 0);
+        core::ptr::write_volatile(&raw mut (*p).transmit.linear, 0);
+        core::ptr::write_volatile(&raw mut (*p).transmit.packets, 0);
+        entry.assume_init_ref()
+    };
+    let _ = SOCK_OWNER.insert(&sk, entry, BPF_ANY as u64);
 }
 
 /// The inode number of the socket `sk` is now (0 if unknown or orphaned).
@@ -74,7 +130,10 @@ pub fn zc_inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     let newstate: u64 = ctx.arg(2);
     if newstate as i32 == TCP_CLOSE {
-        let _ = SOCK_OWNER.remove(&sk);
+        if let Some(entry) = SOCK_OWNER.get_ptr(&sk) {
+            credit(entry);
+            let _ = SOCK_OWNER.remove(&sk);
+        }
     }
     0
 }
@@ -97,6 +156,7 @@ pub fn zc_net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
     if ino == 0 {
         unsafe { (*entry).ino = now };
     } else if now != 0 && now != ino {
+        credit(entry);
         let _ = SOCK_OWNER.remove(&sk);
         return 0;
     }
@@ -105,10 +165,14 @@ pub fn zc_net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
     let head: u64 = kmem::read(skb, off.skb_head).unwrap_or(0);
     let end = kmem::read::<u32>(skb, off.skb_end).unwrap_or(0);
     let frags = kmem::read::<u8>(head + end as u64, off.shinfo_nr_frags).unwrap_or(0);
+    let linear = len.saturating_sub(data_len) as u64;
+    add(unsafe { &raw mut (*entry).transmit.paged }, data_len as u64);
+    add(unsafe { &raw mut (*entry).transmit.linear }, linear);
+    add(unsafe { &raw mut (*entry).transmit.packets }, 1);
     // Not inside the owner's syscall: charged to its "none" class.
     with_stats(owner, OpClass::None, |s| {
         s.net_tx.add(len as u64);
-        s.net_tx_linear_bytes += len.saturating_sub(data_len) as u64;
+        s.net_tx_linear_bytes += linear;
         s.net_tx_paged_bytes += data_len as u64;
         s.net_tx_frags += frags as u64;
     });

@@ -255,8 +255,12 @@ mod tests {
     #[test]
     fn copies_at_transmit_are_derived_from_the_nic_packets() {
         let mut classes = sendfile();
-        let none =
-            Stats { net_tx: Tally { bytes: MIB8, calls: 5800 }, net_tx_linear_bytes: MIB8, ..Default::default() };
+        let none = Stats {
+            net_tx: Tally { bytes: MIB8, calls: 5800 },
+            net_tx_linear_bytes: MIB8,
+            transmit_copied: Tally { bytes: MIB8, calls: 5800 },
+            ..Default::default()
+        };
         classes.insert(OpClass::None, none);
         let mut ev = tier(Some(Attach::Fexit));
         ev.tracepoints.push(NET_XMIT);

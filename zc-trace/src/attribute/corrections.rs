@@ -56,21 +56,19 @@ pub(super) fn apply_zerocopy_completions(
 /// A TCP socket's route always advertises NETIF_F_SG (sk_setup_caps adds it wherever GSO is
 /// possible, and TCP always uses GSO), so `tcp_sendmsg_locked` takes spliced page-cache pages
 /// by reference even when the NIC cannot gather. Such a NIC gets linear packets: software GSO
-/// copies the pages into them at transmit. When fewer bytes reached the NIC in page frags
-/// than TCP took by reference, the difference was copied there: moved from zero-copy to a
-/// kernel copy, labelled as derived from the NIC's packets.
+/// copies the pages into them at transmit. Socket by socket, when fewer bytes reached the NIC
+/// in page frags than the socket took by reference, the difference was copied there
+/// (`SocketTransmit::copied`, summed into the row's `transmit_copied`): moved from zero-copy
+/// to a kernel copy, labelled as derived from the NIC's packets. Per socket, so that one
+/// socket's paged packets (a device that gathers, or plain writes) cannot hide another's
+/// copy, and a UNIX splice beside linear TCP packets invents none.
 pub fn copied_at_transmit(row: &mut Row) {
-    // Only pages spliced into network sockets can reach a NIC: a UNIX splice beside some
-    // linear TCP packets is no copy.
     let Some(spliced) = row.zero_copy.spliced_to_network_bytes else { return };
-    let (Some(paged), Some(linear)) = (row.dma.net_tx_paged_bytes, row.dma.net_tx_linear_bytes) else { return };
-    let copied = spliced.saturating_sub(paged).min(linear);
-    // Retransmissions and partial frags make small differences either way: only a real
-    // shortfall is a copy.
-    if copied * 100 <= spliced {
+    let Some((copied, calls)) = row.zero_copy.transmit_copied else { return };
+    let copied = copied.min(spliced);
+    if copied == 0 {
         return;
     }
-    let calls = row.dma.net_tx_packets.unwrap_or(0);
     if let Some(part) = row.zero_copy.by_kind.get_mut("splice_pages") {
         part.bytes -= copied;
         part.evidence.push(Evidence::CopiedAtTransmit);
@@ -94,7 +92,7 @@ pub fn copied_at_transmit(row: &mut Row) {
 mod tests {
     use std::collections::BTreeMap;
 
-    use zc_trace_common::{OpClass, Stats, Tally, ZeroCopyKind};
+    use zc_trace_common::{OpClass, SocketTransmit, Stats, Tally, ZeroCopyKind};
 
     use super::*;
     use crate::{
@@ -105,17 +103,29 @@ mod tests {
         model::{report::GlobalEvents, row::Role, run},
     };
 
-    /// A sendfile sender whose 8 MiB TCP took by reference reached the NIC `paged` bytes in
-    /// page frags and the rest linear.
+    /// A sendfile sender whose 8 MiB its one TCP socket took by reference reached the NIC
+    /// `paged` bytes in page frags and the rest linear.
     fn sendfile_row(paged: u64) -> Row {
-        let mut send = Stats { payload_out: 8 << 20, spliced_to_network: 8 << 20, ..Default::default() };
-        send.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: 8 << 20, calls: 128 };
-        let none = Stats {
-            net_tx: Tally { bytes: (8 << 20) + 400_000, calls: 5800 },
-            net_tx_paged_bytes: paged,
-            net_tx_linear_bytes: (8 << 20) + 400_000 - paged,
-            ..Default::default()
-        };
+        let sent = SocketTransmit { spliced: 8 << 20, paged, linear: (8 << 20) + 400_000 - paged, packets: 5800 };
+        sendfile_row_with(&[sent])
+    }
+
+    /// The same sender over several sockets.
+    fn sendfile_row_with(sockets: &[SocketTransmit]) -> Row {
+        let spliced: u64 = sockets.iter().map(|s| s.spliced).sum();
+        let mut send = Stats { payload_out: spliced, spliced_to_network: spliced, ..Default::default() };
+        send.zero_copy[ZeroCopyKind::SplicePages as usize] = Tally { bytes: spliced, calls: 128 };
+        let mut none = Stats::default();
+        for s in sockets {
+            none.net_tx.bytes += s.paged + s.linear;
+            none.net_tx.calls += s.packets;
+            none.net_tx_paged_bytes += s.paged;
+            none.net_tx_linear_bytes += s.linear;
+            if s.copied() > 0 {
+                none.transmit_copied.bytes += s.copied();
+                none.transmit_copied.calls += s.packets;
+            }
+        }
         let classes: BTreeMap<_, _> = [(OpClass::Sendfile, send), (OpClass::None, none)].into_iter().collect();
         let evidence = run::Evidence { tracepoints: vec![NET_XMIT], ..Default::default() };
         let input = Input {
@@ -157,6 +167,29 @@ mod tests {
     fn a_unix_splice_beside_linear_packets_invents_no_copy() {
         let mut row = sendfile_row(0);
         row.zero_copy.spliced_to_network_bytes = None;
+        copied_at_transmit(&mut row);
+        assert_eq!((row.zero_copy.bytes, row.cpu_copy.kernel.bytes), (8 << 20, 0));
+    }
+
+    /// Two sockets: one spliced 8 MiB to a device that cannot gather (linear packets), the
+    /// other wrote 16 MiB through a device that gathers (TCP copied them into page frags).
+    /// Row-wide, the paged bytes would hide the copy; socket by socket they do not.
+    #[test]
+    fn one_sockets_paged_packets_do_not_hide_anothers_copy() {
+        let spliced = SocketTransmit { spliced: 8 << 20, paged: 0, linear: (8 << 20) + 300_000, packets: 5800 };
+        let written = SocketTransmit { spliced: 0, paged: 16 << 20, linear: 500_000, packets: 11_000 };
+        let mut row = sendfile_row_with(&[spliced, written]);
+        copied_at_transmit(&mut row);
+        assert_eq!(row.cpu_copy.kernel.bytes, 8 << 20);
+        assert_eq!(row.cpu_copy.kernel.calls, 5800, "the packets of the socket that copied");
+        assert_eq!(row.zero_copy.bytes, 0);
+    }
+
+    /// No packets seen (the transmit tracepoint missing): no correction either way.
+    #[test]
+    fn without_the_packets_nothing_is_decided() {
+        let mut row = sendfile_row(0);
+        row.zero_copy.transmit_copied = None;
         copied_at_transmit(&mut row);
         assert_eq!((row.zero_copy.bytes, row.cpu_copy.kernel.bytes), (8 << 20, 0));
     }

@@ -11,8 +11,8 @@ use crate::{
         corrections::apply_zerocopy_completions,
         dma::dma,
         sources::{
-            PAGE_FAULT_KERNEL, PAGE_FAULT_USER, SCHED_SWITCH, Source, from_user_source, kernel_source, to_user_source,
-            zero_copy_source,
+            NET_XMIT, PAGE_FAULT_KERNEL, PAGE_FAULT_USER, SCHED_SWITCH, Source, from_user_source, kernel_source,
+            to_user_source, zero_copy_source,
         },
         syscalls::{class_of, syscall_mode_switches},
     },
@@ -250,7 +250,8 @@ fn zero_copy(total: &Stats, ev: &run::Evidence) -> ZeroCopy {
         }
     }
     let spliced_to_network_bytes = (total.spliced_to_network > 0).then_some(total.spliced_to_network);
-    ZeroCopy { bytes, evidence: Evidence::mixed(sources), by_kind, spliced_to_network_bytes }
+    let transmit_copied = ev.tracepoint(NET_XMIT).then_some((total.transmit_copied.bytes, total.transmit_copied.calls));
+    ZeroCopy { bytes, evidence: Evidence::mixed(sources), by_kind, spliced_to_network_bytes, transmit_copied }
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use crate::{
         run::{Drops, ProbeStatus},
     },
     probe::{
+        collect::add_open_sockets,
         loader::Filter,
         session::{Options, Session},
     },
@@ -246,7 +247,8 @@ async fn run_once(
         }
         _ = signals.recv() => return Ok(stop(sender, receiver)),
     }
-    let stats = session.stats()?;
+    let mut stats = session.stats()?;
+    add_open_sockets(&mut stats, &session.open_sockets_copied()?);
     let syscalls = session.syscalls()?;
     let flows = session.flows()?;
     let run = Run {

@@ -155,7 +155,9 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
     // A spawned command still running is signalled and waited for, still traced: its exit is
     // part of the summary, and its status is ours.
     let exit_status = stop_spawned(targets, stop, &mut signals).await?;
-    let total = Snapshot::take(&session)?;
+    let mut total = Snapshot::take(&session)?;
+    // Sockets still open: what they copied at transmit so far (closed ones are in the stats).
+    collect::add_open_sockets(&mut total.stats, &session.open_sockets_copied()?);
     paths.refresh(&total.flows);
     let report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
     if let Some(path) = &args.prog_stats {

@@ -30,4 +30,20 @@ pub struct DoctorReport {
     /// Kind -> result of a real load + attach.
     pub attach_kinds: BTreeMap<&'static str, Check>,
     pub copy_sites: Vec<CopySite>,
+    /// What the counting programs' maps can take; `None` if the embedded object could not be
+    /// read (the report says why elsewhere: it cannot run then either).
+    pub map_memory: Option<MapMemory>,
+}
+
+/// Kernel memory zc-trace's maps can take ([`crate::probe::footprint`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MapMemory {
+    /// Possible CPUs of this machine: per-CPU maps hold a value per possible CPU.
+    pub cpus: u64,
+    /// The most every map together can take here, with the default capacities, in bytes.
+    pub most_bytes: u64,
+    /// The same on machines of 2, 16 and 128 CPUs.
+    pub most_bytes_at: BTreeMap<u64, u64>,
+    /// The maps that can take most here, largest first: (map, bytes).
+    pub largest: Vec<(String, u64)>,
 }

@@ -75,6 +75,11 @@ pub struct ZeroCopy {
     /// transmit (UNIX sockets' spliced pages never reach one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spliced_to_network_bytes: Option<u64>,
+    /// What the row's sockets copied at transmit, decided socket by socket (bytes, and those
+    /// sockets' packets): `None` when no packets could be seen. Reported through the
+    /// correction it makes (`copied_at_transmit_bytes`), not as a field of its own.
+    #[serde(skip)]
+    pub transmit_copied: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -8,7 +8,8 @@ use aya::{
     maps::{PerCpuArray, PerCpuHashMap},
 };
 use zc_trace_common::{
-    Comm, DropReason, FdIdentity, FdKey, FlowKey, FlowValue, GlobalEvent, Stats, StatsKey, SyscallKey, maps,
+    Comm, DropReason, FdIdentity, FdKey, FlowKey, FlowValue, GlobalEvent, OpClass, SockOwner, Stats, StatsKey,
+    SyscallKey, Tally, maps,
 };
 
 use crate::model::{report::GlobalEvents, run::MapOccupancy};
@@ -141,6 +142,37 @@ pub fn global_events(ebpf: &Ebpf) -> anyhow::Result<GlobalEvents> {
     })
 }
 
+/// What the sockets still open copied at transmit so far, by owner (counter key): bytes, and
+/// those sockets' packets as calls. Closed sockets were credited in the kernel
+/// (`Stats::transmit_copied`); these are added at the end of a trace, not per interval (an
+/// open socket's figure can still shrink as its paged packets catch up).
+pub fn open_sockets_copied(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<u32, Tally>> {
+    let map: aya::maps::HashMap<_, u64, SockOwner> =
+        aya::maps::HashMap::try_from(ebpf.map(maps::SOCK_OWNER).context("SOCK_OWNER map missing")?)?;
+    let mut out: BTreeMap<u32, Tally> = BTreeMap::new();
+    for entry in map.iter() {
+        let Ok((_, socket)) = entry else { continue }; // removed while we walked
+        let copied = socket.transmit.copied();
+        if copied > 0 {
+            let t = out.entry(socket.owner).or_default();
+            t.bytes += copied;
+            t.calls += socket.transmit.packets;
+        }
+    }
+    Ok(out)
+}
+
+/// Adds [`open_sockets_copied`] to the counters of owners that have counters.
+pub fn add_open_sockets(stats: &mut BTreeMap<u32, BTreeMap<OpClass, Stats>>, copied: &BTreeMap<u32, Tally>) {
+    for (owner, t) in copied {
+        if let Some(classes) = stats.get_mut(owner) {
+            let none = &mut classes.entry(OpClass::None).or_default().transmit_copied;
+            none.bytes += t.bytes;
+            none.calls += t.calls;
+        }
+    }
+}
+
 /// Traced processes that have exited since attach (a cheap read: one array slot).
 pub fn processes_exited(ebpf: &Ebpf) -> anyhow::Result<u64> {
     let map: PerCpuArray<_, u64> =
@@ -171,7 +203,7 @@ pub fn map_occupancy(ebpf: &Ebpf) -> anyhow::Result<Vec<MapOccupancy>> {
         Ok(MapOccupancy { map: name, entries: entries as u64, max_entries })
     }
     Ok(vec![
-        occupancy::<StatsKey, Stats>(ebpf, maps::STATS, true)?,
+        occupancy::<StatsKey, Stats>(ebpf, maps::STATS, false)?,
         occupancy::<SyscallKey, u64>(ebpf, maps::SYSCALL_COUNTS, true)?,
         occupancy::<FlowKey, FlowValue>(ebpf, maps::FLOWS, true)?,
         occupancy::<u32, Comm>(ebpf, maps::COMMS, false)?,

@@ -14,6 +14,7 @@ use crate::{
         facts::{BTF_VMLINUX, kernel_info},
     },
     model::doctor::{Check, CopySite, DoctorReport, FUNCTION_KINDS},
+    probe::footprint,
 };
 
 /// Where bytes are copied, per docs/kernels.md: `_copy_*` are where the copy
@@ -81,7 +82,10 @@ pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
         })
         .collect();
 
-    DoctorReport { kernel, attach_kinds, copy_sites }
+    let map_memory = footprint::probe_maps(zc_trace_common::STATS_MAX_ENTRIES)
+        .ok()
+        .map(|defs| footprint::map_memory(&defs, footprint::possible_cpus()));
+    DoctorReport { kernel, attach_kinds, copy_sites, map_memory }
 }
 
 /// A check's result: what was attached, or the kernel's error.

@@ -95,6 +95,11 @@ impl<'s> Constants<'s> {
     }
 }
 
+/// The counting programs' object, as embedded.
+pub fn probes_object() -> Result<&'static [u8], Fatal> {
+    embedded(PROBES)
+}
+
 fn embedded(bytes: &'static [u8]) -> Result<&'static [u8], Fatal> {
     if bytes.is_empty() {
         return Err(Fatal::new(

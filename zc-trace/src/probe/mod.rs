@@ -5,5 +5,6 @@ pub mod attach;
 pub mod catalogue;
 pub mod collect;
 pub mod doctor;
+pub mod footprint;
 pub mod loader;
 pub mod session;

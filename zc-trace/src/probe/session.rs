@@ -317,15 +317,14 @@ impl Session {
             }
             return Ok(out);
         }
-        let map: aya::maps::PerCpuHashMap<_, StatsKey, Stats> =
-            aya::maps::PerCpuHashMap::try_from(self.ebpf.map(maps::STATS).context("STATS map missing")?)?;
+        // Shared by the CPUs: one value per entry (see the kernel side's stats.rs).
+        let map: aya::maps::HashMap<_, StatsKey, Stats> =
+            aya::maps::HashMap::try_from(self.ebpf.map(maps::STATS).context("STATS map missing")?)?;
         let mut out: BTreeMap<u32, BTreeMap<OpClass, Stats>> = BTreeMap::new();
         for entry in map.iter() {
-            let (key, per_cpu) = entry.context("reading STATS")?;
+            let (key, value) = entry.context("reading STATS")?;
             let total = out.entry(key.tgid).or_default().entry(OpClass::from_u32(key.class)).or_default();
-            for cpu in per_cpu.iter() {
-                collect::add_stats(total, cpu);
-            }
+            collect::add_stats(total, &value);
         }
         Ok(out)
     }
@@ -344,8 +343,8 @@ impl Session {
             return Ok(());
         }
         {
-            let mut stats: aya::maps::PerCpuHashMap<_, StatsKey, Stats> =
-                aya::maps::PerCpuHashMap::try_from(self.ebpf.map_mut(maps::STATS).context("STATS map missing")?)?;
+            let mut stats: aya::maps::HashMap<_, StatsKey, Stats> =
+                aya::maps::HashMap::try_from(self.ebpf.map_mut(maps::STATS).context("STATS map missing")?)?;
             for &key in dead {
                 for class in OpClass::ALL {
                     let _ = stats.remove(&StatsKey { tgid: key, class: class as u32 });
@@ -382,6 +381,11 @@ impl Session {
 
     pub fn global_events(&self) -> anyhow::Result<GlobalEvents> {
         collect::global_events(&self.ebpf)
+    }
+
+    /// What open sockets copied at transmit so far, by owner ([`collect::open_sockets_copied`]).
+    pub fn open_sockets_copied(&self) -> anyhow::Result<BTreeMap<u32, zc_trace_common::Tally>> {
+        collect::open_sockets_copied(&self.ebpf)
     }
 
     /// Traced processes that have exited since attach.

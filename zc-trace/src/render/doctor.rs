@@ -1,7 +1,7 @@
 //! `zc-trace doctor`'s terminal output.
 use prettytable::{Cell, Row, Table, format};
 
-use crate::model::doctor::{DoctorReport, FUNCTION_KINDS};
+use crate::model::doctor::{DoctorReport, FUNCTION_KINDS, MapMemory};
 
 /// `doctor`'s terminal output: kernel facts, one line per attach kind, then the copy-site
 /// matrix. Failure reasons are long, so cells carry a footnote number and the reasons follow.
@@ -56,5 +56,26 @@ pub fn render_doctor(report: &DoctorReport) -> String {
     for (i, n) in notes.iter().enumerate() {
         out += &format!("[{}] {n}\n", i + 1);
     }
+    if let Some(m) = &report.map_memory {
+        out += &map_memory(m);
+    }
     out
+}
+
+/// The maps' kernel memory: the most they take here and on larger machines, and which maps.
+pub fn map_memory(m: &MapMemory) -> String {
+    let at: Vec<String> = m.most_bytes_at.iter().map(|(cpus, b)| format!("{} at {cpus} CPUs", mib(*b))).collect();
+    let largest: Vec<String> = m.largest.iter().map(|(name, b)| format!("{name} {}", mib(*b))).collect();
+    format!(
+        "\nkernel memory of the maps, with every entry used: at most {} with this machine's {} possible CPUs ({}); largest: {}\n",
+        mib(m.most_bytes),
+        m.cpus,
+        at.join(", "),
+        largest.join(", ")
+    )
+}
+
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
 }

@@ -15,10 +15,11 @@ use crate::{
     kernel::{facts, privileges, target::Target},
     model::exit::Fatal,
     probe::{
+        footprint,
         loader::Filter,
         session::{Options, Session},
     },
-    render::metrics::Accumulator,
+    render::{doctor::mib, metrics::Accumulator},
 };
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
@@ -49,6 +50,17 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
     };
     let mut session = Session::attach_with(filter, args.probe_tier, options)?;
     let mut acc = Accumulator::new(args.max_series as usize);
+    // What the maps cost the node: now (the kernel's own accounting) and at most.
+    let cpus = footprint::possible_cpus();
+    let defs = footprint::probe_maps(args.map_entries)?;
+    let model = |f: fn(&footprint::MapDef, u64) -> u64| defs.iter().map(|d| f(d, cpus)).sum::<u64>();
+    eprintln!(
+        "zc-trace: kernel maps: {} now (the kernel's memlock; the model: {} empty), at most {} with every \
+         entry used ({cpus} possible CPUs)",
+        mib(footprint::memlock_now()),
+        mib(model(footprint::empty_bytes)),
+        mib(model(footprint::most_bytes)),
+    );
     eprintln!("zc-trace: serving http://{}/metrics. Ctrl-C to stop.", listener.local_addr()?);
     let (scrapes, mut waiting) = mpsc::channel::<http::Scrape>(http::MAX_CONNECTIONS);
     // Dropped with the runtime when the loop ends: open connections are closed then.
