@@ -125,6 +125,12 @@ impl SyscallDesc {
     };
 }
 
+/// The destination fd's argument position of sendfile(out_fd, in_fd, offset, count) and of
+/// splice(fd_in, off_in, fd_out, off_out, len, flags), the same on every architecture: the
+/// kernel programs read it at a constant position (see `SyscallDesc::fd_out`).
+pub const SENDFILE_FD_OUT: u8 = 0;
+pub const SPLICE_FD_OUT: u8 = 2;
+
 /// Syscall numbers at or above this are class `Other`.
 pub const SYSCALL_TABLE_LEN: usize = 512;
 

@@ -12,8 +12,8 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use zc_trace_common::{
-    DropReason, FdKind, NO_ARG, OpClass, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN, SyscallDesc, SyscallKey,
-    SyscallTable,
+    DropReason, FdKind, NO_ARG, OpClass, SENDFILE_FD_OUT, SPLICE_FD_OUT, SYSCALL_COUNTS_MAX_ENTRIES, SYSCALL_TABLE_LEN,
+    SyscallDesc, SyscallKey, SyscallTable,
     linux::MSG_ERRQUEUE,
     relay::{Source, shape},
 };
@@ -137,6 +137,13 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let extra = match class {
         OpClass::CopyFileRange if desc.fd_out != NO_ARG => args.get(desc.fd_out).and_then(kmem::fs_magic).unwrap_or(0),
         OpClass::Mmap => args.get(1).unwrap_or(0),
+        // The destination fd, whose socket spliced pages are added to at exit (net.rs): the
+        // first argument of sendfile, the third of splice (SENDFILE_FD_OUT, SPLICE_FD_OUT;
+        // user space checks its table agrees). Constant positions: its `struct sock *`,
+        // carried from below, or a position read from the table cost this program twice the
+        // verifier's work on 6.18 and more than 6.1 explores.
+        OpClass::Sendfile => args.get(SENDFILE_FD_OUT).unwrap_or(u64::MAX),
+        OpClass::Splice => args.get(SPLICE_FD_OUT).unwrap_or(u64::MAX),
         _ => 0,
     };
     let buf = if desc.buf_arg == NO_ARG { 0 } else { args.get(desc.buf_arg).unwrap_or(0) };
@@ -149,10 +156,6 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     let from_mapping = class == OpClass::Write && desc.buf_shape == shape::PLAIN && mappings::contains(tgid, buf);
     let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out, 0);
     let (fd_in, ino_in, kind_in, _) = fd_of(desc.fd_in, 1);
-    // sendfile and splice: the destination fd, whose socket spliced pages are added to at exit
-    // (net.rs). Its `struct sock *` is at hand here, but keeping it for the exit costs this
-    // program more states than Linux 6.1's verifier explores.
-    let extra = if matches!(class, OpClass::Sendfile | OpClass::Splice) { fd_out as u64 } else { extra };
     let record = InFlight {
         class: class as u32,
         kind_in,

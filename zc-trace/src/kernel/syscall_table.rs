@@ -79,6 +79,14 @@ mod tests {
         assert_eq!(t.entries[60].class, OpClass::Other as u8, "exit is not a data syscall");
     }
 
+    /// The kernel programs read these two at constant positions.
+    #[test]
+    fn sendfile_and_splice_destinations_are_where_the_kernel_programs_read_them() {
+        let fd_out = |name: &str| DATA_SYSCALLS.iter().find(|e| e.0 == name).unwrap().3;
+        assert_eq!(fd_out("sendfile"), zc_trace_common::SENDFILE_FD_OUT);
+        assert_eq!(fd_out("splice"), zc_trace_common::SPLICE_FD_OUT);
+    }
+
     #[test]
     fn every_name_exists_on_this_architecture() {
         for (name, ..) in DATA_SYSCALLS {
