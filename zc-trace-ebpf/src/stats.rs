@@ -50,12 +50,7 @@ static ZERO_STATS: PerCpuArray<Stats> = PerCpuArray::with_max_entries(1, 0);
 pub fn with_stats<R>(key: u32, class: OpClass, f: impl FnOnce(&mut Stats) -> R) -> Option<R> {
     if crate::filter::single_tgid() {
         // Only the traced process gets here in this mode.
-        let counters = STATS_ONE.get_ptr_mut(class as u32)?;
-        // SAFETY: this CPU's slot; the reference ends with `f`. A program of another kind can
-        // run on this CPU in the middle of `f` (a softirq's `net_dev_start_xmit` interrupting a
-        // syscall program) and add to the same slot: the worst case is one lost increment, as
-        // with any per-CPU counter that is not updated atomically.
-        return Some(f(unsafe { &mut *counters }));
+        return with_one(class, f);
     }
     let stats_key = StatsKey { tgid: key, class: class as u32 };
     let created = lookup_or_try_init(&STATS, &stats_key, || {
@@ -68,6 +63,17 @@ pub fn with_stats<R>(key: u32, class: OpClass, f: impl FnOnce(&mut Stats) -> R) 
         return None;
     };
     update(shared, f)
+}
+
+/// Runs `f` on this CPU's slot of the one traced process's counters for `class`.
+#[inline(always)]
+fn with_one<R>(class: OpClass, f: impl FnOnce(&mut Stats) -> R) -> Option<R> {
+    let counters = STATS_ONE.get_ptr_mut(class as u32)?;
+    // SAFETY: this CPU's slot; the reference ends with `f`. A program of another kind can run
+    // on this CPU in the middle of `f` (a softirq's `net_dev_start_xmit` interrupting a
+    // syscall program) and add to the same slot: the worst case is one lost increment, as
+    // with any per-CPU counter that is not updated atomically.
+    Some(f(unsafe { &mut *counters }))
 }
 
 /// Runs `f` on this CPU's [`Delta`] and adds what it counted to the shared `counters`.
@@ -116,9 +122,7 @@ fn merge(delta: &mut Stats, shared: *mut Stats) {
 #[inline(always)]
 pub fn with_existing_stats<R>(key: u32, class: OpClass, f: impl FnOnce(&mut Stats) -> R) -> Option<R> {
     if crate::filter::single_tgid() {
-        let counters = STATS_ONE.get_ptr_mut(class as u32)?;
-        // SAFETY: as in with_stats.
-        return Some(f(unsafe { &mut *counters }));
+        return with_one(class, f);
     }
     update(STATS.get_ptr_mut(&StatsKey { tgid: key, class: class as u32 })?, f)
 }

@@ -56,9 +56,16 @@ pub fn account(key: u32, f: &InFlight, n: u64) -> u64 {
         from_mapping: f.from_mapping != 0,
         fs_magic: f.extra,
     };
+    spliced_by(key, class, |s| rules::account(s, &op, n, &mut Kernel))
+}
+
+/// Runs the rule `f` on the counters of (`key`, `class`) and returns the bytes it counted as
+/// spliced into a network socket: that socket's own totals need them too (net.rs).
+#[inline(always)]
+pub fn spliced_by(key: u32, class: OpClass, f: impl FnOnce(&mut Stats)) -> u64 {
     with_stats(key, class, |s| {
         let before = s.spliced_to_network;
-        rules::account(s, &op, n, &mut Kernel);
+        f(s);
         s.spliced_to_network - before
     })
     .unwrap_or(0)

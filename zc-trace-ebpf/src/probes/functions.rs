@@ -25,7 +25,10 @@ use zc_trace_common::{
     derive::{PendingKind, into_socket, tcp_sendmsg},
 };
 
-use super::inflight::{add_pending, class_of};
+use super::{
+    derive::spliced_by,
+    inflight::{add_pending, class_of},
+};
 use crate::{
     filter::{Traced, traced},
     kmem,
@@ -111,13 +114,9 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     let flags: u32 = kmem::read(msg, kmem::off!(msghdr_flags)).unwrap_or(0);
     // Whether the route's device can gather decides copy or reference (see tcp_sendmsg).
     let gather = kmem::sock_can_gather(sk);
-    let spliced = with_stats(key, class_of(tid), |s| {
-        let before = s.spliced_to_network;
-        tcp_sendmsg(s, flags, gather, ret as u64);
-        s.spliced_to_network - before
-    });
-    if let Some(n @ 1..) = spliced {
-        super::net::add_spliced(sk, n);
+    let spliced = spliced_by(key, class_of(tid), |s| tcp_sendmsg(s, flags, gather, ret as u64));
+    if spliced != 0 {
+        super::net::add_spliced(sk, spliced);
     }
     0
 }
@@ -132,12 +131,16 @@ fn tally(ret: i64, f: impl FnOnce(&mut zc_trace_common::Stats, u64)) {
 
 #[fexit(function = "do_tcp_sendpages")]
 pub fn zc_fexit_do_tcp_sendpages(ctx: FExitContext) -> i32 {
+    let Some(Traced { key, tid, .. }) = traced() else { return 0 };
     let sk: u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(5);
+    if ret <= 0 {
+        return 0;
+    }
     let gather = kmem::sock_can_gather(sk);
-    tally(ret, |s, n| into_socket(s, FdKind::Tcp, gather, n));
-    if gather && ret > 0 && traced().is_some() {
-        super::net::add_spliced(sk, ret as u64);
+    let spliced = spliced_by(key, class_of(tid), |s| into_socket(s, FdKind::Tcp, gather, ret as u64));
+    if spliced != 0 {
+        super::net::add_spliced(sk, spliced);
     }
     0
 }
