@@ -94,6 +94,38 @@ impl FileMaps {
     }
 }
 
+/// Slots of `FLOWS_ONE`, the flows of the one traced process: a per-CPU array that a flow
+/// takes a slot of by its tag (direct-mapped, a few flows per process), instead of a hash
+/// update per data syscall. A flow whose slot another flow took on that CPU goes to `FLOWS`.
+pub const FLOW_SLOTS: u32 = 256;
+
+/// One `FLOWS_ONE` slot: `tag` 0 is free, else [`flow_tag`] of the flow counted here.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub tag: u32,
+    pub _pad: u32,
+    pub calls: u64,
+    pub bytes: u64,
+}
+
+/// A flow of the one traced process as a non-zero number: class, source, destination, how.
+#[inline(always)]
+pub fn flow_tag(class: u8, src: u8, dst: u8, how: u8) -> u32 {
+    1 << 31 | (class as u32) << 24 | (src as u32) << 16 | (dst as u32) << 8 | how as u32
+}
+
+/// The slot a tag takes: its fields mixed so that a process's few flows rarely meet.
+#[inline(always)]
+pub fn flow_slot(tag: u32) -> u32 {
+    (tag.wrapping_mul(0x9e37_79b1) >> 24) & (FLOW_SLOTS - 1)
+}
+
+/// (class, src, dst, how) of a tag; `None` for a free slot.
+pub fn flow_untag(tag: u32) -> Option<(u8, u8, u8, u8)> {
+    (tag >> 31 == 1).then_some(((tag >> 24) as u8 & 0x7f, (tag >> 16) as u8, (tag >> 8) as u8, tag as u8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +210,28 @@ mod tests {
         maps.forget(0x400_000, 0x300_000);
         assert!(!maps.contains(0x400_000) && !maps.contains(0x600_000));
         assert!(maps.contains(0x700_000) && maps.contains(0x100_000));
+    }
+
+    /// Every flow a process can have gets a tag that decodes to itself and a slot in range;
+    /// the flows of a read + write loop do not share a slot.
+    #[test]
+    fn flow_tags_round_trip_and_spread() {
+        use crate::FdKind;
+        for class in 0..OpClass::COUNT as u8 {
+            for src in 0..FdKind::COUNT as u8 {
+                for dst in 0..FdKind::COUNT as u8 {
+                    for how in 0..4u8 {
+                        let tag = flow_tag(class, src, dst, how);
+                        assert_ne!(tag, 0);
+                        assert_eq!(flow_untag(tag), Some((class, src, dst, how)));
+                        assert!(flow_slot(tag) < FLOW_SLOTS);
+                    }
+                }
+            }
+        }
+        assert_eq!(flow_untag(0), None);
+        let read = flow_tag(OpClass::Read as u8, FdKind::File as u8, MEMORY, how::PLAIN);
+        let write = flow_tag(OpClass::Write as u8, FdKind::File as u8, FdKind::DevNull as u8, how::AFTER_READ);
+        assert_ne!(flow_slot(read), flow_slot(write));
     }
 }

@@ -63,6 +63,35 @@ pub struct KernelOffsets {
 
 /// Where `io_uring:io_uring_complete` finds what it needs, from BTF (separate from
 /// [`KernelOffsets`] because kernels without io_uring lack these structs).
+/// How the syscall programs read kernel memory, chosen by user space before load.
+///
+/// `bpf_probe_read_kernel` costs a helper call per read. Kernels from 6.2 have the kfunc
+/// `bpf_rdonly_cast`, which turns an untyped address into a pointer the verifier knows by its
+/// BTF type: loads through it are plain moves (the kernel makes them fault-safe), no call.
+/// aya cannot emit kfunc calls, so the programs call a placeholder helper number,
+/// [`RDONLY_CAST_PLACEHOLDER`], that user space rewrites into the kfunc call (or, on the
+/// helper-read path, into a register move the programs never reach).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypedLoads {
+    /// 1: typed loads (the placeholder is `bpf_rdonly_cast`); 0: helper reads.
+    pub enabled: u32,
+    /// BTF type ids, in the running kernel's vmlinux BTF, of the structs cast to.
+    pub files_struct_id: u32,
+    pub socket_id: u32,
+    pub pt_regs_id: u32,
+    /// `offsetof(struct files_struct, fd_array)`: an fd array slot is cast to a
+    /// `files_struct` placed so that its `fd_array[0]` is the slot, which the verifier then
+    /// types as a `struct file *`.
+    pub files_fd_array: u32,
+    /// `offsetof(struct task_struct, pid)`.
+    pub task_pid: u32,
+}
+
+/// The helper number the programs call where they mean `bpf_rdonly_cast` (see
+/// [`TypedLoads`]); no kernel has a helper near it.
+pub const RDONLY_CAST_PLACEHOLDER: u32 = 0x7a63_0001;
+
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct IoUringOffsets {

@@ -623,6 +623,8 @@ pub mod globals {
     pub const DMA_LAYOUT: &str = "DMA_LAYOUT";
     /// [`RelaySettings`](super::relay::RelaySettings).
     pub const RELAY_SETTINGS: &str = "RELAY_SETTINGS";
+    /// [`TypedLoads`](super::TypedLoads).
+    pub const TYPED_LOADS: &str = "TYPED_LOADS";
 }
 
 /// Names of the maps, shared for the same reason as [`globals`].
@@ -639,6 +641,9 @@ pub mod maps {
     /// Per-CPU array indexed by op class: the counters of the one traced process when
     /// `FILTER_TGID` is set and counters are per process.
     pub const STATS_ONE: &str = "STATS_ONE";
+    /// Per-CPU array of [`FlowSlot`](super::flow::FlowSlot)s: the flows of the one traced
+    /// process when `FILTER_TGID` is set, counters are per process and flows not by fd.
+    pub const FLOWS_ONE: &str = "FLOWS_ONE";
     pub const DROPS: &str = "DROPS";
     pub const TRACED: &str = "TRACED";
     pub const GLOBAL_EVENTS: &str = "GLOBAL_EVENTS";
@@ -675,6 +680,8 @@ mod pod {
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::SockOwner {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::TypedLoads {}
+    unsafe impl aya::Pod for super::flow::FlowSlot {}
     unsafe impl aya::Pod for super::SyscallTable {}
     unsafe impl aya::Pod for super::IoUringOffsets {}
     unsafe impl aya::Pod for super::DmaLayout {}

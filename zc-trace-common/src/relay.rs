@@ -53,7 +53,10 @@ pub struct Source {
     pub ino: u64,
     pub fd: i32,
     pub kind: u8,
-    pub _pad: [u8; 3],
+    /// Padding, as two fields: a `[u8; 3]` of zeros is written by a byte-loop `memset` call
+    /// in BPF code.
+    pub _pad0: u8,
+    pub _pad1: u16,
 }
 
 /// One filled range, [start, end) of user memory, filled at `filled_ns` from `source`.
@@ -86,7 +89,7 @@ impl FilledRanges {
             end: 0,
             filled_ns: 0,
             seq: 0,
-            source: Source { ino: 0, fd: 0, kind: 0, _pad: [0; 3] },
+            source: Source { ino: 0, fd: 0, kind: 0, _pad0: 0, _pad1: 0 },
         }; RELAY_SLOTS],
     };
 }
@@ -94,7 +97,8 @@ impl FilledRanges {
 /// What one send matched: the bytes that lie in each slot's range, and that range's source
 /// (as it was when matched). Slot by slot, without merging equal sources: a merge is a loop
 /// inside the range loop, more than the kernel's verifier explores in one program. Equal
-/// sources end up in the same flow anyway (the flow map merges them).
+/// sources end up in the same flow anyway (the flow map merges them). A slot's source is
+/// meaningful only where its bytes are not 0: the kernel clears `bytes` and `total` alone.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Matched {
@@ -134,6 +138,9 @@ impl FilledRanges {
         if slots == 0 || len == 0 || end < start {
             return;
         }
+        if self.refill_last(start, len, source, now, settings) {
+            return;
+        }
         // Older ranges the new bytes overwrite are forgotten whole (the part of them that
         // was not overwritten no longer pairs: unpaired, never misattributed). Whole, not
         // trimmed: trimming compares the same values again, which makes the kernel's
@@ -166,10 +173,80 @@ impl FilledRanges {
         end_write(r);
     }
 
+    /// The short cut of [`Self::record`]: the buffer the last fill took, filled again (a read
+    /// loop). The one range that overlaps it is that one, as live ranges never overlap, so it
+    /// is refreshed in place. False (nothing done) for any other fill.
+    #[inline(always)]
+    pub fn refill_last(&mut self, start: u64, len: u64, source: &Source, now: u64, settings: &RelaySettings) -> bool {
+        let slots = settings.ranges.min(RELAY_SLOTS as u32) as u64;
+        if slots == 0 {
+            return false;
+        }
+        let Some(r) = self.last_live(slots) else { return false };
+        if r.start != start || r.end != start.wrapping_add(len) {
+            return false;
+        }
+        begin_write(r);
+        r.filled_ns = now;
+        r.source.kind = source.kind;
+        r.source.fd = source.fd;
+        r.source.ino = source.ino;
+        end_write(r);
+        true
+    }
+
+    /// The range the last fill took, if it is live (not forgotten, and no writer is in it
+    /// on another CPU).
+    #[inline(always)]
+    fn last_live(&mut self, slots: u64) -> Option<&mut FilledRange> {
+        // Masked after a volatile read, as in `record`.
+        let i = self.next.wrapping_add(slots - 1) % slots;
+        let i = unsafe { core::ptr::read_volatile(&i) } as usize & (RELAY_SLOTS - 1);
+        let r = &mut self.ranges[i];
+        (r.start < r.end && unsafe { core::ptr::read_volatile(&r.seq) } & 1 == 0).then_some(r)
+    }
+
+    /// The short cut of [`Self::match_segment`]: a send inside the range the last fill took
+    /// (a read + write loop) pairs with it whole, as no other live range can overlap it.
+    /// False (nothing done) otherwise.
+    #[inline(always)]
+    pub fn match_last(&self, start: u64, len: u64, now: u64, settings: &RelaySettings, matched: &mut Matched) -> bool {
+        let slots = settings.ranges.min(RELAY_SLOTS as u32) as u64;
+        let end = start.wrapping_add(len);
+        if end <= start || slots == 0 {
+            return false;
+        }
+        // Masked after a volatile read, as in `record`.
+        let last = self.next.wrapping_add(slots - 1) % slots;
+        let last = unsafe { core::ptr::read_volatile(&last) } as usize & (RELAY_SLOTS - 1);
+        let r = &self.ranges[last];
+        // SAFETY of the volatile reads: as in `match_segment`.
+        let seq = unsafe { core::ptr::read_volatile(&r.seq) };
+        let (r_start, r_end) = unsafe { (core::ptr::read_volatile(&r.start), core::ptr::read_volatile(&r.end)) };
+        let filled = unsafe { core::ptr::read_volatile(&r.filled_ns) };
+        if seq & 1 != 0 || start < r_start || r_end < end || now.wrapping_sub(filled) > settings.ttl_ns {
+            return false;
+        }
+        let (kind, fd, ino) = (r.source.kind, r.source.fd, r.source.ino);
+        if unsafe { core::ptr::read_volatile(&r.seq) } != seq {
+            return false;
+        }
+        matched.bytes[last] += len;
+        matched.sources[last].kind = kind;
+        matched.sources[last].fd = fd;
+        matched.sources[last].ino = ino;
+        matched.total += len;
+        true
+    }
+
     /// A send of `len` bytes at `start`, at `now`: adds what lies inside live ranges to
-    /// `matched`, by source.
+    /// `matched`, by source. `matched.bytes` must start at zero (the sources are read only
+    /// where bytes are).
     #[inline(always)]
     pub fn match_segment(&self, start: u64, len: u64, now: u64, settings: &RelaySettings, matched: &mut Matched) {
+        if self.match_last(start, len, now, settings, matched) {
+            return;
+        }
         let slots = settings.ranges.min(RELAY_SLOTS as u32) as usize;
         let end = start.wrapping_add(len);
         if end <= start {
@@ -254,7 +331,7 @@ mod tests {
     const S: RelaySettings = RelaySettings::DEFAULT;
 
     fn src(kind: FdKind, fd: i32) -> Source {
-        Source { ino: 0, fd, kind: kind as u8, _pad: [0; 3] }
+        Source { ino: 0, fd, kind: kind as u8, _pad0: 0, _pad1: 0 }
     }
 
     fn matched(r: &FilledRanges, start: u64, len: u64, now: u64) -> Matched {
@@ -312,6 +389,31 @@ mod tests {
         r.record(0x2000, 0x100, &tcp, 6, &S);
         let m = matched(&r, 0x1000, 0x1100, 7);
         assert_eq!((m.from_source(&file), m.from_source(&tcp)), (0x1000, 0x100));
+    }
+
+    /// A read loop into one buffer keeps refreshing one slot (the other ranges stay), and a
+    /// send from that buffer pairs with its latest source, whole or in part.
+    #[test]
+    fn refilling_the_last_buffer_refreshes_its_range_in_place() {
+        let mut r = FilledRanges::EMPTY;
+        let (tcp, file) = (src(FdKind::Tcp, 3), src(FdKind::File, 4));
+        r.record(0x9000, 0x100, &tcp, 1, &S);
+        for t in 2..40 {
+            r.record(0x1000, 0x1000, &file, t, &S);
+        }
+        assert_eq!(r.next, 2, "one slot for the loop's buffer");
+        assert_eq!(matched(&r, 0x9000, 0x100, 41).from_source(&tcp), 0x100, "the older range stays");
+        r.record(0x1000, 0x1000, &tcp, 50, &S);
+        let m = matched(&r, 0x1000, 0x1000, 51);
+        assert_eq!((m.total, m.from_source(&tcp), m.from_source(&file)), (0x1000, 0x1000, 0));
+        assert_eq!(matched(&r, 0x1400, 0x10, 51).from_source(&tcp), 0x10);
+        // The loop's range expires from its latest fill.
+        assert_eq!(matched(&r, 0x1000, 0x1000, 50 + S.ttl_ns + 1).total, 0);
+        // Straddling the last range and the next buffer: both slots pair their part.
+        r.record(0x2000, 0x1000, &file, 60, &S);
+        r.record(0x1000, 0x1000, &tcp, 61, &S);
+        let m = matched(&r, 0x1800, 0x1000, 62);
+        assert_eq!((m.from_source(&tcp), m.from_source(&file)), (0x800, 0x800));
     }
 
     #[test]

@@ -10,8 +10,17 @@
 //! structs still call the field `tgid` (`StatsKey`, `SyscallKey`: user space reads them by
 //! that name); it holds a counter key.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::map, maps::HashMap};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf},
+    macros::map,
+    maps::HashMap,
+};
 use zc_trace_common::TRACED_MAX_ENTRIES;
+
+use crate::{
+    kmem::off,
+    typed::{self, typed},
+};
 
 /// Non-zero: only this thread group.
 #[unsafe(no_mangle)]
@@ -53,6 +62,12 @@ pub fn by_thread() -> bool {
     setting(&BY_THREAD) != 0
 }
 
+/// One traced thread group (`FILTER_TGID`), whatever the counter key.
+#[inline(always)]
+pub fn only_tgid() -> bool {
+    setting(&FILTER_TGID) != 0
+}
+
 /// One traced process, counters per process: its syscall counts go to an array.
 #[inline(always)]
 pub fn single_tgid() -> bool {
@@ -91,9 +106,29 @@ pub struct Traced {
 #[inline(always)]
 pub fn traced() -> Option<Traced> {
     let id = bpf_get_current_pid_tgid();
-    let (tgid, tid) = ((id >> 32) as u32, id as u32);
+    traced_ids((id >> 32) as u32, id as u32)
+}
+
+#[inline(always)]
+fn traced_ids(tgid: u32, tid: u32) -> Option<Traced> {
     if !is_traced_tgid(tgid) {
         return None;
     }
     Some(Traced { key: counter_key(tgid, tid), tid, tgid })
+}
+
+/// The current task, as a BTF-typed `struct task_struct *`, and its ids if we trace it. The
+/// ids are two loads from the task (where BTF gave their offsets), not a second helper call:
+/// the syscall programs need the task pointer anyway, and on kernels that inline
+/// `bpf_get_current_task_btf` (x86-64, 6.14+) that costs no call at all.
+#[inline(always)]
+pub fn current() -> (*const u8, Option<Traced>) {
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let pid_offset = typed!(task_pid);
+    if pid_offset == 0 {
+        return (task, traced());
+    }
+    let tgid = typed::load::<u32>(task, off!(task_tgid));
+    let tid = typed::load::<u32>(task, pid_offset);
+    (task, traced_ids(tgid, tid))
 }

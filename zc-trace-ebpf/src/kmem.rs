@@ -2,6 +2,7 @@
 //! `KernelOffsets`), and classifying file descriptors with it (the reads are here, the
 //! decision is `zc_trace_common::classify`).
 
+use crate::typed::{self, typed};
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
 use zc_trace_common::{
     FdIdentity, FdKind, KernelOffsets, PATH_DEPTH,
@@ -123,7 +124,85 @@ unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
 }
 
-/// The `struct file *` behind `fd` (0 if none) and its kind.
+/// With typed loads (`typed.rs`): the `struct file *` behind `fd` (0 if none) of the current
+/// task, `task` (`bpf_get_current_task_btf()`), and its kind.
+#[inline(always)]
+pub fn typed_fd(task: *const u8, fd: u64) -> (u64, FdKind) {
+    typed_file_kind(task, fd)
+}
+
+/// With typed loads: a socket file's `struct sock *` (0 if unreadable) and whether its route
+/// can gather.
+#[inline(always)]
+pub fn typed_socket(file: u64) -> (u64, bool) {
+    let socket = typed::cast(typed::load::<u64>(file as *const u8, off!(file_private_data)), typed!(socket_id));
+    let sk = typed::load::<*const u8>(socket, off!(socket_sk));
+    let caps = if sk.is_null() { 0 } else { typed::load::<u64>(sk, off!(sock_route_caps)) };
+    (sk as u64, caps & NETIF_F_SG != 0)
+}
+
+/// `fd_file_kind` by typed loads: the task's fd array slot is cast so that the verifier
+/// types the pointer in it, and every read after that is a load.
+#[inline(always)]
+fn typed_file_kind(task: *const u8, fd: u64) -> (u64, FdKind) {
+    if off!(valid) == 0 || fd > i32::MAX as u64 {
+        return (0, FdKind::Unknown);
+    }
+    let files = typed::load::<*const u8>(task, off!(task_files));
+    if files.is_null() {
+        return (0, FdKind::Unknown);
+    }
+    let fdt = typed::load::<*const u8>(files, off!(files_fdt));
+    if fdt.is_null() || fd >= typed::load::<u32>(fdt, off!(fdtable_max_fds)) as u64 {
+        return (0, FdKind::Unknown);
+    }
+    // `fdt->fd` is a `struct file **`, which the verifier gives as a number: the slot's
+    // address, minus where `fd_array` sits in a `files_struct`, cast to a `files_struct`, has
+    // the slot as its `fd_array[0]`, a `struct file *` to the verifier.
+    let slot = typed::load::<u64>(fdt, off!(fdtable_fd)) + fd * 8;
+    let shifted = typed::cast(slot.wrapping_sub(typed!(files_fd_array) as u64), typed!(files_struct_id));
+    let file = typed::load::<*const u8>(shifted, typed!(files_fd_array));
+    if file.is_null() {
+        return (0, FdKind::Unknown);
+    }
+    let inode = typed::load::<*const u8>(file, off!(file_f_inode));
+    if inode.is_null() {
+        return (file as u64, FdKind::Unknown);
+    }
+    let mode = typed::load::<u16>(inode, off!(inode_i_mode));
+    let kind = classify(mode, &TypedFile { file, inode }).unwrap_or(FdKind::Unknown);
+    (file as u64, kind)
+}
+
+/// An open file and its inode as typed pointers, read field by field as `classify` asks.
+struct TypedFile {
+    file: *const u8,
+    inode: *const u8,
+}
+
+impl FileFields for TypedFile {
+    #[inline(always)]
+    fn f_flags(&self) -> Option<u32> {
+        Some(typed::load(self.file, off!(file_f_flags)))
+    }
+
+    #[inline(always)]
+    fn i_rdev(&self) -> Option<u32> {
+        Some(typed::load(self.inode, off!(inode_i_rdev)))
+    }
+
+    #[inline(always)]
+    fn sock_family_protocol(&self) -> Option<(u16, u16)> {
+        let socket = typed::cast(typed::load::<u64>(self.file, off!(file_private_data)), typed!(socket_id));
+        let sk = typed::load::<*const u8>(socket, off!(socket_sk));
+        if sk.is_null() {
+            return None;
+        }
+        Some((typed::load(sk, off!(sock_family)), typed::load(sk, off!(sock_protocol))))
+    }
+}
+
+/// The `struct file *` behind `fd` (0 if none) and its kind, by helper reads.
 #[inline(always)]
 pub fn fd_file_kind(fd: u64) -> (u64, FdKind) {
     if off!(valid) == 0 || fd > i32::MAX as u64 {

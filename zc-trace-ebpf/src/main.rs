@@ -12,6 +12,7 @@ mod kmem;
 mod maps;
 mod probes;
 mod stats;
+mod typed;
 mod umem;
 
 #[cfg(not(test))]

@@ -206,6 +206,10 @@ pub struct TraceArgs {
     /// Attach kind for function probes: auto picks the best the kernel allows.
     #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
     pub probe_tier: crate::model::run::Tier,
+    /// How the syscall programs read kernel memory: auto picks typed loads where the kernel
+    /// allows them.
+    #[arg(long, value_enum, default_value_t = crate::model::run::KernelReads::Auto)]
+    pub kernel_reads: crate::model::run::KernelReads,
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use zc_trace_common::{
     DropReason, FD_NAMES_MAX_ENTRIES, FLOWS_MAX_ENTRIES, FdIdentity, FdKey, FdKind, FlowKey, FlowValue, OpClass,
-    flow::{FlowEnds, flow_ends},
+    flow::{FLOW_SLOTS, FlowEnds, FlowSlot, flow_ends, flow_slot, flow_tag},
     how,
     relay::{Matched, RELAY_SLOTS, Source},
 };
@@ -103,8 +103,34 @@ fn add_from(key: u32, f: &InFlight, paired: u8, fd_in: i32, ino_in: u64, n: u64,
     else {
         return;
     };
+    if crate::filter::single_tgid() && !by_fd() && bump_one(flow_tag(class as u8, src, dst, how), n, calls) {
+        return;
+    }
     let flow = FlowKey { key, class: class as u8, src, dst, how, fd_in, fd_out: f.fd_out, ino_in, ino_out: f.ino_out };
     bump(&flow, n, calls);
+}
+
+/// The one traced process's flows (see `FlowSlot`).
+#[map]
+static FLOWS_ONE: PerCpuArray<FlowSlot> = PerCpuArray::with_max_entries(FLOW_SLOTS, 0);
+
+/// Counts a flow of the one traced process in its slot on this CPU, taking the slot if it is
+/// free; false when another flow has it (then the flow goes to `FLOWS`).
+#[inline(always)]
+fn bump_one(tag: u32, n: u64, calls: u64) -> bool {
+    let Some(slot) = FLOWS_ONE.get_ptr_mut(flow_slot(tag)) else { return false };
+    // SAFETY: this CPU's slot, for these few statements. Only syscall programs (process
+    // context, which do not nest on a CPU) and io_uring completions of that task write it.
+    let slot = unsafe { &mut *slot };
+    if slot.tag != tag {
+        if slot.tag != 0 {
+            return false;
+        }
+        slot.tag = tag;
+    }
+    slot.calls += calls;
+    slot.bytes += n;
+    true
 }
 
 /// An io_uring operation that completed with `n` bytes: `src` -> `dst`, no fds.

@@ -41,7 +41,10 @@ pub struct InFlight {
     /// message count argument.
     pub buf: u64,
     pub shape: u8,
-    pub _pad: [u8; 3],
+    /// Padding, as two fields: a `[u8; 3]` of zeros is written by a byte-loop `memset` call
+    /// in BPF code.
+    pub _pad0: u8,
+    pub _pad1: u16,
     /// `BY_FD`: the fds (-1: none) and the inode numbers of their files.
     pub fd_in: i32,
     pub fd_out: i32,

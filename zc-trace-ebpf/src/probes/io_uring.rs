@@ -82,7 +82,7 @@ pub fn zc_io_uring_relay(ctx: RawTracePointContext) -> i32 {
     match io_uring_class(opcode) {
         OpClass::Read | OpClass::Recv => {
             let file: u64 = kmem::read(req, off.req_file).unwrap_or(0);
-            let source = Source { ino: 0, fd: -1, kind: kmem::file_kind(file) as u8, _pad: [0; 3] };
+            let source = Source { ino: 0, fd: -1, kind: kmem::file_kind(file) as u8, _pad0: 0, _pad1: 0 };
             relay::gather(&buf, n, scratch);
             relay::filled(tgid, &source, scratch);
         }

@@ -7,12 +7,12 @@
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use zc_trace_common::{
     DropReason,
     relay::{
-        FilledRanges, Matched, RELAY_MAX_ENTRIES, RelaySettings, Source,
+        FilledRanges, Matched, RELAY_MAX_ENTRIES, RELAY_SLOTS, RelaySettings, Source,
         abi::{
             IOVEC_SIZE, MAX_IOVECS, MAX_MESSAGES, MAX_SEGMENTS, MMSG_COUNTED, MMSGHDR_LEN, MMSGHDR_SIZE, MSGHDR_IOV,
             MSGHDR_IOVLEN,
@@ -23,6 +23,7 @@ use zc_trace_common::{
 
 use super::drops;
 use crate::{
+    filter,
     maps::lookup_or_try_init,
     umem::{read_user, user},
 };
@@ -30,6 +31,21 @@ use crate::{
 /// By thread group id (the address space the ranges are in), even with `--by thread`.
 #[map]
 static RELAY: LruHashMap<u32, FilledRanges> = LruHashMap::with_max_entries(RELAY_MAX_ENTRIES, 0);
+
+/// The ranges of the one traced thread group (`FILTER_TGID`): an array slot, shared by its
+/// threads as `RELAY`'s entries are, instead of a hash lookup per receive and send.
+#[map]
+static RELAY_ONE: Array<FilledRanges> = Array::with_max_entries(1, 0);
+
+/// The ranges of thread group `tgid`, made empty if it has none yet and `create`.
+#[inline(always)]
+fn ranges_of(tgid: u32, create: bool) -> Option<*mut FilledRanges> {
+    if filter::only_tgid() {
+        // Only the traced thread group gets here in this mode.
+        return RELAY_ONE.get_ptr_mut(0);
+    }
+    if create { lookup_or_try_init(&RELAY, &tgid, || Some(&NO_RANGES)) } else { RELAY.get_ptr_mut(&tgid) }
+}
 
 #[unsafe(no_mangle)]
 static RELAY_SETTINGS: RelaySettings = RelaySettings::DEFAULT;
@@ -103,15 +119,22 @@ pub fn scratch() -> Option<&'static mut Scratch> {
 /// Not inlined: one subprogram, explored once per syscall exit (each loop here multiplies
 /// what the verifier explores after it when inlined into each caller). User memory is read
 /// in as few helper calls as possible, and segment `i` is written at index `i`.
-#[inline(never)]
+///
+/// A plain buffer, the common case, takes three stores here; the walks are a subprogram.
+#[inline(always)]
 pub fn gather(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
-    scratch.segments.count = 0;
     if buf.shape == shape::PLAIN {
         scratch.segments.start[0] = buf.addr;
         scratch.segments.len[0] = ret;
         scratch.segments.count = 1;
         return ret;
     }
+    gather_vectored(buf, ret, scratch)
+}
+
+#[inline(never)]
+fn gather_vectored(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
+    scratch.segments.count = 0;
     if buf.shape == shape::MMSGHDR {
         return messages(buf, ret, scratch);
     }
@@ -168,19 +191,30 @@ fn messages(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
 }
 
 /// A receive of process `tgid` filled the segments `gather` found from `source`: records
-/// them.
-///
-/// Not inlined, nor is `sent`: each is a BPF subprogram with a stack frame of its own, which
-/// the syscall exit program's 512 bytes could not hold beside everything else.
-#[inline(never)]
+/// them (nothing when pairing is off). A read loop's refill of the buffer the last fill took
+/// is handled here (`FilledRanges::refill_last`); anything else in a subprogram.
+#[inline(always)]
 pub fn filled(tgid: u32, source: &Source, scratch: &mut Scratch) {
-    let segs = &scratch.segments;
-    let s = settings();
-    let ranges = if s.ranges == 0 { None } else { lookup_or_try_init(&RELAY, &tgid, || Some(&NO_RANGES)) };
-    let Some(ranges) = ranges else { return };
+    if !enabled() {
+        return;
+    }
+    let Some(ranges) = ranges_of(tgid, true) else { return };
     let now = unsafe { bpf_ktime_get_ns() };
+    let segs = &scratch.segments;
     // SAFETY: the process's entry; other threads of it may change other slots meanwhile
     // (the seq of each range tells a reader), see `relay::FilledRanges`.
+    if segs.count == 1 && unsafe { &mut *ranges }.refill_last(segs.start[0], segs.len[0], source, now, &settings()) {
+        return;
+    }
+    record(ranges, source, now, scratch);
+}
+
+/// Not inlined, nor is `pair`: each is a BPF subprogram with a stack frame of its own, which
+/// the syscall exit program's 512 bytes could not hold beside everything else.
+#[inline(never)]
+fn record(ranges: *mut FilledRanges, source: &Source, now: u64, scratch: &mut Scratch) {
+    let segs = &scratch.segments;
+    // SAFETY: as in `filled`.
     let ranges = unsafe { &mut *ranges };
     for k in 0..MAX_SEGMENTS {
         if k as u64 >= segs.count {
@@ -204,17 +238,36 @@ fn match_one(ranges: &FilledRanges, start: u64, len: u64, now: u64, m: &mut Matc
 }
 
 /// A send of process `tgid` from the segments `gather` found: sets `scratch.matched` to what
-/// of them lies in ranges its receives filled.
-#[inline(never)]
+/// of them lies in ranges its receives filled. A match of nothing is `total` 0 (readers look
+/// no further): the rest is cleared only when there are ranges to match. A send from inside
+/// the buffer the last fill took is paired here (`FilledRanges::match_last`).
+#[inline(always)]
 pub fn sent(tgid: u32, scratch: &mut Scratch) {
-    let m = &mut scratch.matched;
-    // SAFETY: plain data, all zeroes is the empty match.
-    unsafe { core::ptr::write_bytes(m as *mut Matched, 0, 1) };
-    let segs = &scratch.segments;
-    let s = settings();
-    let ranges = if s.ranges == 0 { None } else { unsafe { RELAY.get(&tgid) } };
-    let Some(ranges) = ranges else { return };
+    scratch.matched.total = 0;
+    if !enabled() {
+        return;
+    }
+    let Some(ranges) = ranges_of(tgid, false) else { return };
+    // SAFETY: a map value, alive for the program's run; read only.
+    let ranges = unsafe { &*ranges };
+    // The empty match: sources are read only where bytes are (`Matched`). Volatile stores,
+    // one per slot: an array assignment of zeros becomes a byte-loop `memset` call in BPF.
+    for i in 0..RELAY_SLOTS {
+        // SAFETY: a plain store into the scratch slot.
+        unsafe { core::ptr::write_volatile(&mut scratch.matched.bytes[i], 0) };
+    }
     let now = unsafe { bpf_ktime_get_ns() };
+    let segs = &scratch.segments;
+    if segs.count == 1 && ranges.match_last(segs.start[0], segs.len[0], now, &settings(), &mut scratch.matched) {
+        return;
+    }
+    pair(ranges, now, scratch);
+}
+
+#[inline(never)]
+fn pair(ranges: &FilledRanges, now: u64, scratch: &mut Scratch) {
+    let segs = &scratch.segments;
+    let m = &mut scratch.matched;
     for k in 0..MAX_SEGMENTS {
         if k as u64 >= segs.count {
             break;

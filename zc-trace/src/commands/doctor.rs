@@ -3,7 +3,8 @@ use aya::Btf;
 use crate::{
     cli::DoctorArgs,
     kernel::{facts, privileges},
-    probe::{doctor, loader},
+    model::doctor::Check,
+    probe::{doctor, loader, session},
     render::{self, output},
 };
 
@@ -19,8 +20,11 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     btf = loader::parse_kernel_btf();
     loader.btf(btf.as_ref());
     let mut ebpf = loader::load_doctor_with(&mut loader)?;
-    let report = doctor::run(&mut ebpf, btf.as_ref());
+    let mut report = doctor::run(&mut ebpf, btf.as_ref());
     drop(ebpf);
+    drop(loader);
+    let (works, detail) = session::typed_loads_check();
+    report.typed_loads = Some(Check { works, detail });
     match &args.output.json {
         Some(_) => sink.write_json(&report)?,
         None => sink.write_text(&render::doctor::render_doctor(&report))?,

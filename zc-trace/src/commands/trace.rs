@@ -73,6 +73,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
         stats_entries: Some(args.map_entries),
         syscall_buckets: false,
         relay: args.relay.settings(),
+        kernel_reads: args.kernel_reads,
     };
     // Signals first: a Ctrl-C that arrives the instant we are attached must still produce the
     // summary, not kill us with the default action.

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use btf_rs::{Btf, BtfType as _, Type};
-use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets};
+use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, TypedLoads};
 
 use crate::kernel::facts::{BTF_VMLINUX, VmlinuxBtf};
 
@@ -56,6 +56,9 @@ const STRUCTS: &[&str] = &[
     "mount",
 ];
 
+/// The kfunc behind typed loads (`zc_trace_common::TypedLoads`).
+const RDONLY_CAST: &str = "bpf_rdonly_cast";
+
 /// Tracepoints whose `TP_PROTO` is read from BTF (see `io_uring_offsets` and `dma_layout`).
 const TRACEPOINTS: &[&str] = &["io_uring_complete"];
 
@@ -66,6 +69,7 @@ impl KernelBtf {
     pub fn load_for<'a>(functions: impl IntoIterator<Item = &'a str>, tracepoints: &[&str]) -> anyhow::Result<Self> {
         let btf = Self::open()?;
         let mut names: Vec<String> = STRUCTS.iter().map(|s| s.to_string()).collect();
+        names.push(RDONLY_CAST.to_string());
         let tracepoints = TRACEPOINTS.iter().chain(tracepoints);
         for tp in tracepoints {
             names.push(format!("btf_trace_{tp}"));
@@ -380,6 +384,39 @@ impl KernelBtf {
         })
     }
 
+    /// What typed loads need (see `zc_trace_common::TypedLoads`), and the BTF id of the
+    /// `bpf_rdonly_cast` kfunc that the programs' placeholder calls become. Fails, saying
+    /// why, on kernels without the kfunc (before 6.2): they read through helpers.
+    pub fn typed_loads(&self) -> anyhow::Result<(TypedLoads, u32)> {
+        let kfunc = self
+            .types_named(RDONLY_CAST)?
+            .iter()
+            .zip(self.ids_named(RDONLY_CAST))
+            .find_map(|(t, id)| matches!(t, Type::Func(_)).then_some(id))
+            .ok_or_else(|| anyhow!("the kfunc {RDONLY_CAST} is not in this kernel's BTF (it came in Linux 6.2)"))?;
+        let id = |name: &str| -> anyhow::Result<u32> {
+            self.types_named(name)?
+                .iter()
+                .zip(self.ids_named(name))
+                .find_map(|(t, id)| matches!(t, Type::Struct(s) if !s.members.is_empty()).then_some(id))
+                .ok_or_else(|| anyhow!("struct {name} not in BTF"))
+        };
+        let loads = TypedLoads {
+            enabled: 1,
+            files_struct_id: id("files_struct")?,
+            socket_id: id("socket")?,
+            pt_regs_id: id("pt_regs")?,
+            files_fd_array: self.offset("files_struct", &["fd_array"])?,
+            task_pid: self.offset("task_struct", &["pid"])?,
+        };
+        Ok((loads, kfunc))
+    }
+
+    /// The ids of the types called `name`, in the order `types_named` gives them.
+    fn ids_named(&self, name: &str) -> Vec<u32> {
+        self.ids_by_name.borrow().get(name).cloned().unwrap_or_default()
+    }
+
     /// From a `struct socket *` to its inode number: the socket and its inode are allocated
     /// together (`struct socket_alloc`).
     fn socket_ino(&self) -> anyhow::Result<u32> {
@@ -486,6 +523,13 @@ mod tests {
         }
         assert!(!btf.has_function("no_such_function_zc"));
         assert_eq!(btf.tracepoint_params("sched_switch", &[]).map(|p| p.len()), Some(4));
+        // The host kernel (6.18) has bpf_rdonly_cast: typed loads resolve, to structs with
+        // the members the programs load through them.
+        let (typed, kfunc) = btf.typed_loads().unwrap();
+        assert_eq!(typed.enabled, 1);
+        assert!(kfunc != 0 && typed.files_struct_id != 0 && typed.socket_id != 0 && typed.pt_regs_id != 0);
+        assert_eq!(typed.files_fd_array, btf.offset("files_struct", &["fd_array"]).unwrap());
+        assert_eq!(typed.task_pid + 4, off.task_tgid, "task_struct: pid_t pid; pid_t tgid;");
     }
 
     /// The host kernel has `dma_map_phys`/`dma_map_sg` (docs/kernels.md): their parameters

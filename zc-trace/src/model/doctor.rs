@@ -30,6 +30,9 @@ pub struct DoctorReport {
     /// Kind -> result of a real load + attach.
     pub attach_kinds: BTreeMap<&'static str, Check>,
     pub copy_sites: Vec<CopySite>,
+    /// How the syscall programs read kernel memory here: `works` for typed loads (they loaded),
+    /// else helper calls, and why. `None` until the caller has tried (`probe::session`).
+    pub typed_loads: Option<Check>,
     /// What the counting programs' maps can take; `None` if the embedded object could not be
     /// read (the report says why elsewhere: it cannot run then either).
     pub map_memory: Option<MapMemory>,

@@ -19,6 +19,19 @@ pub enum Tier {
     Tracepoint,
 }
 
+/// How the syscall programs read kernel memory (fds' files, syscall arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelReads {
+    /// Typed loads where the kernel has `bpf_rdonly_cast` (6.2+) and they verify, else helper reads.
+    #[default]
+    Auto,
+    /// Loads through BTF-typed pointers (`bpf_rdonly_cast`): no helper call per read.
+    Typed,
+    /// A `bpf_probe_read_kernel` call per read (every kernel).
+    Helper,
+}
+
 /// Where each kind of figure comes from on this run; attribution labels cells with it. The
 /// session fills it as probes attach; each cell's [`crate::model::evidence::Evidence`] is
 /// made from it.

@@ -88,34 +88,22 @@ pub(super) fn attach_tracepoints(
     evidence: &mut Evidence,
     dma_event_ok: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
-    // The verifier takes longer over dma_map_sg's program (it walks the scatterlist: ~30 ms on
-    // 6.18) than over all the others together, so it is loaded on a second thread while the
-    // tracepoints below load here. A failure there is met again, and reported, further down.
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
-        if let Some(sg) = programs.remove(DMA_SG_PROGRAM) {
-            scope.spawn(move || {
-                if let Ok(prog) = <&mut RawTracePoint>::try_from(sg) {
-                    let _ = prog.load();
-                }
-            });
-        }
-        for tp in catalogue::TRACEPOINTS {
-            match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, tp.event()) {
-                Ok(()) => {
-                    probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
-                    evidence.tracepoints.push(tp.name);
-                }
-                Err(e) if tp.required => {
-                    return Err(
-                        Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into()
-                    );
-                }
-                Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
+    let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
+    for tp in catalogue::TRACEPOINTS {
+        match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, tp.event()) {
+            Ok(()) => {
+                probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
+                evidence.tracepoints.push(tp.name);
             }
+            Err(e) if tp.required => {
+                return Err(
+                    Fatal::new(ExitKind::Kernel, format!("cannot attach raw_tracepoint {}: {e}", tp.name)).into()
+                );
+            }
+            Err(e) => probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", e)),
         }
-        Ok(())
-    })?;
+    }
+    drop(programs);
     // dma_map_sg has a program of its own (it walks the scatterlist); the single-buffer
     // events share one. Each program is loaded once, on the first event this kernel has.
     let mut loaded: Vec<&str> = Vec::new();
@@ -178,8 +166,48 @@ const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 pub(super) fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
     let prog: &mut RawTracePoint =
         prog.ok_or_else(|| format!("program {program} missing"))?.try_into().map_err(|e| format!("{e}"))?;
-    prog.load().map_err(|e| format!("{}{}", doctor::explain(&e, "raw_tracepoint"), verifier_tail(&e)))?;
+    // The syscall programs may have been loaded ahead (session.rs, `load_syscall_programs`).
+    if prog.fd().is_err() {
+        prog.load().map_err(|e| load_error(&e))?;
+    }
     prog.attach(event).map(drop).map_err(|e| no_such_tracepoint(&doctor::explain(&e, "raw_tracepoint")))
+}
+
+/// The raw tracepoint programs the verifier takes longest over (measured on 6.18: tens of
+/// ms each, the syscall exit's ~100 ms), in two groups of about equal verifying time.
+const HEAVY: [&[&str]; 2] =
+    [&[catalogue::SYS_EXIT_PROGRAM], &[catalogue::SYS_ENTER_PROGRAM, "zc_io_uring_complete", DMA_SG_PROGRAM]];
+
+/// Loads (verifies) the heavy programs ahead of their attach, one group per thread: start-up
+/// waits for the slower group instead of for all of them. Returns why each program that did
+/// not load was refused; the attach steps meet the same programs loaded, or load them again
+/// and report the error where it belongs.
+pub(super) fn preload(ebpf: &mut Ebpf) -> BTreeMap<&'static str, String> {
+    let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
+    let mut take = |names: &[&'static str]| -> Vec<(&'static str, &mut Program)> {
+        names.iter().filter_map(|&name| programs.remove(name).map(|p| (name, p))).collect()
+    };
+    let (first, second) = (take(HEAVY[0]), take(HEAVY[1]));
+    let load = |group: Vec<(&'static str, &mut Program)>| -> Vec<(&'static str, String)> {
+        group
+            .into_iter()
+            .filter_map(|(name, prog)| {
+                let prog: &mut RawTracePoint = prog.try_into().ok()?;
+                prog.load().err().map(|e| (name, load_error(&e)))
+            })
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| load(first));
+        let mut failed: BTreeMap<&'static str, String> = load(second).into_iter().collect();
+        failed.extend(other.join().unwrap_or_default());
+        failed
+    })
+}
+
+/// Why a raw tracepoint program did not load, with the verifier's last lines.
+pub(super) fn load_error(e: &aya::programs::ProgramError) -> String {
+    format!("{}{}", doctor::explain(e, "raw_tracepoint"), verifier_tail(e))
 }
 
 /// The verifier's last lines when it rejected a program: they say why.

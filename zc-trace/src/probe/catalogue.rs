@@ -23,16 +23,20 @@ impl TracepointProbe {
     }
 }
 
+/// The syscall programs: every syscall of a traced process runs both.
+pub const SYS_ENTER_PROGRAM: &str = "zc_sys_enter";
+pub const SYS_EXIT_PROGRAM: &str = "zc_sys_exit";
+
 pub const TRACEPOINTS: &[TracepointProbe] = &[
     TracepointProbe {
         name: "raw_syscalls:sys_enter",
-        program: "zc_sys_enter",
+        program: SYS_ENTER_PROGRAM,
         required: true,
         measures: "syscalls (mode switches), data-syscall arguments and fd kinds",
     },
     TracepointProbe {
         name: "raw_syscalls:sys_exit",
-        program: "zc_sys_exit",
+        program: SYS_EXIT_PROGRAM,
         required: true,
         measures: "data-syscall results: derived copies and payload",
     },

@@ -9,7 +9,9 @@ use aya::{
 };
 use zc_trace_common::{
     Comm, DropReason, FdIdentity, FdKey, FlowKey, FlowValue, GlobalEvent, OpClass, SockOwner, Stats, StatsKey,
-    SyscallKey, Tally, maps,
+    SyscallKey, Tally,
+    flow::{FlowSlot, flow_untag},
+    maps,
 };
 
 use crate::model::{report::GlobalEvents, run::MapOccupancy};
@@ -55,10 +57,25 @@ pub struct Flows {
     pub names: BTreeMap<FdKey, FdIdentity>,
 }
 
-pub fn flows(ebpf: &Ebpf) -> anyhow::Result<Flows> {
+/// `single`: the one traced process whose flows the kernel counts in `FLOWS_ONE` slots too.
+pub fn flows(ebpf: &Ebpf, single: Option<u32>) -> anyhow::Result<Flows> {
     let map: PerCpuHashMap<_, FlowKey, FlowValue> =
         PerCpuHashMap::try_from(ebpf.map(maps::FLOWS).context("FLOWS map missing")?)?;
     let mut out = Flows::default();
+    if let Some(tgid) = single {
+        let slots: PerCpuArray<_, FlowSlot> =
+            PerCpuArray::try_from(ebpf.map(maps::FLOWS_ONE).context("FLOWS_ONE map missing")?)?;
+        for per_cpu in slots.iter() {
+            // Each CPU's slot holds whichever flow took it there first.
+            for slot in per_cpu.context("reading FLOWS_ONE")?.iter() {
+                let Some((class, src, dst, how)) = flow_untag(slot.tag) else { continue };
+                let key = FlowKey { key: tgid, class, src, dst, how, fd_in: -1, fd_out: -1, ino_in: 0, ino_out: 0 };
+                let total = out.flows.entry(key).or_default();
+                total.calls += slot.calls;
+                total.bytes += slot.bytes;
+            }
+        }
+    }
     for entry in map.iter() {
         let (key, per_cpu) = entry.context("reading FLOWS")?;
         let total = out.flows.entry(key).or_default();

@@ -85,7 +85,7 @@ pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
     let map_memory = footprint::probe_maps(zc_trace_common::STATS_MAX_ENTRIES)
         .ok()
         .map(|defs| footprint::map_memory(&defs, footprint::possible_cpus()));
-    DoctorReport { kernel, attach_kinds, copy_sites, map_memory }
+    DoctorReport { kernel, attach_kinds, copy_sites, typed_loads: None, map_memory }
 }
 
 /// A check's result: what was attached, or the kernel's error.

@@ -3,8 +3,11 @@ use std::cell::OnceCell;
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness, maps::HashMap};
-use zc_trace_common::{DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, globals, maps, relay::RelaySettings};
+use zc_trace_common::{
+    DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, TypedLoads, globals, maps, relay::RelaySettings,
+};
 
+use super::kfuncs;
 use crate::{
     kernel::facts::VmlinuxBtf,
     model::exit::{ExitKind, Fatal},
@@ -47,10 +50,15 @@ pub struct Settings {
     pub syscall_buckets: bool,
     /// Pairing of sends with the receives that filled their buffers.
     pub relay: RelaySettings,
+    /// Typed loads as this kernel can have them (`enabled` 1) and the `bpf_rdonly_cast`
+    /// kfunc's BTF id; `None` where it cannot.
+    pub typed: Option<(TypedLoads, u32)>,
+    /// `offsetof(struct task_struct, pid)`, 0 if unknown: used on both read paths.
+    pub task_pid: u32,
 }
 
 /// How many times one loader may load the counting object (see [`Constants::observed`]).
-pub const MAX_PROBE_LOADS: usize = 3;
+pub const MAX_PROBE_LOADS: usize = 4;
 
 /// The constants' values as the kernel programs read them. aya's loader keeps references to
 /// the values it is given until it is dropped, so whoever keeps the loader keeps these longer.
@@ -66,6 +74,8 @@ pub struct Constants<'s> {
     /// `observed::*` bits (copy paths a function probe counts), one slot per load: a function
     /// probe that fails to attach makes the session load again with fewer bits.
     observed: [OnceCell<u32>; MAX_PROBE_LOADS],
+    /// `TYPED_LOADS` for a load with helper reads (0) and with typed loads (1).
+    typed_loads: [TypedLoads; 2],
 }
 
 impl<'s> Constants<'s> {
@@ -85,6 +95,10 @@ impl<'s> Constants<'s> {
             by_fd: u32::from(settings.by_fd),
             syscall_buckets: u32::from(settings.syscall_buckets),
             observed: Default::default(),
+            typed_loads: [
+                TypedLoads { task_pid: settings.task_pid, ..TypedLoads::default() },
+                settings.typed.map_or_else(TypedLoads::default, |(loads, _)| loads),
+            ],
         }
     }
 
@@ -143,12 +157,24 @@ pub fn release_free_heap() {
     }
 }
 
-/// Loads the counting programs with `observed` as their `observed::*` bits. Later loads by the
-/// same loader may pass other bits (at most [`MAX_PROBE_LOADS`] loads).
-pub fn load_probes<'a>(loader: &mut EbpfLoader<'a>, constants: &'a Constants, observed: u32) -> anyhow::Result<Ebpf> {
+/// Loads the counting programs with `observed` as their `observed::*` bits, reading kernel
+/// memory by typed loads if `typed` (the settings must have them) or else by helper calls.
+/// Later loads by the same loader may pass other bits (at most [`MAX_PROBE_LOADS`] loads).
+pub fn load_probes<'a>(
+    loader: &mut EbpfLoader<'a>,
+    constants: &'a Constants,
+    observed: u32,
+    typed: bool,
+) -> anyhow::Result<Ebpf> {
     raise_memlock_limit();
     let settings = constants.settings;
     let observed = constants.keep_observed(observed)?;
+    let kfunc = match (typed, settings.typed) {
+        (false, _) => None,
+        (true, Some((_, kfunc))) => Some(kfunc),
+        (true, None) => anyhow::bail!("typed loads asked for on a kernel that cannot have them"),
+    };
+    let object = kfuncs::patch_rdonly_cast(embedded(PROBES)?, kfunc)?;
     let mut ebpf = loader
         .override_global(globals::FILTER_TGID, &constants.filter_tgid, true)
         .override_global(globals::FILTER_MAP, &constants.filter_map, true)
@@ -163,8 +189,9 @@ pub fn load_probes<'a>(loader: &mut EbpfLoader<'a>, constants: &'a Constants, ob
         .override_global(globals::BY_FD, &constants.by_fd, true)
         .override_global(globals::SYSCALL_BUCKETS, &constants.syscall_buckets, true)
         .override_global(globals::RELAY_SETTINGS, &settings.relay, true)
+        .override_global(globals::TYPED_LOADS, &constants.typed_loads[usize::from(kfunc.is_some())], true)
         .map_max_entries(maps::STATS, settings.stats_entries)
-        .load(embedded(PROBES)?)
+        .load(&object)
         .context("loading zc-trace's eBPF maps")?;
     if let Filter::Set(tgids) = &settings.filter {
         let mut traced: HashMap<_, u32, u8> =
@@ -216,6 +243,8 @@ mod tests {
             by_fd: false,
             syscall_buckets: false,
             relay: RelaySettings::DEFAULT,
+            typed: None,
+            task_pid: 0,
         };
         let constants = Constants::new(&settings);
         assert_eq!((constants.filter_tgid, constants.filter_map, constants.by_thread), (7, 0, 1));

@@ -6,5 +6,6 @@ pub mod catalogue;
 pub mod collect;
 pub mod doctor;
 pub mod footprint;
+pub mod kfuncs;
 pub mod loader;
 pub mod session;

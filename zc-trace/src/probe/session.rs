@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context as _;
 use aya::{Btf, Ebpf};
 use zc_trace_common::{
-    DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpClass, Stats, StatsKey, maps, relay::RelaySettings,
+    DmaDevice, DmaLayout, IoUringOffsets, KernelOffsets, OpClass, Stats, StatsKey, TypedLoads, maps,
+    relay::RelaySettings,
 };
 
 use crate::{
@@ -15,11 +16,11 @@ use crate::{
         evidence::Attach,
         exit::{ExitKind, Fatal},
         report::GlobalEvents,
-        run::{Drops, Evidence, MapOccupancy, ProbeStatus, Tier},
+        run::{Drops, Evidence, KernelReads, MapOccupancy, ProbeStatus, Tier},
     },
     probe::{
         attach::{
-            FD_NAMES_PROGRAM, attach_function, attach_raw, attach_tracepoints, candidates, copy_primitive_status,
+            self, FD_NAMES_PROGRAM, attach_function, attach_raw, attach_tracepoints, candidates, copy_primitive_status,
             refused_kinds, tier_name,
         },
         catalogue::{self, FunctionProbe},
@@ -42,6 +43,8 @@ pub struct Options {
     pub stats_entries: Option<u32>,
     /// Pairing of sends with the receives that filled their buffers.
     pub relay: RelaySettings,
+    /// How the syscall programs read kernel memory.
+    pub kernel_reads: KernelReads,
 }
 
 /// What a session needs from the kernel's BTF by way of btf-rs, read in one go so that btf-rs's
@@ -62,6 +65,71 @@ struct BtfFacts {
     absent_functions: Vec<&'static str>,
     /// The kernel has `do_tcp_sendpages` (before Linux 6.5).
     sendpage_kernel: bool,
+    /// What typed loads need and the `bpf_rdonly_cast` kfunc's BTF id, or why the kernel
+    /// cannot have them.
+    typed: Result<(TypedLoads, u32), String>,
+    /// `offsetof(struct task_struct, pid)` (0: unknown): the programs take the current
+    /// task's ids from it on either read path.
+    task_pid: u32,
+}
+
+/// The probe-list names of the two ways the syscall programs read kernel memory.
+pub const TYPED_LOADS: &str = "kernel reads: typed loads (bpf_rdonly_cast)";
+pub const HELPER_READS: &str = "kernel reads: helper calls (bpf_probe_read_kernel)";
+
+/// What the probe list says of the read path: typed loads, or helper reads and why not typed.
+fn kernel_reads_status(typed_refusal: Option<&str>) -> Vec<ProbeStatus> {
+    match typed_refusal {
+        None => vec![ProbeStatus::attached(TYPED_LOADS, "kfunc")],
+        Some(why) => {
+            vec![ProbeStatus::attached(HELPER_READS, "helper"), ProbeStatus::unavailable(TYPED_LOADS, "kfunc", why)]
+        }
+    }
+}
+
+fn typed_refused(why: &str) -> Fatal {
+    Fatal::new(ExitKind::Kernel, format!("--kernel-reads typed: {why}; use --kernel-reads auto or helper"))
+}
+
+/// For `doctor`: whether the syscall programs read kernel memory by typed loads on this
+/// kernel (they are loaded with them to find out) and what was found.
+pub fn typed_loads_check() -> (bool, String) {
+    let facts = BtfFacts::read();
+    if let Err(why) = &facts.typed {
+        return (false, format!("typed loads unavailable: {why}"));
+    }
+    let settings = Settings {
+        filter: Filter::Tgid(std::process::id()),
+        offsets: facts.offsets,
+        syscall_table: syscall_table::build(),
+        io_uring: facts.io_uring,
+        dma_layout: facts.dma_layout,
+        follow_forks: false,
+        by_thread: false,
+        by_fd: false,
+        syscall_buckets: false,
+        stats_entries: zc_trace_common::STATS_MAX_ENTRIES,
+        relay: RelaySettings::DEFAULT,
+        typed: facts.typed.clone().ok(),
+        task_pid: facts.task_pid,
+    };
+    let constants = loader::Constants::new(&settings);
+    let mut loader = loader::loader_without_btf();
+    match loader::load_probes(&mut loader, &constants, 0, true)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|mut ebpf| syscall_programs_refused(&attach::preload(&mut ebpf)).map_or(Ok(()), Err))
+    {
+        Ok(()) => (true, "bpf_rdonly_cast is in this kernel's BTF and the syscall programs verify with it".into()),
+        Err(why) => (false, format!("typed loads refused: {why}")),
+    }
+}
+
+/// Why the syscall programs (the ones with typed loads) did not load, if they did not: a
+/// kernel whose verifier refuses typed loads says so here, with the verifier's last lines.
+fn syscall_programs_refused(refused: &BTreeMap<&str, String>) -> Option<String> {
+    [catalogue::SYS_ENTER_PROGRAM, catalogue::SYS_EXIT_PROGRAM]
+        .iter()
+        .find_map(|name| refused.get(name).map(|why| format!("the verifier refused {name}: {why}")))
 }
 
 impl BtfFacts {
@@ -98,6 +166,13 @@ impl BtfFacts {
             .map(|b| catalogue::FUNCTIONS.iter().map(|f| f.function).filter(|&f| !b.has_function(f)).collect())
             .unwrap_or_default();
         let sendpage_kernel = btf.is_some_and(|b| b.has_function("do_tcp_sendpages"));
+        let typed = match &kernel_btf {
+            Ok(b) if fd_error.is_none() => b.typed_loads().map_err(|e| format!("{e:#}")),
+            Ok(_) => Err("no struct offsets (see fd classification)".to_string()),
+            Err(e) => Err(format!("no kernel BTF: {e:#}")),
+        };
+        let task_pid =
+            btf.filter(|_| fd_error.is_none()).and_then(|b| b.offset("task_struct", &["pid"]).ok()).unwrap_or(0);
         Self {
             offsets,
             fd_error,
@@ -107,6 +182,8 @@ impl BtfFacts {
             dma_mismatched,
             absent_functions,
             sendpage_kernel,
+            typed,
+            task_pid,
         }
     }
 }
@@ -153,6 +230,16 @@ impl Session {
             syscall_buckets: options.syscall_buckets,
             stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
             relay: options.relay,
+            typed: facts.typed.clone().ok(),
+            task_pid: facts.task_pid,
+        };
+        // Typed loads unless asked not to or the kernel cannot (then why); a kernel whose
+        // verifier refuses them anyway is found out by loading the syscall programs below.
+        let mut typed_refusal: Option<String> = match (options.kernel_reads, &facts.typed) {
+            (KernelReads::Helper, _) => Some("--kernel-reads helper".into()),
+            (_, Ok(_)) => None,
+            (KernelReads::Typed, Err(why)) => return Err(typed_refused(why).into()),
+            (KernelReads::Auto, Err(why)) => Some(why.clone()),
         };
         // The loader points at these until it is dropped: declared before it, they outlive it.
         let constants = loader::Constants::new(&settings);
@@ -204,7 +291,16 @@ impl Session {
             if observed & zc_trace_common::observed::TCP_SEND != 0 && !facts.sendpage_kernel {
                 observed |= zc_trace_common::observed::TCP_SPLICE;
             }
-            let mut ebpf = loader::load_probes(&mut loader, &constants, observed)?;
+            let typed = typed_refusal.is_none();
+            let mut ebpf = loader::load_probes(&mut loader, &constants, observed, typed)?;
+            let refused = attach::preload(&mut ebpf);
+            if typed && let Some(why) = syscall_programs_refused(&refused) {
+                if options.kernel_reads == KernelReads::Typed {
+                    return Err(typed_refused(&why).into());
+                }
+                typed_refusal = Some(why);
+                continue; // again, with helper reads
+            }
             let mut probes = Vec::new();
             let mut evidence = Evidence {
                 fd_classification_error: facts.fd_error.clone(),
@@ -262,6 +358,7 @@ impl Session {
                 ));
             }
             probes.extend(copy_primitive_status(doctor_obj.as_mut(), btf.as_ref(), &refused));
+            probes.extend(kernel_reads_status(typed_refusal.as_deref()));
             probes.push(match &evidence.fd_classification_error {
                 None => ProbeStatus::attached("fd classification (struct offsets)", "btf"),
                 Some(e) => ProbeStatus::unavailable("fd classification (struct offsets)", "btf", e.clone()),
@@ -269,6 +366,11 @@ impl Session {
             return Ok(Self { ebpf, probes, evidence, single_tgid });
         }
         Err(Fatal::new(ExitKind::Kernel, "function probes kept failing to attach; try --probe-tier tracepoint").into())
+    }
+
+    /// True when the syscall programs read kernel memory by typed loads.
+    pub fn typed_loads(&self) -> bool {
+        self.probes.iter().any(|p| p.name == TYPED_LOADS && p.status == crate::model::run::ProbeState::Attached)
     }
 
     pub fn probes(&self) -> &[ProbeStatus] {
@@ -291,7 +393,7 @@ impl Session {
     /// Bytes by flow (process, class, source kind -> destination kind, fds with `--by fd`),
     /// and what the files behind the fds were.
     pub fn flows(&self) -> anyhow::Result<collect::Flows> {
-        collect::flows(&self.ebpf)
+        collect::flows(&self.ebpf, self.single_tgid)
     }
 
     /// Everything counted, by thread group and op class, summed over CPUs.

@@ -24,6 +24,10 @@ pub fn render_doctor(report: &DoctorReport) -> String {
         ]));
     }
     out += &format!("{kinds}\n");
+    if let Some(check) = &report.typed_loads {
+        let path = if check.works { "typed loads" } else { "helper calls" };
+        out += &format!("syscall programs read kernel memory by {path}: {}\n\n", check.detail);
+    }
 
     let mut notes: Vec<String> = Vec::new();
     let mut note = |reason: &str| -> usize {

@@ -16,6 +16,8 @@ const TIERS: [&str; 4] = ["auto", "fentry", "kprobe", "tracepoint"];
 /// Every problem found in one guest's results; empty means the kernel passed.
 pub fn verify(dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
+    // Typed loads where the kernel has bpf_rdonly_cast (6.2+), helper calls before.
+    let mut expect_typed = None;
     match load(dir, "doctor") {
         Ok(doctor) => {
             for kind in ["fentry", "fexit", "kprobe", "kretprobe"] {
@@ -23,6 +25,14 @@ pub fn verify(dir: &Path) -> Vec<String> {
                     problems.push(format!("doctor: {kind} does not work: {}", doctor["attach_kinds"][kind]["detail"]));
                 }
             }
+            let typed = at_least(doctor["kernel"]["release"].as_str().unwrap_or(""), (6, 2));
+            if doctor["typed_loads"]["works"] != typed {
+                problems.push(format!(
+                    "doctor: typed loads {} on this kernel, expected {typed}: {}",
+                    doctor["typed_loads"]["works"], doctor["typed_loads"]["detail"]
+                ));
+            }
+            expect_typed = Some(typed);
         }
         Err(e) => problems.push(e),
     }
@@ -36,6 +46,16 @@ pub fn verify(dir: &Path) -> Vec<String> {
             }
         })
         .collect();
+    for (tier, report) in &reports {
+        let typed = report["probes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == "kernel reads: typed loads (bpf_rdonly_cast)" && p["status"] == "attached");
+        if expect_typed.is_some_and(|expected| typed != expected) {
+            problems.push(format!("lab-{tier}: typed loads {typed}, expected {}", !typed));
+        }
+    }
     // io_uring_enter varies between runs (DATA_SYSCALLS says why): each tier once, against
     // its floor, instead of across tiers.
     for (tier, report) in &reports {
@@ -184,9 +204,23 @@ pub fn write_doc(path: &Path, heading: &str, source: &str, body: &str) -> anyhow
     Ok(())
 }
 
+/// Whether a kernel release ("6.12.118+deb12-amd64") is at least `(major, minor)`.
+fn at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(!at_least("6.1.0-57-amd64", (6, 2)));
+        assert!(at_least("6.12.118+deb12-amd64", (6, 2)));
+        assert!(at_least("6.2.0", (6, 2)) && at_least("7.0.1", (6, 2)) && !at_least("5.10.0-30-amd64", (6, 2)));
+    }
     use serde_json::json;
 
     #[test]
