@@ -119,8 +119,8 @@ fn traced_ids(tgid: u32, tid: u32) -> Option<Traced> {
 
 /// The current task, as a BTF-typed `struct task_struct *`, and its ids if we trace it. The
 /// ids are two loads from the task (where BTF gave their offsets), not a second helper call:
-/// the syscall programs need the task pointer anyway, and on kernels that inline
-/// `bpf_get_current_task_btf` (x86-64, 6.14+) that costs no call at all.
+/// the syscall programs need the task pointer anyway, and where the verifier inlines
+/// `bpf_get_current_task_btf` (recent x86-64 kernels) getting it costs no call at all.
 #[inline(always)]
 pub fn current() -> (*const u8, Option<Traced>) {
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;

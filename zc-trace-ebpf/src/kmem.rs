@@ -124,13 +124,6 @@ unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
 }
 
-/// With typed loads (`typed.rs`): the `struct file *` behind `fd` (0 if none) of the current
-/// task, `task` (`bpf_get_current_task_btf()`), and its kind.
-#[inline(always)]
-pub fn typed_fd(task: *const u8, fd: u64) -> (u64, FdKind) {
-    typed_file_kind(task, fd)
-}
-
 /// With typed loads: a socket file's `struct sock *` (0 if unreadable) and whether its route
 /// can gather.
 #[inline(always)]
@@ -141,10 +134,12 @@ pub fn typed_socket(file: u64) -> (u64, bool) {
     (sk as u64, caps & NETIF_F_SG != 0)
 }
 
-/// `fd_file_kind` by typed loads: the task's fd array slot is cast so that the verifier
-/// types the pointer in it, and every read after that is a load.
+/// `fd_file_kind` by typed loads (`typed.rs`): the `struct file *` behind `fd` (0 if none) of
+/// the current task, `task` (`bpf_get_current_task_btf()`), and its kind. The task's fd array
+/// slot is cast so that the verifier types the pointer in it, and every read after that is a
+/// load.
 #[inline(always)]
-fn typed_file_kind(task: *const u8, fd: u64) -> (u64, FdKind) {
+pub fn typed_fd(task: *const u8, fd: u64) -> (u64, FdKind) {
     if off!(valid) == 0 || fd > i32::MAX as u64 {
         return (0, FdKind::Unknown);
     }

@@ -368,11 +368,6 @@ impl Session {
         Err(Fatal::new(ExitKind::Kernel, "function probes kept failing to attach; try --probe-tier tracepoint").into())
     }
 
-    /// True when the syscall programs read kernel memory by typed loads.
-    pub fn typed_loads(&self) -> bool {
-        self.probes.iter().any(|p| p.name == TYPED_LOADS && p.status == crate::model::run::ProbeState::Attached)
-    }
-
     pub fn probes(&self) -> &[ProbeStatus] {
         &self.probes
     }
