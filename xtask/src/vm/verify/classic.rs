@@ -191,11 +191,15 @@ fn check_device_dma(m: &Measured) -> Vec<String> {
         Some(d) => p.push(format!("nvme mapped {} bytes FROM_DEVICE, expected {payload}", d["from_device_bytes"])),
         None => p.push(format!("no DMA-API mappings of the NVMe disk ({NVME_PCI})")),
     }
+    // Most of it in the sender's context, never more than the payload: a request that the
+    // previous one's completion interrupt dispatches is mapped in interrupt context, charged
+    // to no process (docs/dma.md; seen once under TCG on 6.12: 8 of 64 requests). The
+    // device's total, above, is the whole payload either way.
     match m.dma("dma_map_bytes_from_device") {
-        Some(b) if b * 100 >= payload * 99 => {}
-        other => {
-            p.push(format!("DMA FROM_DEVICE bytes in the sender's context {other:?}, expected at least the payload"))
-        }
+        Some(b) if b * 2 >= payload && b * 100 <= payload * 101 => {}
+        other => p.push(format!(
+            "DMA FROM_DEVICE bytes in the sender's context {other:?}, expected most of the payload and at most all of it"
+        )),
     }
     // What the NIC maps is what the stack handed it (net_dev_start_xmit, linear + paged):
     // the payload plus headers, plus any retransmissions (seen under TCG: 8% more once).
