@@ -61,8 +61,6 @@ pub struct KernelOffsets {
     pub socket_ino: u32,
 }
 
-/// Where `io_uring:io_uring_complete` finds what it needs, from BTF (separate from
-/// [`KernelOffsets`] because kernels without io_uring lack these structs).
 /// How the syscall programs read kernel memory, chosen by user space before load.
 ///
 /// `bpf_probe_read_kernel` costs a helper call per read. Kernels from 6.2 have the kfunc
@@ -84,7 +82,8 @@ pub struct TypedLoads {
     /// `files_struct` placed so that its `fd_array[0]` is the slot, which the verifier then
     /// types as a `struct file *`.
     pub files_fd_array: u32,
-    /// `offsetof(struct task_struct, pid)`.
+    /// `offsetof(struct task_struct, pid)` (0: unknown), on both paths: the task's ids are
+    /// loads from the task pointer wherever BTF gave the offset.
     pub task_pid: u32,
 }
 
@@ -92,6 +91,8 @@ pub struct TypedLoads {
 /// [`TypedLoads`]); no kernel has a helper near it.
 pub const RDONLY_CAST_PLACEHOLDER: u32 = 0x7a63_0001;
 
+/// Where `io_uring:io_uring_complete` finds what it needs, from BTF (separate from
+/// [`KernelOffsets`] because kernels without io_uring lack these structs).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct IoUringOffsets {

@@ -199,11 +199,16 @@ impl FilledRanges {
     /// on another CPU).
     #[inline(always)]
     fn last_live(&mut self, slots: u64) -> Option<&mut FilledRange> {
-        // Masked after a volatile read, as in `record`.
-        let i = self.next.wrapping_add(slots - 1) % slots;
-        let i = unsafe { core::ptr::read_volatile(&i) } as usize & (RELAY_SLOTS - 1);
-        let r = &mut self.ranges[i];
+        let r = &mut self.ranges[self.last_index(slots)];
         (r.start < r.end && unsafe { core::ptr::read_volatile(&r.seq) } & 1 == 0).then_some(r)
+    }
+
+    /// The slot the last fill took, of the first `slots` (> 0). Masked after a volatile read,
+    /// as in `record`.
+    #[inline(always)]
+    fn last_index(&self, slots: u64) -> usize {
+        let i = self.next.wrapping_add(slots - 1) % slots;
+        (unsafe { core::ptr::read_volatile(&i) }) as usize & (RELAY_SLOTS - 1)
     }
 
     /// The short cut of [`Self::match_segment`]: a send inside the range the last fill took
@@ -216,9 +221,7 @@ impl FilledRanges {
         if end <= start || slots == 0 {
             return false;
         }
-        // Masked after a volatile read, as in `record`.
-        let last = self.next.wrapping_add(slots - 1) % slots;
-        let last = unsafe { core::ptr::read_volatile(&last) } as usize & (RELAY_SLOTS - 1);
+        let last = self.last_index(slots);
         let r = &self.ranges[last];
         // SAFETY of the volatile reads: as in `match_segment`.
         let seq = unsafe { core::ptr::read_volatile(&r.seq) };

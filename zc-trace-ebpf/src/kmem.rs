@@ -128,10 +128,17 @@ unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
 /// can gather.
 #[inline(always)]
 pub fn typed_socket(file: u64) -> (u64, bool) {
-    let socket = typed::cast(typed::load::<u64>(file as *const u8, off!(file_private_data)), typed!(socket_id));
-    let sk = typed::load::<*const u8>(socket, off!(socket_sk));
+    let sk = typed_sock(file as *const u8);
     let caps = if sk.is_null() { 0 } else { typed::load::<u64>(sk, off!(sock_route_caps)) };
     (sk as u64, caps & NETIF_F_SG != 0)
+}
+
+/// `file_sock` by typed loads: a socket file's `private_data` is its `struct socket`, cast so
+/// that its `sk` is typed (null if unset).
+#[inline(always)]
+fn typed_sock(file: *const u8) -> *const u8 {
+    let socket = typed::cast(typed::load::<u64>(file, off!(file_private_data)), typed!(socket_id));
+    typed::load::<*const u8>(socket, off!(socket_sk))
 }
 
 /// `fd_file_kind` by typed loads (`typed.rs`): the `struct file *` behind `fd` (0 if none) of
@@ -188,8 +195,7 @@ impl FileFields for TypedFile {
 
     #[inline(always)]
     fn sock_family_protocol(&self) -> Option<(u16, u16)> {
-        let socket = typed::cast(typed::load::<u64>(self.file, off!(file_private_data)), typed!(socket_id));
-        let sk = typed::load::<*const u8>(socket, off!(socket_sk));
+        let sk = typed_sock(self.file);
         if sk.is_null() {
             return None;
         }

@@ -37,15 +37,18 @@ pub fn record(tgid: u32, start: u64, len: u64) {
 
 #[inline(always)]
 pub fn forget(tgid: u32, start: u64, len: u64) {
-    let p = if filter::only_tgid() { FILE_MAPS_ONE.get_ptr_mut(0) } else { FILE_MAPS.get_ptr_mut(&tgid) };
-    let Some(p) = p else { return };
+    let Some(p) = existing(tgid) else { return };
     unsafe { &mut *p }.forget(start, len);
 }
 
 #[inline(always)]
 pub fn contains(tgid: u32, addr: u64) -> bool {
-    if filter::only_tgid() {
-        return FILE_MAPS_ONE.get(0).is_some_and(|maps| maps.contains(addr));
-    }
-    unsafe { FILE_MAPS.get(&tgid) }.is_some_and(|maps| maps.contains(addr))
+    existing(tgid).is_some_and(|p| unsafe { &*p }.contains(addr))
+}
+
+/// Thread group `tgid`'s mappings, if it has any recorded (the one traced group's slot
+/// always exists).
+#[inline(always)]
+fn existing(tgid: u32) -> Option<*mut FileMaps> {
+    if filter::only_tgid() { FILE_MAPS_ONE.get_ptr_mut(0) } else { FILE_MAPS.get_ptr_mut(&tgid) }
 }

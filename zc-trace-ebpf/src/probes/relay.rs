@@ -116,10 +116,6 @@ pub fn scratch() -> Option<&'static mut Scratch> {
 /// its first `MAX_MESSAGES` messages (one iovec per message is what datagram batching does).
 /// The bytes of the rest count, but are neither recorded nor paired.
 ///
-/// Not inlined: one subprogram, explored once per syscall exit (each loop here multiplies
-/// what the verifier explores after it when inlined into each caller). User memory is read
-/// in as few helper calls as possible, and segment `i` is written at index `i`.
-///
 /// A plain buffer, the common case, takes three stores here; the walks are a subprogram.
 #[inline(always)]
 pub fn gather(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
@@ -132,6 +128,10 @@ pub fn gather(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
     gather_vectored(buf, ret, scratch)
 }
 
+/// `gather`'s walks of iovecs and messages. Not inlined: one subprogram, explored once per
+/// call (each loop here multiplies what the verifier explores after it when inlined into each
+/// caller). User memory is read in as few helper calls as possible, and segment `i` is
+/// written at index `i`.
 #[inline(never)]
 fn gather_vectored(buf: &Buffer, ret: u64, scratch: &mut Scratch) -> u64 {
     scratch.segments.count = 0;

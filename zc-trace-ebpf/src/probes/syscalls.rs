@@ -183,10 +183,8 @@ pub fn zc_sys_enter(ctx: RawTracePointContext) -> i32 {
     // write(fd, buf, n) with buf inside a file mapping: mmap + write. (Whether a receive
     // filled buf is decided at exit, when the bytes written are known: relay.rs.)
     let from_mapping = class == OpClass::Write && desc.buf_shape == shape::PLAIN && mappings::contains(tgid, buf);
-    // `fd_of` is a BPF subprogram: not called for an argument the syscall does not have.
-    const NO_FD: (i32, u64, u8, bool) = (-1, 0, 0, false);
-    let (fd_out, ino_out, kind_out, gather) = if desc.fd_out == NO_ARG { NO_FD } else { fd_of(desc.fd_out, 0) };
-    let (fd_in, ino_in, kind_in, _) = if desc.fd_in == NO_ARG { NO_FD } else { fd_of(desc.fd_in, 1) };
+    let (fd_out, ino_out, kind_out, gather) = fd_of(desc.fd_out, 0);
+    let (fd_in, ino_in, kind_in, _) = fd_of(desc.fd_in, 1);
     let record = InFlight {
         class: class as u32,
         kind_in,

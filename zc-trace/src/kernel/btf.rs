@@ -145,11 +145,22 @@ impl KernelBtf {
     }
 
     fn named_struct(&self, name: &str) -> anyhow::Result<Type> {
-        self.types_named(name)
+        Ok(self.named_struct_with_id(name)?.1)
+    }
+
+    /// The defined (not forward-declared) struct called `name`, and its BTF id.
+    fn named_struct_with_id(&self, name: &str) -> anyhow::Result<(u32, Type)> {
+        self.first_named(name, |t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
             .map_err(|e| anyhow!("struct {name} not in BTF: {e}"))?
-            .into_iter()
-            .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
             .ok_or_else(|| anyhow!("struct {name} not in BTF"))
+    }
+
+    /// The first type called `name` that `pred` accepts, with its BTF id (as the kernel
+    /// numbers vmlinux types).
+    fn first_named(&self, name: &str, pred: impl Fn(&Type) -> bool) -> btf_rs::Result<Option<(u32, Type)>> {
+        let types = self.types_named(name)?;
+        let ids = self.ids_by_name.borrow().get(name).cloned().unwrap_or_default();
+        Ok(ids.into_iter().zip(types).find(|(_, t)| pred(t)))
     }
 
     /// Follows typedefs and qualifiers to the underlying type.
@@ -386,35 +397,22 @@ impl KernelBtf {
 
     /// What typed loads need (see `zc_trace_common::TypedLoads`), and the BTF id of the
     /// `bpf_rdonly_cast` kfunc that the programs' placeholder calls become. Fails, saying
-    /// why, on kernels without the kfunc (before 6.2): they read through helpers.
+    /// why, on kernels without the kfunc (before 6.2): they read through helpers. `task_pid`
+    /// is left 0: both read paths use it, and the loader sets it from the session's settings.
     pub fn typed_loads(&self) -> anyhow::Result<(TypedLoads, u32)> {
-        let kfunc = self
-            .types_named(RDONLY_CAST)?
-            .iter()
-            .zip(self.ids_named(RDONLY_CAST))
-            .find_map(|(t, id)| matches!(t, Type::Func(_)).then_some(id))
+        let (kfunc, _) = self
+            .first_named(RDONLY_CAST, |t| matches!(t, Type::Func(_)))?
             .ok_or_else(|| anyhow!("the kfunc {RDONLY_CAST} is not in this kernel's BTF (it came in Linux 6.2)"))?;
-        let id = |name: &str| -> anyhow::Result<u32> {
-            self.types_named(name)?
-                .iter()
-                .zip(self.ids_named(name))
-                .find_map(|(t, id)| matches!(t, Type::Struct(s) if !s.members.is_empty()).then_some(id))
-                .ok_or_else(|| anyhow!("struct {name} not in BTF"))
-        };
+        let id = |name: &str| self.named_struct_with_id(name).map(|(id, _)| id);
         let loads = TypedLoads {
             enabled: 1,
             files_struct_id: id("files_struct")?,
             socket_id: id("socket")?,
             pt_regs_id: id("pt_regs")?,
             files_fd_array: self.offset("files_struct", &["fd_array"])?,
-            task_pid: self.offset("task_struct", &["pid"])?,
+            task_pid: 0,
         };
         Ok((loads, kfunc))
-    }
-
-    /// The ids of the types called `name`, in the order `types_named` gives them.
-    fn ids_named(&self, name: &str) -> Vec<u32> {
-        self.ids_by_name.borrow().get(name).cloned().unwrap_or_default()
     }
 
     /// From a `struct socket *` to its inode number: the socket and its inode are allocated
@@ -529,7 +527,11 @@ mod tests {
         assert_eq!(typed.enabled, 1);
         assert!(kfunc != 0 && typed.files_struct_id != 0 && typed.socket_id != 0 && typed.pt_regs_id != 0);
         assert_eq!(typed.files_fd_array, btf.offset("files_struct", &["fd_array"]).unwrap());
-        assert_eq!(typed.task_pid + 4, off.task_tgid, "task_struct: pid_t pid; pid_t tgid;");
+        assert_eq!(
+            btf.offset("task_struct", &["pid"]).unwrap() + 4,
+            off.task_tgid,
+            "task_struct: pid_t pid; pid_t tgid;"
+        );
     }
 
     /// The host kernel has `dma_map_phys`/`dma_map_sg` (docs/kernels.md): their parameters

@@ -166,7 +166,7 @@ const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 pub(super) fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
     let prog: &mut RawTracePoint =
         prog.ok_or_else(|| format!("program {program} missing"))?.try_into().map_err(|e| format!("{e}"))?;
-    // The syscall programs may have been loaded ahead (session.rs, `load_syscall_programs`).
+    // The heavy programs have been loaded ahead (`preload`).
     if prog.fd().is_err() {
         prog.load().map_err(|e| load_error(&e))?;
     }

@@ -97,7 +97,7 @@ impl<'s> Constants<'s> {
             observed: Default::default(),
             typed_loads: [
                 TypedLoads { task_pid: settings.task_pid, ..TypedLoads::default() },
-                settings.typed.map_or_else(TypedLoads::default, |(loads, _)| loads),
+                TypedLoads { task_pid: settings.task_pid, ..settings.typed.map_or_else(TypedLoads::default, |t| t.0) },
             ],
         }
     }

@@ -98,21 +98,9 @@ pub fn typed_loads_check() -> (bool, String) {
     if let Err(why) = &facts.typed {
         return (false, format!("typed loads unavailable: {why}"));
     }
-    let settings = Settings {
-        filter: Filter::Tgid(std::process::id()),
-        offsets: facts.offsets,
-        syscall_table: syscall_table::build(),
-        io_uring: facts.io_uring,
-        dma_layout: facts.dma_layout,
-        follow_forks: false,
-        by_thread: false,
-        by_fd: false,
-        syscall_buckets: false,
-        stats_entries: zc_trace_common::STATS_MAX_ENTRIES,
-        relay: RelaySettings::DEFAULT,
-        typed: facts.typed.clone().ok(),
-        task_pid: facts.task_pid,
-    };
+    // What `trace -p` loads: relay pairing on, as by default, so that its code is verified too.
+    let options = Options { relay: RelaySettings::DEFAULT, ..Options::default() };
+    let settings = facts.settings(Filter::Tgid(std::process::id()), &options);
     let constants = loader::Constants::new(&settings);
     let mut loader = loader::loader_without_btf();
     match loader::load_probes(&mut loader, &constants, 0, true)
@@ -133,6 +121,25 @@ fn syscall_programs_refused(refused: &BTreeMap<&str, String>) -> Option<String> 
 }
 
 impl BtfFacts {
+    /// The load settings of a session counting `filter` with `options` on this kernel.
+    fn settings(&self, filter: Filter, options: &Options) -> Settings {
+        Settings {
+            filter,
+            offsets: self.offsets,
+            syscall_table: syscall_table::build(),
+            io_uring: self.io_uring,
+            dma_layout: self.dma_layout,
+            follow_forks: options.follow_forks,
+            by_thread: options.by_thread,
+            by_fd: options.by_fd,
+            syscall_buckets: options.syscall_buckets,
+            stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
+            relay: options.relay,
+            typed: self.typed.clone().ok(),
+            task_pid: self.task_pid,
+        }
+    }
+
     fn read() -> Self {
         let kernel_btf =
             KernelBtf::load_for(catalogue::FUNCTIONS.iter().map(|f| f.function), catalogue::DMA_TRACEPOINTS);
@@ -218,21 +225,7 @@ impl Session {
             Filter::Tgid(tgid) if !options.by_thread => Some(*tgid),
             _ => None,
         };
-        let settings = Settings {
-            filter,
-            offsets: facts.offsets,
-            syscall_table: syscall_table::build(),
-            io_uring: facts.io_uring,
-            dma_layout: facts.dma_layout,
-            follow_forks: options.follow_forks,
-            by_thread: options.by_thread,
-            by_fd: options.by_fd,
-            syscall_buckets: options.syscall_buckets,
-            stats_entries: options.stats_entries.unwrap_or(zc_trace_common::STATS_MAX_ENTRIES),
-            relay: options.relay,
-            typed: facts.typed.clone().ok(),
-            task_pid: facts.task_pid,
-        };
+        let settings = facts.settings(filter, &options);
         // Typed loads unless asked not to or the kernel cannot (then why); a kernel whose
         // verifier refuses them anyway is found out by loading the syscall programs below.
         let mut typed_refusal: Option<String> = match (options.kernel_reads, &facts.typed) {
