@@ -40,6 +40,7 @@ fn usage_errors_name_what_is_wrong() {
     let dir = TempDir::new("usage");
     let (png, plain) = (dir.0.join("out.png").display().to_string(), dir.0.join("plot").display().to_string());
     let small = ["--size", "1MiB", "--sink", "null", "--strategies", "read-write"];
+    let cost = dir.0.join("cost.json").display().to_string();
     for (args, says) in [
         (&[&["lab", "--plot", &png][..], &small].concat()[..], "not .png"),
         (&[&["lab", "--plot", &plain][..], &small].concat(), "ending in .svg"),
@@ -53,6 +54,10 @@ fn usage_errors_name_what_is_wrong() {
         (&["trace", "-o", "/proc/forbidden/x.txt", "--", "true"], "/proc/forbidden/x.txt"),
         (&["syscalls", "-o", "/proc/forbidden/x.txt", "--", "true"], "/proc/forbidden/x.txt"),
         (&["trace", "--json", "/tmp/a.json", "-o", "/tmp/b.json", "--", "true"], "give one"),
+        // calibrate checks its output path and sizes before timing anything.
+        (&["calibrate", "--out", "/proc/forbidden/x.json"], "/proc/forbidden/x.json"),
+        (&["calibrate", "--sizes", "4KiB,0", "--out", &cost], "is zero"),
+        (&["calibrate", "--sizes", "128MiB", "--out", &cost], "up to 64MiB"),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

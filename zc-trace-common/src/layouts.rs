@@ -59,6 +59,10 @@ pub struct KernelOffsets {
     /// its inode's `i_ino` (`struct socket_alloc` holds both). 0 when BTF lacks them.
     pub sock_socket: u32,
     pub socket_ino: u32,
+    /// The user stack pointer and frame pointer in `struct pt_regs` (x86-64 `sp`, `bp`); 0
+    /// where BTF lacks them (copy stacks then go without the leaf fix-up, see `StackKey`).
+    pub regs_sp: u32,
+    pub regs_fp: u32,
 }
 
 /// How the syscall programs read kernel memory, chosen by user space before load.

@@ -13,6 +13,7 @@ pub mod flow;
 mod layouts;
 pub mod linux;
 pub mod relay;
+pub mod stacks;
 
 pub use dma::*;
 pub use layouts::*;
@@ -513,16 +514,23 @@ pub enum DropReason {
     FlowsMapFull = 4,
     /// A recvmmsg/sendmmsg moved more messages than the kernel side sums lengths of.
     MessagesUncounted = 5,
+    /// `--stacks`: a stack could not be stored (its bucket of the stack map held another
+    /// stack, or the map was full); the syscall is counted under "no stack".
+    StackLost = 6,
+    /// `--stacks`: `COPY_STACKS` was full: a syscall's bytes are in no copy stack.
+    CopyStacksMapFull = 7,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::SyscallMapFull,
         DropReason::StatsMapFull,
         DropReason::InflightMapFull,
         DropReason::TracedMapFull,
         DropReason::FlowsMapFull,
         DropReason::MessagesUncounted,
+        DropReason::StackLost,
+        DropReason::CopyStacksMapFull,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -533,6 +541,8 @@ impl DropReason {
             DropReason::TracedMapFull => "traced process map full (a followed child was not traced)",
             DropReason::FlowsMapFull => "flows map full (bytes counted in totals, not in a flow row)",
             DropReason::MessagesUncounted => "recvmmsg/sendmmsg messages past the 64 summed (their bytes not counted)",
+            DropReason::StackLost => "stack map: a stack not stored (bucket taken or map full; counted as no stack)",
+            DropReason::CopyStacksMapFull => "copy stacks map full (bytes counted in totals, not in a stack)",
         }
     }
 }
@@ -625,6 +635,8 @@ pub mod globals {
     pub const RELAY_SETTINGS: &str = "RELAY_SETTINGS";
     /// [`TypedLoads`](super::TypedLoads).
     pub const TYPED_LOADS: &str = "TYPED_LOADS";
+    /// `u32`: 1 = count copy stacks (`--stacks`).
+    pub const STACKS: &str = "STACKS";
 }
 
 /// Names of the maps, shared for the same reason as [`globals`].
@@ -652,6 +664,14 @@ pub mod maps {
     pub const DMA_DEVICES: &str = "DMA_DEVICES";
     /// `struct sock *` -> [`SockOwner`](super::SockOwner), LRU.
     pub const SOCK_OWNER: &str = "SOCK_OWNER";
+    /// Stack ids -> user stacks as build ids and file offsets (`--stacks`).
+    pub const USER_STACKS: &str = "USER_STACKS";
+    /// Stack ids -> kernel stacks as addresses (`--stacks`).
+    pub const KERNEL_STACKS: &str = "KERNEL_STACKS";
+    /// [`StackKey`](super::stacks::StackKey) -> [`FlowValue`](super::FlowValue), per CPU.
+    pub const COPY_STACKS: &str = "COPY_STACKS";
+    /// Thread id -> the kernel stack of its last copy in the current syscall (`--stacks`).
+    pub const THREAD_KSTACKS: &str = "THREAD_KSTACKS";
 }
 
 /// Events counted for the whole system, not per process: index into `GLOBAL_EVENTS`.
@@ -691,6 +711,7 @@ mod pod {
     unsafe impl aya::Pod for super::FdKey {}
     unsafe impl aya::Pod for super::FdIdentity {}
     unsafe impl aya::Pod for super::relay::RelaySettings {}
+    unsafe impl aya::Pod for super::stacks::StackKey {}
 }
 
 #[cfg(test)]

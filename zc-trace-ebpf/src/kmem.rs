@@ -57,6 +57,8 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     regs_args: [0; 6],
     sock_socket: 0,
     socket_ino: 0,
+    regs_sp: 0,
+    regs_fp: 0,
 };
 
 /// One offset, read from the global at run time. Volatile: the compiler must not fold the

@@ -51,6 +51,26 @@ pub enum Command {
     #[command(after_help = "EXAMPLES:\n    zc-trace lab\n    zc-trace lab --size 8MiB --chunk 4KiB\n    \
                             zc-trace lab --strategies read-write,sendfile --sink null --json lab.json")]
     Lab(LabArgs),
+    /// Measure what a byte of copy and a syscall cost on this machine, for the advisor.
+    #[command(
+        after_help = "EXAMPLES:\n    zc-trace calibrate\n    zc-trace calibrate --sizes 4KiB,64KiB,1MiB --out /tmp/cost.json\n    \
+                            zc-trace calibrate --json"
+    )]
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Comma-separated chunk sizes to measure at (each at most 64MiB).
+    #[arg(long, value_delimiter = ',', default_value = crate::advise::cost::DEFAULT_SIZES, value_parser = parse_size)]
+    pub sizes: Vec<u64>,
+    /// Write the model here instead of $XDG_CACHE_HOME/zc-trace/cost-model.json (else
+    /// ~/.cache/zc-trace/cost-model.json), where the advisor looks for it.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Print the model as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +122,8 @@ pub struct LabArgs {
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,
+    #[command(flatten)]
+    pub advise: AdviseArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -210,6 +232,10 @@ pub struct TraceArgs {
     /// allows them.
     #[arg(long, value_enum, default_value_t = crate::model::run::KernelReads::Auto)]
     pub kernel_reads: crate::model::run::KernelReads,
+    #[command(flatten)]
+    pub stacks: StackArgs,
+    #[command(flatten)]
+    pub advise: AdviseArgs,
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,
@@ -258,6 +284,35 @@ impl RelayArgs {
             ttl_ns: self.relay_ttl.as_nanos().min(u64::MAX as u128) as u64,
         }
     }
+}
+
+/// The priced advisor.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AdviseArgs {
+    /// For each flow that costs CPU copies: the strategy that would avoid them, what it
+    /// removes, and the CPU time that saves by the cost model `zc-trace calibrate` measured.
+    #[arg(long)]
+    pub advise: bool,
+    /// With --advise: the cost model to price with (default: where `zc-trace calibrate`
+    /// writes it, under the user's cache directory).
+    #[arg(long, value_name = "FILE", requires = "advise")]
+    pub cost_model: Option<PathBuf>,
+}
+
+/// Copy stacks: where in the program the bytes were moved from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StackArgs {
+    /// Count the user and kernel call stacks of the data syscalls that moved bytes, weighted
+    /// by bytes (in the kernel; symbolized at the end). Full user stacks need frame pointers.
+    #[arg(long)]
+    pub stacks: bool,
+    /// With --stacks: write the stacks in folded form (one line per stack, bytes as the
+    /// count), the format flame-graph tools read.
+    #[arg(long, value_name = "FILE", requires = "stacks")]
+    pub folded: Option<PathBuf>,
+    /// With --stacks: draw a flame graph of the bytes as SVG.
+    #[arg(long, value_name = "FILE.svg", requires = "stacks", value_parser = parse_svg_path)]
+    pub flamegraph: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -422,6 +477,19 @@ mod tests {
         assert_eq!(first_repeated(&[1, 2, 3]), None);
         assert_eq!(first_repeated(&[1, 2, 1, 2]), Some(&1));
         assert_eq!(first_repeated::<u32>(&[]), None);
+    }
+
+    #[test]
+    fn calibrate_takes_sizes_and_refuses_bad_ones() {
+        let cli = Cli::try_parse_from(["zc-trace", "calibrate"]).unwrap();
+        let Command::Calibrate(args) = cli.command else { panic!() };
+        assert_eq!(args.sizes, [4096, 16384, 65536, 262144, 1 << 20]);
+        let cli = Cli::try_parse_from(["zc-trace", "calibrate", "--sizes", "4KiB,1MiB", "--json"]).unwrap();
+        let Command::Calibrate(args) = cli.command else { panic!() };
+        assert_eq!((args.sizes.as_slice(), args.json), (&[4096, 1 << 20][..], true));
+        for bad in ["0", "4KiB,x", "4KiB,,8KiB"] {
+            assert!(Cli::try_parse_from(["zc-trace", "calibrate", "--sizes", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

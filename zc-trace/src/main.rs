@@ -18,6 +18,7 @@ fn main() {
         }
     };
     let result = match cli.command {
+        Command::Calibrate(args) => commands::calibrate::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Syscalls(args) => commands::syscalls::run(args),
         Command::Lab(args) => commands::lab::run(args),

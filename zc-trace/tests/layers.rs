@@ -14,7 +14,7 @@ use std::{
 };
 
 /// Bottom first. A folder `src/NAME/` or a file `src/NAME.rs` is one layer.
-const LAYERS: &[&str] = &["model", "kernel", "probe", "attribute", "render", "workloads", "cli", "commands"];
+const LAYERS: &[&str] = &["model", "kernel", "probe", "attribute", "advise", "render", "workloads", "cli", "commands"];
 
 /// Above every layer: they may use anything, and nothing uses them.
 const TOP: &[&str] = &["lib.rs", "main.rs"];

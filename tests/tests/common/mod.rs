@@ -248,3 +248,14 @@ pub fn start_serving(args: &[&str]) -> KillOnDrop {
     assert!(lines.contains("kernel maps: "), "the maps' memory is reported at start-up: {lines}");
     KillOnDrop(serve)
 }
+
+/// Compiles `tests/fixtures/c/NAME.c` into `dir` with Debian's gcc and `flags` (installed
+/// when missing: CI runs as root).
+pub fn build_c(dir: &TempDir, name: &str, flags: &[&str]) -> PathBuf {
+    ensure_debian_package("/usr/bin/cc", "gcc");
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/c/{name}.c"));
+    let out = dir.0.join(name);
+    let status = Command::new("cc").args(flags).arg("-o").arg(&out).arg(&source).status().expect("cc");
+    assert!(status.success(), "compiling {}", source.display());
+    out
+}

@@ -24,11 +24,21 @@ pub enum Tool {
     Bpftrace,
     PerfTrace,
     Strace,
+    /// `trace --stacks`: what copy stacks add (last, so that the others keep their index).
+    ZcTraceStacks,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 7] =
-        [Tool::Untraced, Tool::Floor, Tool::ZcTrace, Tool::ZcTraceAll, Tool::Bpftrace, Tool::PerfTrace, Tool::Strace];
+    pub const ALL: [Tool; 8] = [
+        Tool::Untraced,
+        Tool::Floor,
+        Tool::ZcTrace,
+        Tool::ZcTraceAll,
+        Tool::Bpftrace,
+        Tool::PerfTrace,
+        Tool::Strace,
+        Tool::ZcTraceStacks,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Tool::Untraced => "untraced",
@@ -38,6 +48,7 @@ impl Tool {
             Tool::Bpftrace => "bpftrace (per-process syscall count)",
             Tool::PerfTrace => "perf trace -s",
             Tool::Strace => "strace -c",
+            Tool::ZcTraceStacks => "zc-trace trace --stacks (copy stacks)",
         }
     }
     /// The slow tools get a smaller workload (1 in this many passes).
@@ -111,6 +122,11 @@ pub fn measure(
             [vec![zc, "trace".into(), "--json".into(), json.to_str().unwrap().into(), "--".into()], workload.clone()]
                 .concat()
         }
+        Tool::ZcTraceStacks => [
+            vec![zc, "trace".into(), "--stacks".into(), "-o".into(), "/dev/null".into(), "--".into()],
+            workload.clone(),
+        ]
+        .concat(),
         Tool::ZcTraceAll => {
             system_wide = Some(SystemWide::start(zc_trace)?);
             workload.clone()

@@ -30,6 +30,11 @@ pub fn all() -> Vec<Check> {
     }
     // `-o -`: beside a command it starts, zc-trace reports to stderr unless told otherwise.
     checks.push(Check::new("syscalls", &["zc-trace", "syscalls", "--json", "-o", "-", "--", "/bin/busybox", "true"]));
+    // Copy stacks with the function probes: their kernel stacks are taken at the copy. The
+    // file is on the NVMe ext4 (TMPDIR), whose reads go through filemap_read.
+    let dd = "cp /bin/busybox $TMPDIR/stacks.src && exec zc-trace trace --stacks --probe-tier fentry --json -o - -- \
+              /bin/busybox dd if=$TMPDIR/stacks.src of=$TMPDIR/stacks.copy bs=64k";
+    checks.push(Check::new("stacks-fentry", &["sh", "-c", dd]));
     checks.extend(classic_checks());
     checks
 }

@@ -103,6 +103,9 @@ fn add_from(key: u32, f: &InFlight, paired: u8, fd_in: i32, ino_in: u64, n: u64,
     else {
         return;
     };
+    if super::stacks::enabled() {
+        super::stacks::hand_over(flow_tag(class as u8, src, dst, how), f.gather, n, calls);
+    }
     if crate::filter::single_tgid() && !by_fd() && bump_one(flow_tag(class as u8, src, dst, how), n, calls) {
         return;
     }

@@ -17,6 +17,7 @@
 //! - `pipe_read(iocb, to)` / `pipe_write(iocb, from)`: pipe <-> user copies.
 
 use aya_ebpf::{
+    EbpfContext,
     macros::{fexit, kretprobe},
     programs::{FExitContext, RetProbeContext},
 };
@@ -28,6 +29,7 @@ use zc_trace_common::{
 use super::{
     derive::spliced_by,
     inflight::{add_pending, class_of},
+    stacks::note_kernel,
 };
 use crate::{
     filter::{Traced, traced},
@@ -36,7 +38,7 @@ use crate::{
 };
 
 #[inline(always)]
-fn file_read(ret: i64, already_read: i64) {
+fn file_read(ctx: &impl EbpfContext, ret: i64, already_read: i64) {
     let Some(Traced { key, tid, .. }) = traced() else { return };
     let class = class_of(tid);
     // Before 6.5, generic_file_splice_read (sendfile, splice, copy_file_range) calls
@@ -55,11 +57,12 @@ fn file_read(ret: i64, already_read: i64) {
             s.to_user[End::PageCache as usize].add(copied as u64);
             add_pending(tid, PendingKind::Read, copied as u64);
         });
+        note_kernel(ctx, tid);
     }
 }
 
 #[inline(always)]
-fn file_write(ret: i64) {
+fn file_write(ctx: &impl EbpfContext, ret: i64) {
     let Some(Traced { key, tid, .. }) = traced() else { return };
     let class = class_of(tid);
     // As for reads: kernel_write (a core dump, a kernel-internal write) is no user copy.
@@ -68,6 +71,7 @@ fn file_write(ret: i64) {
             s.from_user[End::PageCache as usize].add(ret as u64);
             add_pending(tid, PendingKind::Write, ret as u64);
         });
+        note_kernel(ctx, tid);
     }
 }
 
@@ -75,7 +79,7 @@ fn file_write(ret: i64) {
 pub fn zc_fexit_filemap_read(ctx: FExitContext) -> i32 {
     let already_read: i64 = ctx.arg(2);
     let ret: i64 = ctx.arg(3);
-    file_read(ret, already_read);
+    file_read(&ctx, ret, already_read);
     0
 }
 
@@ -84,21 +88,21 @@ pub fn zc_kretprobe_filemap_read(ctx: RetProbeContext) -> u32 {
     // No entry arguments here: already_read is almost always 0 (it is non-zero only after a
     // partial O_DIRECT read fell back to buffered I/O).
     let ret: i64 = ctx.ret();
-    file_read(ret, 0);
+    file_read(&ctx, ret, 0);
     0
 }
 
 #[fexit(function = "generic_perform_write")]
 pub fn zc_fexit_generic_perform_write(ctx: FExitContext) -> i32 {
     let ret: i64 = ctx.arg(2);
-    file_write(ret);
+    file_write(&ctx, ret);
     0
 }
 
 #[kretprobe]
 pub fn zc_kretprobe_generic_perform_write(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
-    file_write(ret);
+    file_write(&ctx, ret);
     0
 }
 
@@ -115,6 +119,7 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     // Whether the route's device can gather decides copy or reference (see tcp_sendmsg).
     let gather = kmem::sock_can_gather(sk);
     let spliced = spliced_by(key, class_of(tid), |s| tcp_sendmsg(s, flags, gather, ret as u64));
+    note_kernel(&ctx, tid);
     if spliced != 0 {
         super::net::add_spliced(sk, spliced);
     }
@@ -122,10 +127,11 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
 }
 
 #[inline(always)]
-fn tally(ret: i64, f: impl FnOnce(&mut zc_trace_common::Stats, u64)) {
+fn tally(ctx: &impl EbpfContext, ret: i64, f: impl FnOnce(&mut zc_trace_common::Stats, u64)) {
     let Some(Traced { key, tid, .. }) = traced() else { return };
     if ret > 0 {
         with_stats(key, class_of(tid), |s| f(s, ret as u64));
+        note_kernel(ctx, tid);
     }
 }
 
@@ -139,6 +145,7 @@ pub fn zc_fexit_do_tcp_sendpages(ctx: FExitContext) -> i32 {
     }
     let gather = kmem::sock_can_gather(sk);
     let spliced = spliced_by(key, class_of(tid), |s| into_socket(s, FdKind::Tcp, gather, ret as u64));
+    note_kernel(&ctx, tid);
     if spliced != 0 {
         super::net::add_spliced(sk, spliced);
     }
@@ -153,25 +160,25 @@ fn page_refs(s: &mut zc_trace_common::Stats, n: u64) {
 
 #[fexit(function = "filemap_splice_read")]
 pub fn zc_fexit_filemap_splice_read(ctx: FExitContext) -> i32 {
-    tally(ctx.arg(5), page_refs);
+    tally(&ctx, ctx.arg(5), page_refs);
     0
 }
 
 #[kretprobe]
 pub fn zc_kretprobe_filemap_splice_read(ctx: RetProbeContext) -> u32 {
-    tally(ctx.ret(), page_refs);
+    tally(&ctx, ctx.ret(), page_refs);
     0
 }
 
 #[fexit(function = "generic_file_splice_read")]
 pub fn zc_fexit_generic_file_splice_read(ctx: FExitContext) -> i32 {
-    tally(ctx.arg(5), page_refs);
+    tally(&ctx, ctx.arg(5), page_refs);
     0
 }
 
 #[kretprobe]
 pub fn zc_kretprobe_generic_file_splice_read(ctx: RetProbeContext) -> u32 {
-    tally(ctx.ret(), page_refs);
+    tally(&ctx, ctx.ret(), page_refs);
     0
 }
 
@@ -182,13 +189,13 @@ fn into_file(s: &mut zc_trace_common::Stats, n: u64) {
 
 #[fexit(function = "iter_file_splice_write")]
 pub fn zc_fexit_iter_file_splice_write(ctx: FExitContext) -> i32 {
-    tally(ctx.arg(5), into_file);
+    tally(&ctx, ctx.arg(5), into_file);
     0
 }
 
 #[kretprobe]
 pub fn zc_kretprobe_iter_file_splice_write(ctx: RetProbeContext) -> u32 {
-    tally(ctx.ret(), into_file);
+    tally(&ctx, ctx.ret(), into_file);
     0
 }
 
@@ -204,24 +211,24 @@ fn user_to_pipe(s: &mut zc_trace_common::Stats, n: u64) {
 
 #[fexit(function = "pipe_read")]
 pub fn zc_fexit_pipe_read(ctx: FExitContext) -> i32 {
-    tally(ctx.arg(2), pipe_to_user);
+    tally(&ctx, ctx.arg(2), pipe_to_user);
     0
 }
 
 #[kretprobe]
 pub fn zc_kretprobe_pipe_read(ctx: RetProbeContext) -> u32 {
-    tally(ctx.ret(), pipe_to_user);
+    tally(&ctx, ctx.ret(), pipe_to_user);
     0
 }
 
 #[fexit(function = "pipe_write")]
 pub fn zc_fexit_pipe_write(ctx: FExitContext) -> i32 {
-    tally(ctx.arg(2), user_to_pipe);
+    tally(&ctx, ctx.arg(2), user_to_pipe);
     0
 }
 
 #[kretprobe]
 pub fn zc_kretprobe_pipe_write(ctx: RetProbeContext) -> u32 {
-    tally(ctx.ret(), user_to_pipe);
+    tally(&ctx, ctx.ret(), user_to_pipe);
     0
 }

@@ -15,4 +15,5 @@ pub mod process;
 pub mod relay;
 pub mod sched;
 pub mod socket_copy;
+pub mod stacks;
 pub mod syscalls;

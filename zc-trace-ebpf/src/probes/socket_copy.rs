@@ -19,5 +19,6 @@ pub fn zc_skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     with_stats(key, class_of(tid), |s| s.to_user[End::Socket as usize].add(len as u64));
+    super::stacks::note_kernel(&ctx, tid);
     0
 }

@@ -8,5 +8,6 @@ pub mod dma;
 pub mod flows;
 pub mod row;
 pub mod sources;
+pub mod stacks;
 pub mod strategy;
 pub mod syscalls;

@@ -5,7 +5,8 @@ use std::{path::Path, time::Instant};
 
 use anyhow::Context as _;
 
-use super::Signals;
+use super::{Signals, advised};
+use crate::advise::cost::LoadedCostModel;
 
 use crate::{
     attribute::{
@@ -53,6 +54,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     for path in [&args.csv, &args.plot].into_iter().flatten() {
         output::check_writable(path)?;
     }
+    let model = if args.advise.advise { advised::cost_model(&args.advise)? } else { None };
     if args.chunk > args.size {
         return Err(Fatal::usage(format!(
             "--chunk ({}) is larger than --size ({}): choose a chunk no larger than the file",
@@ -76,7 +78,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
     })?;
     privileges::require_tracing()?;
     facts::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(lab(args, report_to))
+    super::runtime()?.block_on(lab(args, report_to, model))
 }
 
 /// One traced run of one strategy.
@@ -87,7 +89,7 @@ struct Run {
     system: GlobalEvents,
 }
 
-async fn lab(args: LabArgs, report_to: output::Sink) -> anyhow::Result<i32> {
+async fn lab(args: LabArgs, report_to: output::Sink, model: Option<LoadedCostModel>) -> anyhow::Result<i32> {
     let started = Instant::now();
     let strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
     // Catch SIGINT/SIGTERM/SIGHUP before anything is created, so that an interruption at any
@@ -159,6 +161,7 @@ async fn lab(args: LabArgs, report_to: output::Sink) -> anyhow::Result<i32> {
             skipped,
             classic,
         }),
+        stacks: None,
     };
     if let Some(path) = &args.csv {
         export::write_csv(path, &report.rows)?;
@@ -173,9 +176,17 @@ async fn lab(args: LabArgs, report_to: output::Sink) -> anyhow::Result<i32> {
         );
         export::write_plot(path, &report.rows, &title)?;
     }
-    match &args.output.json {
-        Some(_) => report_to.write_json(&report)?,
-        None => report_to.write_text(&table::render(&report, args.raw))?,
+    let advice = args.advise.advise.then(|| advised::advise(&report, model.as_ref()));
+    match (&args.output.json, &advice) {
+        (Some(_), Some(advice)) => report_to.write_json(&advised::Advised { report: &report, advice })?,
+        (Some(_), None) => report_to.write_json(&report)?,
+        (None, _) => {
+            let mut text = table::render(&report, args.raw);
+            if let Some(advice) = &advice {
+                text += &advised::render_text(advice);
+            }
+            report_to.write_text(&text)?
+        }
     }
     Ok(0)
 }

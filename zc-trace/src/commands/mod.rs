@@ -1,6 +1,8 @@
 //! One module per subcommand, glue only: each validates its arguments, checks privileges, sets
 //! up, runs, and returns the process exit code; the work is in the layers below. May use:
 //! every layer (model/, kernel/, probe/, attribute/, render/, workloads/, cli).
+pub mod advised;
+pub mod calibrate;
 pub mod doctor;
 pub mod lab;
 pub mod serve;

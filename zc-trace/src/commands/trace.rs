@@ -7,6 +7,7 @@ use zc_trace_common::{OpClass, Stats};
 
 use crate::{
     attribute::{
+        self,
         corrections::copied_at_transmit,
         flows,
         row::{self, Input},
@@ -16,24 +17,26 @@ use crate::{
     kernel::{
         facts::{self, kernel_info},
         privileges,
+        symbols::{Symbols, resolve_command},
         target::{Ended, Target},
     },
     model::{
         exit::Fatal,
         report::{AttributionReport, GlobalEvents},
         row::{Role, Row},
-        run::Evidence,
+        run::{Evidence, ProbeState, ProbeStatus},
     },
     probe::{
         attach::attach_floor,
-        collect,
+        catalogue, collect,
         loader::Filter,
         session::{Options, Session},
     },
     render::{self, output},
 };
 
-use super::{Signals, Stop};
+use super::{Signals, Stop, advised};
+use crate::advise::cost::LoadedCostModel;
 
 pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     if let Some(pid) = cli::first_repeated(&args.pids) {
@@ -44,6 +47,11 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     if args.pids.is_empty() && args.command.is_empty() && !args.all {
         return Err(Fatal::usage("nothing to trace: give -p PID[,PID...], -a, or a command after `--`").into());
     }
+    for path in [&args.stacks.folded, &args.stacks.flamegraph].into_iter().flatten() {
+        output::check_writable(path)?;
+    }
+    // Read before tracing: a --cost-model that is not one fails now, not after the trace.
+    let model = if args.advise.advise { advised::cost_model(&args.advise)? } else { None };
     privileges::require_tracing()?;
     facts::require_host_pid_namespace()?;
     // Fork before anything else: while single-threaded, and before our private mount
@@ -56,10 +64,15 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
         args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?
     };
     facts::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(trace(args, &mut targets, sink))
+    super::runtime()?.block_on(trace(args, &mut targets, sink, model))
 }
 
-async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> anyhow::Result<i32> {
+async fn trace(
+    args: TraceArgs,
+    targets: &mut [Target],
+    sink: output::Sink,
+    model: Option<LoadedCostModel>,
+) -> anyhow::Result<i32> {
     let pids: Vec<u32> = targets.iter().map(|t| t.pid).collect();
     let filter = match pids.as_slice() {
         _ if args.all => Filter::All,
@@ -74,6 +87,7 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
         syscall_buckets: false,
         relay: args.relay.settings(),
         kernel_reads: args.kernel_reads,
+        stacks: args.stacks.stacks,
     };
     // Signals first: a Ctrl-C that arrives the instant we are attached must still produce the
     // summary, not kill us with the default action.
@@ -102,6 +116,8 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
             t.pid, t.comm
         );
     }
+    let mut symbols = args.stacks.stacks.then(|| stack_symbols(&args.command, targets));
+    let mut stack_ticker = symbols.is_some().then(|| tokio::time::interval(std::time::Duration::from_secs(1)));
     let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
     eprintln!(
         "zc-trace: attached; tracing {}{}. Ctrl-C to stop.",
@@ -133,6 +149,9 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
             _ = async { path_ticker.as_mut().unwrap().tick().await }, if path_ticker.is_some() => {
                 paths.refresh(&session.flows()?);
             }
+            _ = async { stack_ticker.as_mut().unwrap().tick().await }, if stack_ticker.is_some() => {
+                index_stack_processes(&session, symbols.as_mut())?;
+            }
             _ = async { ticker.as_mut().unwrap().tick().await }, if ticker.is_some() => {
                 let now = Snapshot::take(&session)?;
                 paths.refresh(&now.flows);
@@ -153,6 +172,8 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
         }
     };
     drop(all_ended);
+    // The mappings of processes that have copy stacks, while they still exist.
+    index_stack_processes(&session, symbols.as_mut())?;
     // A spawned command still running is signalled and waited for, still traced: its exit is
     // part of the summary, and its status is ours.
     let exit_status = stop_spawned(targets, stop, &mut signals).await?;
@@ -160,16 +181,68 @@ async fn trace(args: TraceArgs, targets: &mut [Target], sink: output::Sink) -> a
     // Sockets still open: what they copied at transmit so far (closed ones are in the stats).
     collect::add_open_sockets(&mut total.stats, &session.open_sockets_copied()?);
     paths.refresh(&total.flows);
-    let report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
+    let mut report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
+    if let Some(symbols) = symbols.as_mut() {
+        let comms = session.comms()?;
+        let stacks =
+            attribute::stacks::report(&session.copy_stacks()?, symbols, &comms, kernel_stack_sources(session.probes()));
+        render::flamegraph::write(&stacks, args.stacks.folded.as_deref(), args.stacks.flamegraph.as_deref())?;
+        report.stacks = Some(stacks);
+    }
     if let Some(path) = &args.prog_stats {
         output::write_json(path, &session.program_costs())?;
     }
     drop(session); // detach before printing
-    match &args.output.json {
-        Some(_) => sink.write_json(&report)?,
-        None => sink.write_text(&render::trace::render(&report, args.raw))?,
+    let advice = args.advise.advise.then(|| advised::advise(&report, model.as_ref()));
+    match (&args.output.json, &advice) {
+        (Some(_), Some(advice)) => sink.write_json(&advised::Advised { report: &report, advice })?,
+        (Some(_), None) => sink.write_json(&report)?,
+        (None, _) => {
+            let mut text = render::trace::render(&report, args.raw);
+            if let Some(advice) = &advice {
+                text += &advised::render_text(advice);
+            }
+            sink.write_text(&text)?
+        }
     }
     Ok(exit_status.unwrap_or(0))
+}
+
+/// The symbolizer of a `--stacks` trace, with the spawned command's executable and libraries
+/// (found from its name: it may exit before its mappings can be read) and the targets'
+/// mappings indexed.
+fn stack_symbols(command: &[String], targets: &[Target]) -> Symbols {
+    let mut symbols = Symbols::new();
+    if let Some(exe) = command.first().and_then(|program| resolve_command(program)) {
+        symbols.index_command(&exe);
+    }
+    for t in targets {
+        symbols.index_process(t.pid);
+    }
+    symbols
+}
+
+/// Indexes the files mapped by every process that has copy stacks so far.
+fn index_stack_processes(session: &Session, symbols: Option<&mut Symbols>) -> anyhow::Result<()> {
+    if let Some(symbols) = symbols {
+        for tgid in session.stack_tgids()? {
+            symbols.index_process(tgid);
+        }
+    }
+    Ok(())
+}
+
+/// Which attached probes capture the kernel stack of a copy on this run.
+fn kernel_stack_sources(probes: &[ProbeStatus]) -> String {
+    let inside: Vec<String> = probes
+        .iter()
+        .filter(|p| p.status == ProbeState::Attached && catalogue::copies_inside(&p.name))
+        .map(|p| format!("{} ({})", p.name, p.attach))
+        .collect();
+    if inside.is_empty() {
+        return "none: no probe inside a copy path is attached on this run".into();
+    }
+    format!("at the copy, by {}; copies on other paths have no kernel stack on this run", inside.join(", "))
 }
 
 /// Resolves when every target has ended, with the exit status of the last command we spawned
@@ -306,6 +379,7 @@ fn build_report(
         duration_s,
         system,
         lab: None,
+        stacks: None,
     })
 }
 

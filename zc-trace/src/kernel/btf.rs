@@ -392,6 +392,8 @@ impl KernelBtf {
             regs_args: syscall_arg_registers(self)?,
             sock_socket: o("sock", &["sk_socket"]).unwrap_or(0),
             socket_ino: self.socket_ino().unwrap_or(0),
+            regs_sp: stack_registers(self).map_or(0, |r| r[0]),
+            regs_fp: stack_registers(self).map_or(0, |r| r[1]),
         })
     }
 
@@ -486,6 +488,17 @@ fn syscall_arg_registers(btf: &KernelBtf) -> anyhow::Result<[u32; 6]> {
     Ok(out)
 }
 
+/// The user stack pointer and frame pointer in `struct pt_regs`.
+#[cfg(target_arch = "x86_64")]
+fn stack_registers(btf: &KernelBtf) -> anyhow::Result<[u32; 2]> {
+    Ok([btf.offset("pt_regs", &["sp"])?, btf.offset("pt_regs", &["bp"])?])
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn stack_registers(_btf: &KernelBtf) -> anyhow::Result<[u32; 2]> {
+    bail!("the stack registers are only mapped for x86-64 so far")
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn syscall_arg_registers(_btf: &KernelBtf) -> anyhow::Result<[u32; 6]> {
     bail!("syscall argument registers are only mapped for x86-64 so far")
@@ -508,6 +521,8 @@ mod tests {
         assert_eq!(off.valid, 1);
         #[cfg(target_arch = "x86_64")]
         assert_eq!(off.regs_args, [112, 104, 96, 56, 72, 64], "pt_regs is x86-64 ABI");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!((off.regs_sp, off.regs_fp), (152, 32), "pt_regs is x86-64 ABI");
         assert_eq!(off.sock_family, 16, "skc_family follows the two 4-byte hash/addr unions");
         assert_eq!(off.fdtable_max_fds, 0);
         // A socket's inode follows its struct socket in struct socket_alloc.

@@ -57,6 +57,20 @@ pub fn release() -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The CPU's model as /proc/cpuinfo names it (`model name`, x86 and some others), for cost
+/// figures measured on it; "unknown" where the kernel names none (most arm64 kernels).
+pub fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| parse_cpu_model(&s)).unwrap_or_else(|| "unknown".into())
+}
+
+/// The first `model name : ...` line's value.
+pub fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "model name" && !value.trim().is_empty()).then(|| value.trim().to_string())
+    })
+}
+
 /// `/sys/kernel/security/lockdown` reads like `none [integrity] confidentiality`: the
 /// bracketed word is the active mode.
 pub fn parse_lockdown(s: &str) -> Option<String> {
@@ -127,5 +141,13 @@ mod tests {
         assert_eq!(parse_lockdown("none [integrity] confidentiality\n").as_deref(), Some("integrity"));
         assert_eq!(parse_lockdown("[none] integrity confidentiality").as_deref(), Some("none"));
         assert_eq!(parse_lockdown("garbage"), None);
+    }
+
+    #[test]
+    fn cpu_model_is_the_first_model_name() {
+        let text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n\
+                    processor\t: 1\nmodel name\t: other\n";
+        assert_eq!(parse_cpu_model(text).as_deref(), Some("Intel(R) Xeon(R) CPU @ 2.20GHz"));
+        assert_eq!(parse_cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
     }
 }

@@ -7,6 +7,7 @@ pub mod btf;
 pub mod facts;
 pub mod privileges;
 pub mod signals;
+pub mod symbols;
 pub mod syscall_names;
 pub mod syscall_table;
 pub mod target;

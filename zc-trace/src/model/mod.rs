@@ -8,3 +8,4 @@ pub mod exit;
 pub mod report;
 pub mod row;
 pub mod run;
+pub mod stacks;

@@ -8,6 +8,7 @@ use crate::model::{
     evidence,
     row::Row,
     run::{Drops, ProbeStatus, Tier},
+    stacks::StacksReport,
 };
 
 /// The report every attributing command prints with `--json`: the fields named in the README
@@ -25,6 +26,9 @@ pub struct AttributionReport {
     /// Lab runs: what was run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lab: Option<LabSettings>,
+    /// `--stacks`: the copy stacks of every traced process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<StacksReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -160,6 +160,9 @@ pub(super) fn attach_tracepoints(
 /// With `--by fd`: names the files behind fds (zc-trace-ebpf/src/probes/flows.rs).
 pub(super) const FD_NAMES_PROGRAM: &str = "zc_sys_enter_names";
 
+/// With `--stacks`: counts copy stacks (zc-trace-ebpf/src/probes/stacks.rs).
+pub(super) const STACKS_PROGRAM: &str = "zc_sys_exit_stacks";
+
 /// The program for `dma:dma_map_sg` (zc-trace-ebpf/src/probes/dma.rs).
 const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 

@@ -141,6 +141,13 @@ pub struct FunctionProbe {
     pub measures: &'static str,
 }
 
+/// Whether the probe named `name` (as the probe list names it) fires inside a copy path, and
+/// so records the kernel stack of the copy for `--stacks` (zc-trace-ebpf's `stacks::note_kernel`):
+/// the socket-receive tracepoint and every function probe.
+pub fn copies_inside(name: &str) -> bool {
+    name == "skb:skb_copy_datagram_iovec" || FUNCTIONS.iter().any(|f| f.function == name)
+}
+
 pub const FUNCTIONS: &[FunctionProbe] = &[
     FunctionProbe {
         function: "filemap_read",

@@ -4,7 +4,9 @@ use std::cell::OnceCell;
 use anyhow::Context as _;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness, maps::HashMap};
 use zc_trace_common::{
-    DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, TypedLoads, globals, maps, relay::RelaySettings,
+    DmaLayout, IoUringOffsets, KernelOffsets, SyscallTable, TypedLoads, globals, maps,
+    relay::RelaySettings,
+    stacks::{COPY_STACKS_MAX_ENTRIES, STACKS_MAX_ENTRIES},
 };
 
 use super::kfuncs;
@@ -55,6 +57,8 @@ pub struct Settings {
     pub typed: Option<(TypedLoads, u32)>,
     /// `offsetof(struct task_struct, pid)`, 0 if unknown: used on both read paths.
     pub task_pid: u32,
+    /// Count copy stacks (`--stacks`); the stack maps are created with one entry otherwise.
+    pub stacks: bool,
 }
 
 /// How many times one loader may load the counting object (see [`Constants::observed`]).
@@ -71,6 +75,7 @@ pub struct Constants<'s> {
     by_thread: u32,
     by_fd: u32,
     syscall_buckets: u32,
+    stacks: u32,
     /// `observed::*` bits (copy paths a function probe counts), one slot per load: a function
     /// probe that fails to attach makes the session load again with fewer bits.
     observed: [OnceCell<u32>; MAX_PROBE_LOADS],
@@ -94,6 +99,7 @@ impl<'s> Constants<'s> {
             by_thread: u32::from(settings.by_thread),
             by_fd: u32::from(settings.by_fd),
             syscall_buckets: u32::from(settings.syscall_buckets),
+            stacks: u32::from(settings.stacks),
             observed: Default::default(),
             typed_loads: [
                 TypedLoads { task_pid: settings.task_pid, ..TypedLoads::default() },
@@ -175,7 +181,7 @@ pub fn load_probes<'a>(
         (true, None) => anyhow::bail!("typed loads asked for on a kernel that cannot have them"),
     };
     let object = kfuncs::patch_rdonly_cast(embedded(PROBES)?, kfunc)?;
-    let mut ebpf = loader
+    loader
         .override_global(globals::FILTER_TGID, &constants.filter_tgid, true)
         .override_global(globals::FILTER_MAP, &constants.filter_map, true)
         .override_global(globals::EXCLUDE_TGID, &constants.exclude_tgid, true)
@@ -190,9 +196,15 @@ pub fn load_probes<'a>(
         .override_global(globals::SYSCALL_BUCKETS, &constants.syscall_buckets, true)
         .override_global(globals::RELAY_SETTINGS, &settings.relay, true)
         .override_global(globals::TYPED_LOADS, &constants.typed_loads[usize::from(kfunc.is_some())], true)
-        .map_max_entries(maps::STATS, settings.stats_entries)
-        .load(&object)
-        .context("loading zc-trace's eBPF maps")?;
+        .override_global(globals::STACKS, &constants.stacks, true)
+        .map_max_entries(maps::STATS, settings.stats_entries);
+    if settings.stacks {
+        loader
+            .map_max_entries(maps::USER_STACKS, STACKS_MAX_ENTRIES)
+            .map_max_entries(maps::KERNEL_STACKS, STACKS_MAX_ENTRIES)
+            .map_max_entries(maps::COPY_STACKS, COPY_STACKS_MAX_ENTRIES);
+    }
+    let mut ebpf = loader.load(&object).context("loading zc-trace's eBPF maps")?;
     if let Filter::Set(tgids) = &settings.filter {
         let mut traced: HashMap<_, u32, u8> =
             HashMap::try_from(ebpf.map_mut(maps::TRACED).context("TRACED map missing")?)?;
@@ -244,6 +256,7 @@ mod tests {
             syscall_buckets: false,
             relay: RelaySettings::DEFAULT,
             typed: None,
+            stacks: false,
             task_pid: 0,
         };
         let constants = Constants::new(&settings);

@@ -9,3 +9,4 @@ pub mod footprint;
 pub mod kfuncs;
 pub mod loader;
 pub mod session;
+pub mod stack_maps;

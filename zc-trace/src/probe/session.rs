@@ -20,8 +20,8 @@ use crate::{
     },
     probe::{
         attach::{
-            self, FD_NAMES_PROGRAM, attach_function, attach_raw, attach_tracepoints, candidates, copy_primitive_status,
-            refused_kinds, tier_name,
+            self, FD_NAMES_PROGRAM, STACKS_PROGRAM, attach_function, attach_raw, attach_tracepoints, candidates,
+            copy_primitive_status, refused_kinds, tier_name,
         },
         catalogue::{self, FunctionProbe},
         collect::{self, SyscallCounts},
@@ -45,6 +45,8 @@ pub struct Options {
     pub relay: RelaySettings,
     /// How the syscall programs read kernel memory.
     pub kernel_reads: KernelReads,
+    /// Count copy stacks (`--stacks`).
+    pub stacks: bool,
 }
 
 /// What a session needs from the kernel's BTF by way of btf-rs, read in one go so that btf-rs's
@@ -137,6 +139,7 @@ impl BtfFacts {
             relay: options.relay,
             typed: self.typed.clone().ok(),
             task_pid: self.task_pid,
+            stacks: options.stacks,
         }
     }
 
@@ -311,6 +314,16 @@ impl Session {
                 })?;
                 probes.push(ProbeStatus::attached("raw_syscalls:sys_enter (fd names)", "raw_tracepoint"));
             }
+            if options.stacks {
+                // After zc_sys_exit, which hands it each syscall's flow (stacks.rs).
+                attach_raw(ebpf.program_mut(STACKS_PROGRAM), STACKS_PROGRAM, "sys_exit").map_err(|e| {
+                    Fatal::new(
+                        ExitKind::Kernel,
+                        format!("cannot attach the --stacks counter to raw_syscalls:sys_exit: {e}"),
+                    )
+                })?;
+                probes.push(ProbeStatus::attached("raw_syscalls:sys_exit (copy stacks)", "raw_tracepoint"));
+            }
             let mut failed = Vec::new();
             for f in &viable {
                 match attach_function(&mut ebpf, btf.as_ref(), f, tier, &refused) {
@@ -382,6 +395,16 @@ impl Session {
     /// and what the files behind the fds were.
     pub fn flows(&self) -> anyhow::Result<collect::Flows> {
         collect::flows(&self.ebpf, self.single_tgid)
+    }
+
+    /// The copy stacks counted so far (`--stacks`).
+    pub fn copy_stacks(&self) -> anyhow::Result<super::stack_maps::CopyStacks> {
+        super::stack_maps::read(&self.ebpf)
+    }
+
+    /// The processes that have copy stacks so far (`--stacks`).
+    pub fn stack_tgids(&self) -> anyhow::Result<std::collections::BTreeSet<u32>> {
+        super::stack_maps::tgids(&self.ebpf)
     }
 
     /// Everything counted, by thread group and op class, summed over CPUs.

@@ -48,6 +48,9 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
             );
         }
     }
+    if let Some(stacks) = &report.stacks {
+        out += &crate::render::stacks::render(stacks, raw);
+    }
     out
 }
 

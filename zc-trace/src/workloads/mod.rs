@@ -4,7 +4,9 @@
 //!
 //! Every workload returns the payload bytes it moved; the lab checks it against the file size.
 //! `sinks` is where the bytes go, `harness` what the lab runs them with (a temp dir, page-cache
-//! eviction, results shared with the forked workloads). May use: model/ (and any layer below).
+//! eviction, results shared with the forked workloads); `copy_cost` times copies and syscalls
+//! for `zc-trace calibrate`. May use: model/ (and any layer below).
+pub mod copy_cost;
 mod copy_file_range;
 pub mod direct_io;
 pub mod harness;

@@ -102,6 +102,46 @@ pub fn verify(dir: &Path) -> Vec<String> {
     if let Some((_, fentry)) = reports.iter().find(|(t, _)| *t == "fentry") {
         problems.extend(observed_in_fentry_tier(fentry));
     }
+    match load(dir, "stacks-fentry") {
+        Ok(report) => problems.extend(stacks_at_the_copy(&report)),
+        Err(e) => problems.push(e),
+    }
+    problems
+}
+
+/// `dd` of a file to a file with `--stacks` in the fentry tier: every byte of its flows is in
+/// a stack of that flow, and the copies' kernel stacks were taken inside `vfs_read` and
+/// `vfs_write` (by the filemap_read and generic_perform_write probes).
+fn stacks_at_the_copy(report: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let stacks = report["stacks"]["stacks"].as_array().cloned().unwrap_or_default();
+    let Some(row) = report["rows"].as_array().and_then(|r| r.first()) else {
+        return vec!["stacks-fentry: no row".into()];
+    };
+    for flow in row["flows"].as_array().into_iter().flatten() {
+        let label = format!(
+            "{} {} -> {}",
+            flow["strategy"].as_str().unwrap_or(""),
+            flow["source"].as_str().unwrap_or(""),
+            flow["destination"].as_str().unwrap_or("")
+        );
+        let in_stacks: u64 = stacks.iter().filter(|s| s["flow"] == label.as_str()).map(|s| n(&s["bytes"])).sum();
+        if in_stacks != n(&flow["bytes"]) {
+            problems
+                .push(format!("stacks-fentry: {label}: {in_stacks} bytes in stacks, {} in the flow", flow["bytes"]));
+        }
+    }
+    for (kind, function) in [("to_user", "vfs_read_[k]"), ("from_user", "vfs_write_[k]")] {
+        let found = stacks
+            .iter()
+            .any(|s| s["kind"] == kind && s["kernel"].as_array().into_iter().flatten().any(|f| f == function));
+        if !found {
+            problems.push(format!(
+                "stacks-fentry: no {kind} stack with {function} in its kernel frames: {}",
+                report["stacks"]
+            ));
+        }
+    }
     problems
 }
 
