@@ -12,13 +12,20 @@ use serde_json::Value;
 const DATA_KEYED: [&str; 6] = ["syscall_counts", "by_class", "by_reason", "by_end", "by_kind", "system_by_device"];
 
 /// Fields added since the fixtures were made, and why.
-const ADDED: [&str; 2] = [
+const ADDED: [&str; 8] = [
     // The BTF error behind "DMA API bytes: not read" moved out of the evidence text, which
     // takes a fixed vocabulary now.
     ".rows[].dma.dma_layout_error",
     // Pages spliced into network sockets, apart from UNIX ones: what copied-at-transmit
     // compares with the NIC's paged bytes.
     ".rows[].zero_copy.spliced_to_network_bytes",
+    // Each traced process's cgroup, and the container and pod its path names ([containers]).
+    ".rows[].cgroup.id",
+    ".rows[].cgroup.path",
+    ".rows[].cgroup.container_id",
+    ".rows[].cgroup.runtime",
+    ".rows[].cgroup.pod_uid",
+    ".rows[].cgroup.qos",
 ];
 
 fn paths(v: &Value, path: String, data_keyed: bool, out: &mut BTreeSet<String>) {

@@ -611,6 +611,10 @@ pub mod globals {
     pub const FILTER_TGID: &str = "FILTER_TGID";
     /// `u32`: 1 = count the thread groups listed in the `TRACED` map instead.
     pub const FILTER_MAP: &str = "FILTER_MAP";
+    /// `u64`: non-zero = count only tasks in this cgroup v2 (id) or below it.
+    pub const FILTER_CGROUP: &str = "FILTER_CGROUP";
+    /// `u32`: how many levels below the root that cgroup is.
+    pub const FILTER_CGROUP_LEVEL: &str = "FILTER_CGROUP_LEVEL";
     /// `u32`: in system-wide mode, a thread group not to count (zc-trace's own).
     pub const EXCLUDE_TGID: &str = "EXCLUDE_TGID";
     /// `u32`: 1 = add the children that traced processes fork to `TRACED`.
@@ -660,6 +664,8 @@ pub mod maps {
     pub const TRACED: &str = "TRACED";
     pub const GLOBAL_EVENTS: &str = "GLOBAL_EVENTS";
     pub const COMMS: &str = "COMMS";
+    /// Counter key -> cgroup v2 id (`u64`), recorded with the command name.
+    pub const CGROUPS: &str = "CGROUPS";
     /// `struct device *` -> [`DmaDevice`](super::DmaDevice), per CPU.
     pub const DMA_DEVICES: &str = "DMA_DEVICES";
     /// `struct sock *` -> [`SockOwner`](super::SockOwner), LRU.

@@ -11,7 +11,7 @@
 //! that name); it holds a counter key.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf},
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf},
     macros::map,
     maps::HashMap,
 };
@@ -29,6 +29,15 @@ static FILTER_TGID: u32 = 0;
 /// Non-zero: only the thread groups in `TRACED` (e.g. a lab's sender and receiver).
 #[unsafe(no_mangle)]
 static FILTER_MAP: u32 = 0;
+
+/// Non-zero: only tasks in this cgroup (v2 id) or below it (`--cgroup`), which is
+/// `FILTER_CGROUP_LEVEL` levels below the root: a task is in its subtree when its ancestor at
+/// that level is it (`bpf_get_current_ancestor_cgroup_id`, 5.6+), new processes included.
+#[unsafe(no_mangle)]
+static FILTER_CGROUP: u64 = 0;
+
+#[unsafe(no_mangle)]
+static FILTER_CGROUP_LEVEL: u32 = 0;
 
 /// System-wide mode: this thread group (zc-trace itself) is not counted.
 #[unsafe(no_mangle)]
@@ -83,7 +92,19 @@ pub fn is_traced_tgid(tgid: u32) -> bool {
     if setting(&FILTER_MAP) != 0 {
         return unsafe { TRACED.get(&tgid) }.is_some();
     }
+    let cgroup = unsafe { core::ptr::read_volatile(&FILTER_CGROUP) };
+    if cgroup != 0 && !in_cgroup(cgroup) {
+        return false;
+    }
     tgid != setting(&EXCLUDE_TGID) && tgid != 0
+}
+
+/// Whether the current task is in cgroup `id` or below it (see `FILTER_CGROUP`). Only ever
+/// asked about the current task: every caller of `is_traced_tgid` passes its own tgid.
+#[inline(always)]
+fn in_cgroup(id: u64) -> bool {
+    let level = setting(&FILTER_CGROUP_LEVEL) as i32;
+    unsafe { bpf_get_current_ancestor_cgroup_id(level) == id }
 }
 
 /// The counter key of a task (see the module doc).

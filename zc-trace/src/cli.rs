@@ -123,6 +123,8 @@ pub struct LabArgs {
     #[arg(long)]
     pub raw: bool,
     #[command(flatten)]
+    pub stacks: StackArgs,
+    #[command(flatten)]
     pub advise: AdviseArgs,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -193,6 +195,24 @@ pub struct ServeArgs {
     pub map_entries: u32,
     #[command(flatten)]
     pub relay: RelayArgs,
+    /// Every process in this cgroup (v2) and below it, including processes that start there
+    /// later: a path under the v2 hierarchy.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["pids", "all"])]
+    pub cgroup: Option<PathBuf>,
+    /// Series by command name (default) or by cgroup path (label `cgroup` instead of `comm`).
+    #[arg(long = "series-by", value_enum, default_value_t = SeriesBy::Comm)]
+    pub series_by: SeriesBy,
+    /// Add `container` and `pod_uid` labels (from the cgroup path) to the series of processes
+    /// in a container or a Kubernetes pod: one series set per container, never per PID.
+    #[arg(long)]
+    pub container_labels: bool,
+}
+
+/// What `serve`'s series are named by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeriesBy {
+    Comm,
+    Cgroup,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +224,14 @@ pub struct TraceArgs {
     /// Trace every process on the machine (rows by process; see --top).
     #[arg(short = 'a', long = "all", conflicts_with = "command")]
     pub all: bool,
+    /// The PIDs given with -p are as this PID namespace sees them (a container's:
+    /// /proc/HOSTPID/ns/pid of any process in it); rows show both.
+    #[arg(long, value_name = "/proc/PID/ns/pid", requires = "pids")]
+    pub pidns: Option<PathBuf>,
+    /// Trace every process in this cgroup (v2) and below it, including processes that start
+    /// there later: a path under the v2 hierarchy, e.g. /system.slice/nginx.service.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["pids", "command", "all"])]
+    pub cgroup: Option<PathBuf>,
     /// With -a: show the N processes that moved most bytes (the rest in one "other" row).
     #[arg(short = 'T', long = "top", default_value_t = 20)]
     pub top: usize,
@@ -260,6 +288,22 @@ pub enum By {
     Thread,
     /// Flows per fd, with the file's name or the socket's addresses.
     Fd,
+    /// One row per cgroup (v2), the processes in it summed.
+    Cgroup,
+    /// One row per container (runtime and id, from the cgroup path), the rest in one row.
+    Container,
+}
+
+impl By {
+    /// Rows of processes summed by cgroup or container, if that is the choice.
+    pub fn grouping(self) -> Option<crate::attribute::groups::Grouping> {
+        use crate::attribute::groups::Grouping;
+        match self {
+            By::Cgroup => Some(Grouping::Cgroup),
+            By::Container => Some(Grouping::Container),
+            By::Process | By::Thread | By::Fd => None,
+        }
+    }
 }
 
 /// How sends are paired with the receives that filled their buffers (relays, see

@@ -23,10 +23,25 @@ impl Check {
 pub fn all() -> Vec<Check> {
     let mut checks = vec![Check::new("doctor", &["zc-trace", "doctor", "--json"])];
     for tier in ["auto", "fentry", "kprobe", "tracepoint"] {
-        checks.push(Check::new(
-            format!("lab-{tier}"),
-            &["zc-trace", "lab", "--json", "--size", "8MiB", "--chunk", "64KiB", "--sink", "tcp", "--probe-tier", tier],
-        ));
+        let mut argv = vec![
+            "zc-trace",
+            "lab",
+            "--json",
+            "--size",
+            "8MiB",
+            "--chunk",
+            "64KiB",
+            "--sink",
+            "tcp",
+            "--probe-tier",
+            tier,
+        ];
+        // Copy stacks of every strategy (io_uring completions among them) once per kernel;
+        // the counts must not change with them (the tiers are compared).
+        if tier == "fentry" {
+            argv.push("--stacks");
+        }
+        checks.push(Check::new(format!("lab-{tier}"), &argv));
     }
     // `-o -`: beside a command it starts, zc-trace reports to stderr unless told otherwise.
     checks.push(Check::new("syscalls", &["zc-trace", "syscalls", "--json", "-o", "-", "--", "/bin/busybox", "true"]));

@@ -89,7 +89,7 @@ pub fn add_io_uring_send(key: u32, dst: FdKind, n: u64, m: &Matched) {
             Some(s) => (s.kind, how::AFTER_READ),
             None => (FdKind::UserMemory as u8, how::PLAIN),
         };
-        bump(&io_uring_flow(key, src, dst as u8, how), bytes, calls);
+        io_uring_bump(key, src, dst as u8, how, bytes, calls);
     });
 }
 
@@ -139,12 +139,19 @@ fn bump_one(tag: u32, n: u64, calls: u64) -> bool {
 /// An io_uring operation that completed with `n` bytes: `src` -> `dst`, no fds.
 #[inline(always)]
 pub fn add_io_uring(key: u32, src: FdKind, dst: FdKind, n: u64) {
-    bump(&io_uring_flow(key, src as u8, dst as u8, how::PLAIN), n, 1);
+    io_uring_bump(key, src as u8, dst as u8, how::PLAIN, n, 1);
 }
 
+/// Counts an io_uring flow (no fds), and hands it to the copy-stack program with `--stacks`.
 #[inline(always)]
-fn io_uring_flow(key: u32, src: u8, dst: u8, how: u8) -> FlowKey {
-    FlowKey { key, class: OpClass::IoUring as u8, src, dst, how, fd_in: -1, fd_out: -1, ino_in: 0, ino_out: 0 }
+fn io_uring_bump(key: u32, src: u8, dst: u8, how: u8, n: u64, calls: u64) {
+    if super::stacks::enabled() {
+        let tag = flow_tag(OpClass::IoUring as u8, src, dst, how);
+        super::stacks::hand_over_at(super::stacks::IO_URING, tag, 0, n, calls);
+    }
+    let flow =
+        FlowKey { key, class: OpClass::IoUring as u8, src, dst, how, fd_in: -1, fd_out: -1, ino_in: 0, ino_out: 0 };
+    bump(&flow, n, calls);
 }
 
 /// What a flow is created with. A named static, read by the insert from `.rodata` (no stores

@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     bindings::BPF_ANY,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::{map, raw_tracepoint},
     maps::HashMap,
     programs::RawTracePointContext,
@@ -22,11 +22,20 @@ use crate::{
 #[map]
 static COMMS: HashMap<u32, Comm> = HashMap::with_max_entries(TRACED_MAX_ENTRIES * 4, 0);
 
+/// Counter key -> the cgroup v2 id the process was in when its name was recorded (user space
+/// names rows' cgroups, containers and pods from it).
+#[map]
+static CGROUPS: HashMap<u32, u64> = HashMap::with_max_entries(TRACED_MAX_ENTRIES * 4, 0);
+
+/// Records the current task's name and cgroup under `key` (at fork, in the parent: the child
+/// starts in the parent's cgroup; at exec and first sight, in the task itself).
 #[inline(always)]
 fn remember_comm(key: u32) {
     if let Ok(comm) = bpf_get_current_comm() {
         let _ = COMMS.insert(&key, &comm, BPF_ANY as u64);
     }
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    let _ = CGROUPS.insert(&key, &cgroup, BPF_ANY as u64);
 }
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.

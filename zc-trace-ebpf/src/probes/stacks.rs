@@ -117,15 +117,27 @@ pub struct HandOver {
     pub bytes: u64,
 }
 
+/// Slot 0 for syscall exits ([`SYSCALL`]), 1 for io_uring completions ([`IO_URING`]): each
+/// program reads its own, so one whose stack program could not attach leaves nothing for
+/// the other.
 #[map]
-static HAND_OVER: PerCpuArray<HandOver> = PerCpuArray::with_max_entries(1, 0);
+static HAND_OVER: PerCpuArray<HandOver> = PerCpuArray::with_max_entries(2, 0);
+
+pub const SYSCALL: u32 = 0;
+pub const IO_URING: u32 = 1;
 
 /// Called where `zc_sys_exit` counts `n` bytes (and `calls`) of flow `tag`. Kept in memory,
 /// not carried to the end of the program: a value that differs per path in a register keeps
 /// the verifier from merging paths (sys_exit explored past a million instructions that way).
 #[inline(always)]
 pub fn hand_over(tag: u32, gather: u8, n: u64, calls: u64) {
-    let Some(h) = HAND_OVER.get_ptr_mut(0) else { return };
+    hand_over_at(SYSCALL, tag, gather, n, calls);
+}
+
+/// `hand_over` into slot `at`.
+#[inline(always)]
+pub fn hand_over_at(at: u32, tag: u32, gather: u8, n: u64, calls: u64) {
+    let Some(h) = HAND_OVER.get_ptr_mut(at) else { return };
     // SAFETY: this CPU's slot; written by sys_exit, read and cleared by the program after it,
     // both in the task's context, which does not nest.
     let h = unsafe { &mut *h };
@@ -140,7 +152,22 @@ pub fn hand_over(tag: u32, gather: u8, n: u64, calls: u64) {
 /// bytes under its user and kernel stacks.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn zc_sys_exit_stacks(ctx: RawTracePointContext) -> i32 {
-    let Some(h) = HAND_OVER.get_ptr_mut(0) else { return 0 };
+    count(&ctx, SYSCALL, true)
+}
+
+/// Attached to `io_uring_complete` after `zc_io_uring_complete`, with `--stacks` only: the
+/// completion's bytes under the stacks of the task it completes in (the `io_uring_enter`
+/// call that reaps it; none in an io-wq worker, which has no user stack).
+#[raw_tracepoint(tracepoint = "io_uring_complete")]
+pub fn zc_io_uring_stacks(ctx: RawTracePointContext) -> i32 {
+    count(&ctx, IO_URING, false)
+}
+
+/// Counts what slot `at` was handed under the current stacks. `syscall`: the context's
+/// first argument is the syscall's saved user registers (for the leaf fix-up).
+#[inline(always)]
+fn count(ctx: &RawTracePointContext, at: u32, syscall: bool) -> i32 {
+    let Some(h) = HAND_OVER.get_ptr_mut(at) else { return 0 };
     // SAFETY: see `hand_over`.
     let h = unsafe { &mut *h };
     let (tag, gather, n) = (h.tag, h.gather, h.bytes);
@@ -161,7 +188,7 @@ pub fn zc_sys_exit_stacks(ctx: RawTracePointContext) -> i32 {
         }
         None => NO_STACK,
     };
-    let (leaf_ret, frame_ret) = leaf_words(ctx.arg(0));
+    let (leaf_ret, frame_ret) = if syscall { leaf_words(ctx.arg(0)) } else { (0, 0) };
     let key = StackKey { tgid, user, kernel, tag, gather, _pad: 0, leaf_ret, frame_ret };
     let Some(v) = lookup_or_try_init(&COPY_STACKS, &key, || Some(&NO_BYTES)) else {
         drops::record(DropReason::CopyStacksMapFull);

@@ -6,6 +6,7 @@ pub mod classic;
 pub mod corrections;
 pub mod dma;
 pub mod flows;
+pub mod groups;
 pub mod row;
 pub mod sources;
 pub mod stacks;

@@ -104,7 +104,7 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
     let payload_bytes = match input.role {
         Role::Sender => total.payload_out,
         Role::Receiver => total.payload_in,
-        Role::Process | Role::Thread => total.payload_out.max(total.payload_in),
+        Role::Process | Role::Thread | Role::Cgroup | Role::Container => total.payload_out.max(total.payload_in),
     };
     let copied = cpu_copy.to_user.bytes + cpu_copy.from_user.bytes + cpu_copy.kernel.bytes;
     let unmeasured: Vec<&str> = [&cpu_copy.to_user, &cpu_copy.from_user, &cpu_copy.kernel]
@@ -164,6 +164,8 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
             || completions.completed > 0)
             .then_some(completions),
         flows: Vec::new(),
+        cgroup: None,
+        pid_in_namespace: None,
     }
 }
 

@@ -12,13 +12,17 @@ use zc_trace_common::{
 use crate::{
     attribute::flows::classify,
     kernel::symbols::{Symbols, is_cut},
-    model::stacks::{CopyStack, StacksReport},
-    probe::stack_maps::CopyStacks,
+    model::{
+        run::{ProbeState, ProbeStatus},
+        stacks::{CopyStack, StacksReport},
+    },
+    probe::{catalogue, stack_maps::CopyStacks},
 };
 
 /// How the stacks are captured and what their kind rests on, for the evidence line.
-pub const EVIDENCE: &str = "raw_tracepoint:sys_exit (copy stacks) bpf_get_stackid (user stack as build ids, BPF_F_STACK_BUILD_ID); \
-     kind derived from syscall semantics (the syscall's flow and its route's scatter-gather)";
+pub const EVIDENCE: &str = "raw_tracepoint:sys_exit and io_uring:io_uring_complete (copy stacks) bpf_get_stackid \
+     (user stack as build ids, BPF_F_STACK_BUILD_ID); kind derived from syscall semantics (the flow and its \
+     route's scatter-gather)";
 
 /// The flow a stack's syscalls belong to, as the flow rows label it.
 pub fn flow_label(tag: u32) -> String {
@@ -26,6 +30,19 @@ pub fn flow_label(tag: u32) -> String {
     let key = FlowKey { class, src, dst, how, ..FlowKey::default() };
     let (strategy, _, source, destination) = classify(&key);
     format!("{strategy} {source} -> {destination}")
+}
+
+/// Which attached probes capture the kernel stack of a copy on this run.
+pub fn kernel_stack_sources(probes: &[ProbeStatus]) -> String {
+    let inside: Vec<String> = probes
+        .iter()
+        .filter(|p| p.status == ProbeState::Attached && catalogue::copies_inside(&p.name))
+        .map(|p| format!("{} ({})", p.name, p.attach))
+        .collect();
+    if inside.is_empty() {
+        return "none: no probe inside a copy path is attached on this run".into();
+    }
+    format!("at the copy, by {}; copies on other paths have no kernel stack on this run", inside.join(", "))
 }
 
 /// The report of `raw`, its frames named by `symbols`; `kernel_stacks` says where kernel
@@ -102,6 +119,21 @@ fn merge(stacks: Vec<CopyStack>) -> Vec<CopyStack> {
     let mut out: Vec<CopyStack> = merged.into_values().collect();
     out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
     out
+}
+
+/// The stacks of several sessions (the lab's runs, one per strategy) as one report.
+pub fn combine(reports: Vec<StacksReport>) -> Option<StacksReport> {
+    let mut reports = reports.into_iter();
+    let mut out = reports.next()?;
+    for r in reports {
+        out.stacks.extend(r.stacks);
+        out.cut_stacks += r.cut_stacks;
+        out.cut_bytes += r.cut_bytes;
+        out.no_user_stack_bytes += r.no_user_stack_bytes;
+        out.unresolved_frames += r.unresolved_frames;
+    }
+    out.stacks.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.pid.cmp(&b.pid)));
+    Some(out)
 }
 
 /// One line of folded stacks: `kind;comm;user frames;[flow];kernel frames bytes`, the

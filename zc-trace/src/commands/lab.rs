@@ -1,7 +1,7 @@
 //! `zc-trace lab`: for each strategy, prepare the sink, fork the receiver and the sender held
 //! at their gates, attach the counting programs filtered to exactly those two processes,
 //! release them, and attribute what they cost.
-use std::{path::Path, time::Instant};
+use std::{collections::BTreeMap, path::Path, time::Instant};
 
 use anyhow::Context as _;
 
@@ -10,7 +10,7 @@ use crate::advise::cost::LoadedCostModel;
 
 use crate::{
     attribute::{
-        classic,
+        self, classic,
         corrections::copied_at_transmit,
         dma::devices_by_key,
         flows,
@@ -20,6 +20,7 @@ use crate::{
     kernel::{
         facts::{self, kernel_info},
         privileges,
+        symbols::Symbols,
         target::{Ended, Target},
     },
     model::{
@@ -27,13 +28,14 @@ use crate::{
         report::{AttributionReport, GlobalEvents, LabSettings, Skipped},
         row::{Role, Row},
         run::{Drops, ProbeStatus},
+        stacks::StacksReport,
     },
     probe::{
         collect::add_open_sockets,
         loader::Filter,
         session::{Options, Session},
     },
-    render::{export, output, table},
+    render::{self, export, output, table},
     workloads::{
         self, Outcome, Strategy,
         harness::{self, SharedResult},
@@ -51,7 +53,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
         return Err(Fatal::usage(format!("--strategies names {strategy} twice: give each strategy once")).into());
     }
     let report_to = output::Sink::choose(args.output.json.as_deref(), args.output.output.as_deref(), false)?;
-    for path in [&args.csv, &args.plot].into_iter().flatten() {
+    for path in [&args.csv, &args.plot, &args.stacks.folded, &args.stacks.flamegraph].into_iter().flatten() {
         output::check_writable(path)?;
     }
     let model = if args.advise.advise { advised::cost_model(&args.advise)? } else { None };
@@ -77,6 +79,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
         ))
     })?;
     privileges::require_tracing()?;
+    // The workloads are forked here: their PIDs must be the ones the kernel programs see.
+    facts::require_host_pid_namespace()?;
     facts::prepare_pseudo_filesystems();
     super::runtime()?.block_on(lab(args, report_to, model))
 }
@@ -84,6 +88,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
 /// One traced run of one strategy.
 struct Run {
     rows: Vec<Row>,
+    /// `--stacks`: the run's copy stacks, named.
+    stacks: Option<StacksReport>,
     probes: Vec<ProbeStatus>,
     drops: Drops,
     system: GlobalEvents,
@@ -107,6 +113,7 @@ async fn lab(args: LabArgs, report_to: output::Sink, model: Option<LoadedCostMod
     let progress = Progress::new(strategies.len() as u64 * u64::from(args.runs));
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
+    let mut stacks = Vec::new();
     let mut last: Option<Run> = None;
     'strategies: for strategy in strategies {
         if let Some(reason) = harness::unsupported(strategy, args.sink, &src) {
@@ -127,8 +134,9 @@ async fn lab(args: LabArgs, report_to: output::Sink, model: Option<LoadedCostMod
             }
             progress.done();
         }
-        let run = median_by_throughput(runs);
+        let mut run = median_by_throughput(runs);
         rows.extend(run.rows.iter().cloned());
+        stacks.extend(run.stacks.take());
         last = Some(run);
     }
     progress.finish();
@@ -161,8 +169,11 @@ async fn lab(args: LabArgs, report_to: output::Sink, model: Option<LoadedCostMod
             skipped,
             classic,
         }),
-        stacks: None,
+        stacks: attribute::stacks::combine(stacks),
     };
+    if let Some(stacks) = &report.stacks {
+        render::flamegraph::write(stacks, args.stacks.folded.as_deref(), args.stacks.flamegraph.as_deref())?;
+    }
     if let Some(path) = &args.csv {
         export::write_csv(path, &report.rows)?;
     }
@@ -182,6 +193,9 @@ async fn lab(args: LabArgs, report_to: output::Sink, model: Option<LoadedCostMod
         (Some(_), None) => report_to.write_json(&report)?,
         (None, _) => {
             let mut text = table::render(&report, args.raw);
+            if let Some(stacks) = &report.stacks {
+                text += &render::stacks::render(stacks, args.raw);
+            }
             if let Some(advice) = &advice {
                 text += &advised::render_text(advice);
             }
@@ -236,7 +250,12 @@ async fn run_once(
 
     let mut pids = vec![sender.pid];
     pids.extend(receiver.as_ref().map(|r| r.pid));
-    let options = Options { stats_entries: Some(args.map_entries), relay: args.relay.settings(), ..Default::default() };
+    let options = Options {
+        stats_entries: Some(args.map_entries),
+        relay: args.relay.settings(),
+        stacks: args.stacks.stacks,
+        ..Default::default()
+    };
     let session = Session::attach_with(Filter::Set(pids), args.probe_tier, options)?;
     if let Some(r) = receiver.as_mut() {
         r.release()?;
@@ -262,8 +281,21 @@ async fn run_once(
     add_open_sockets(&mut stats, &session.open_sockets_copied()?);
     let syscalls = session.syscalls()?;
     let flows = session.flows()?;
+    let stacks = match args.stacks.stacks {
+        true => {
+            // The workloads are forks of this process: its mappings name their frames.
+            let mut symbols = Symbols::new();
+            symbols.index_process(std::process::id());
+            let mut comms = BTreeMap::from([(sender.pid, sender.comm.clone())]);
+            comms.extend(receiver.as_ref().map(|r| (r.pid, r.comm.clone())));
+            let sources = attribute::stacks::kernel_stack_sources(session.probes());
+            Some(attribute::stacks::report(&session.copy_stacks()?, &mut symbols, &comms, sources))
+        }
+        false => None,
+    };
     let run = Run {
         rows: Vec::new(),
+        stacks,
         probes: session.probes().to_vec(),
         drops: session.drops()?,
         system: session.global_events()?,

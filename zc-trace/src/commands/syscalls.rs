@@ -24,6 +24,7 @@ pub fn run(args: SyscallsArgs) -> anyhow::Result<i32> {
         return Err(Fatal::usage("nothing to trace: give -p PID or a command after `--`").into());
     }
     privileges::require_tracing()?;
+    facts::require_host_pid_namespace()?;
     // Fork before anything else: the child must be forked while we are single-threaded and
     // before our private mount namespace exists.
     let mut target = match args.pid {

@@ -10,13 +10,15 @@ use crate::{
         self,
         corrections::copied_at_transmit,
         flows,
+        groups::{self, Grouping},
         row::{self, Input},
         strategy::infer_strategy,
     },
     cli::{self, By, TraceArgs},
     kernel::{
+        cgroups::{self, CgroupPaths},
         facts::{self, kernel_info},
-        privileges,
+        pidns, privileges,
         symbols::{Symbols, resolve_command},
         target::{Ended, Target},
     },
@@ -24,11 +26,11 @@ use crate::{
         exit::Fatal,
         report::{AttributionReport, GlobalEvents},
         row::{Role, Row},
-        run::{Evidence, ProbeState, ProbeStatus},
+        run::Evidence,
     },
     probe::{
         attach::attach_floor,
-        catalogue, collect,
+        collect,
         loader::Filter,
         session::{Options, Session},
     },
@@ -44,9 +46,12 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     }
     let sink =
         output::Sink::choose(args.output.json.as_deref(), args.output.output.as_deref(), !args.command.is_empty())?;
-    if args.pids.is_empty() && args.command.is_empty() && !args.all {
-        return Err(Fatal::usage("nothing to trace: give -p PID[,PID...], -a, or a command after `--`").into());
+    if args.pids.is_empty() && args.command.is_empty() && !args.all && args.cgroup.is_none() {
+        return Err(
+            Fatal::usage("nothing to trace: give -p PID[,PID...], -a, --cgroup PATH, or a command after `--`").into()
+        );
     }
+    let cgroup = args.cgroup.as_deref().map(cgroup_filter).transpose()?;
     for path in [&args.stacks.folded, &args.stacks.flamegraph].into_iter().flatten() {
         output::check_writable(path)?;
     }
@@ -56,15 +61,47 @@ pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
     facts::require_host_pid_namespace()?;
     // Fork before anything else: while single-threaded, and before our private mount
     // namespace exists (the command keeps the system's).
-    let mut targets: Vec<Target> = if args.all {
+    let mut targets: Vec<Target> = if args.all || cgroup.is_some() {
         Vec::new()
     } else if args.pids.is_empty() {
         vec![Target::spawn_held(&args.command)?]
     } else {
-        args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?
+        let existing = |(pid, ns_pid): (u32, Option<u32>)| {
+            Target::existing(pid).map(|mut t| {
+                t.ns_pid = ns_pid;
+                t
+            })
+        };
+        host_pids(&args)?.into_iter().map(existing).collect::<Result<_, _>>()?
     };
     facts::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(trace(args, &mut targets, sink, model))
+    super::runtime()?.block_on(trace(args, &mut targets, sink, model, cgroup))
+}
+
+/// The -p PIDs as host PIDs, each with the PID it was given as when `--pidns` names the
+/// namespace it was given in.
+fn host_pids(args: &TraceArgs) -> Result<Vec<(u32, Option<u32>)>, Fatal> {
+    match &args.pidns {
+        Some(ns) => args.pids.iter().map(|&inner| Ok((pidns::host_pid(ns, inner)?, Some(inner)))).collect(),
+        None => Ok(args.pids.iter().map(|&pid| (pid, None)).collect()),
+    }
+}
+
+/// `--cgroup PATH` as the kernel programs filter: the cgroup's id and depth.
+pub(super) fn cgroup_filter(path: &std::path::Path) -> Result<Filter, Fatal> {
+    let Some(root) = cgroups::v2_root() else {
+        return Err(Fatal::usage("--cgroup needs a cgroup v2 hierarchy, and this host has none (cgroup v1 only)"));
+    };
+    let relative = path.strip_prefix(&root).unwrap_or(path);
+    let level = relative.components().filter(|c| matches!(c, std::path::Component::Normal(_))).count() as u32;
+    match CgroupPaths::id_of(path) {
+        Some(id) => Ok(Filter::Cgroup { id, level }),
+        None => Err(Fatal::usage(format!(
+            "no cgroup `{}` under the v2 hierarchy at {}: give its path there, e.g. /system.slice/nginx.service",
+            path.display(),
+            root.display()
+        ))),
+    }
 }
 
 async fn trace(
@@ -72,15 +109,17 @@ async fn trace(
     targets: &mut [Target],
     sink: output::Sink,
     model: Option<LoadedCostModel>,
+    cgroup: Option<Filter>,
 ) -> anyhow::Result<i32> {
     let pids: Vec<u32> = targets.iter().map(|t| t.pid).collect();
-    let filter = match pids.as_slice() {
+    let filter = match (cgroup, pids.as_slice()) {
+        (Some(cgroup), _) => cgroup,
         _ if args.all => Filter::All,
-        [pid] if !args.follow => Filter::Tgid(*pid),
+        (None, [pid]) if !args.follow => Filter::Tgid(*pid),
         _ => Filter::Set(pids.clone()),
     };
     let options = Options {
-        follow_forks: args.follow && !args.all,
+        follow_forks: args.follow && !args.all && args.cgroup.is_none(),
         by_thread: args.by == By::Thread,
         by_fd: args.by == By::Fd,
         stats_entries: Some(args.map_entries),
@@ -121,7 +160,11 @@ async fn trace(
     let names: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.pid, t.comm)).collect();
     eprintln!(
         "zc-trace: attached; tracing {}{}. Ctrl-C to stop.",
-        if args.all { "every process".to_string() } else { names.join(", ") },
+        match &args.cgroup {
+            Some(path) => format!("every process in cgroup {}", path.display()),
+            None if args.all => "every process".to_string(),
+            None => names.join(", "),
+        },
         if args.follow { " and their children" } else { "" }
     );
     let started = Instant::now();
@@ -184,8 +227,12 @@ async fn trace(
     let mut report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
     if let Some(symbols) = symbols.as_mut() {
         let comms = session.comms()?;
-        let stacks =
-            attribute::stacks::report(&session.copy_stacks()?, symbols, &comms, kernel_stack_sources(session.probes()));
+        let stacks = attribute::stacks::report(
+            &session.copy_stacks()?,
+            symbols,
+            &comms,
+            attribute::stacks::kernel_stack_sources(session.probes()),
+        );
         render::flamegraph::write(&stacks, args.stacks.folded.as_deref(), args.stacks.flamegraph.as_deref())?;
         report.stacks = Some(stacks);
     }
@@ -230,19 +277,6 @@ fn index_stack_processes(session: &Session, symbols: Option<&mut Symbols>) -> an
         }
     }
     Ok(())
-}
-
-/// Which attached probes capture the kernel stack of a copy on this run.
-fn kernel_stack_sources(probes: &[ProbeStatus]) -> String {
-    let inside: Vec<String> = probes
-        .iter()
-        .filter(|p| p.status == ProbeState::Attached && catalogue::copies_inside(&p.name))
-        .map(|p| format!("{} ({})", p.name, p.attach))
-        .collect();
-    if inside.is_empty() {
-        return "none: no probe inside a copy path is attached on this run".into();
-    }
-    format!("at the copy, by {}; copies on other paths have no kernel stack on this run", inside.join(", "))
 }
 
 /// Resolves when every target has ended, with the exit status of the last command we spawned
@@ -335,41 +369,77 @@ fn build_report(
     let role = if args.by == By::Thread { Role::Thread } else { Role::Process };
     // Every target has a row, even one that did nothing while traced (that is a measurement).
     let mut keyed: BTreeMap<u32, BTreeMap<OpClass, Stats>> = snap.stats.clone();
-    if args.by == By::Process {
+    if matches!(args.by, By::Process | By::Cgroup | By::Container) {
         for t in targets {
             keyed.entry(t.pid).or_default();
         }
     }
-    let rows = keyed
-        .iter()
-        .map(|(&key, by_class)| {
-            let comm =
-                comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));
-            row::row(
+    let cgroup_ids = session.cgroups()?;
+    let cgroups = CgroupPaths::read();
+    let cgroup_of = |key: u32| cgroups.info(cgroup_ids.get(&key).copied().unwrap_or(0));
+    let row_of =
+        |role: Role, pid: u32, comm: String, by_class: &BTreeMap<OpClass, Stats>, syscalls: &BTreeMap<u32, u64>| {
+            let mut row = row::row(
                 Input {
                     strategy: infer_strategy(by_class),
                     role,
-                    pid: key,
-                    comm: comm.unwrap_or_else(|| "?".into()),
+                    pid,
+                    comm,
                     path: None,
                     by_class,
-                    syscalls: snap.syscalls.get(&key).unwrap_or(&empty_counts),
+                    syscalls,
                     elapsed_s: None,
                     msg_zerocopy: None,
                 },
                 evidence,
                 &system,
-            )
-        })
-        .map(|mut row| {
+            );
             // As in the lab: spliced pages that reached a NIC without scatter-gather in
             // linear packets were copied at transmit (bounded by the linear bytes seen).
             copied_at_transmit(&mut row);
-            row.flows = flows::rows_for(row.pid, &snap.flows, paths);
             row
-        })
-        .collect();
-    let rows = if args.all { top_rows(rows, args.top) } else { rows };
+        };
+    let rows: Vec<Row> = match args.by.grouping() {
+        None => keyed
+            .iter()
+            .map(|(&key, by_class)| {
+                let comm =
+                    comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));
+                let syscalls = snap.syscalls.get(&key).unwrap_or(&empty_counts);
+                let mut row = row_of(role, key, comm.unwrap_or_else(|| "?".into()), by_class, syscalls);
+                row.flows = flows::rows_for(row.pid, &snap.flows, paths);
+                row.cgroup = Some(cgroup_of(key));
+                row.pid_in_namespace = targets.iter().find(|t| t.pid == key).and_then(|t| t.ns_pid);
+                row
+            })
+            .collect(),
+        Some(grouping) => {
+            let mut by_group: BTreeMap<String, groups::Group> = BTreeMap::new();
+            for (&key, by_class) in &keyed {
+                let cgroup = cgroup_of(key);
+                let group = by_group.entry(groups::label(grouping, &cgroup)).or_default();
+                if group.pids.is_empty() {
+                    group.cgroup = cgroup;
+                }
+                group.add(key, by_class, snap.syscalls.get(&key));
+            }
+            let role = if grouping == Grouping::Cgroup { Role::Cgroup } else { Role::Container };
+            by_group
+                .into_iter()
+                .map(|(label, group)| {
+                    // Group rows have no PID: they are named by their cgroup or container.
+                    let mut row = row_of(role, 0, label, &group.by_class, &group.syscalls);
+                    row.flows = groups::merge_flows(
+                        group.pids.iter().flat_map(|&pid| flows::rows_for(pid, &snap.flows, paths)),
+                    );
+                    let in_container = group.cgroup.container_id.is_some();
+                    row.cgroup = (grouping == Grouping::Cgroup || in_container).then_some(group.cgroup);
+                    row
+                })
+                .collect()
+        }
+    };
+    let rows = if args.all || args.cgroup.is_some() { top_rows(rows, args.top) } else { rows };
     Ok(AttributionReport {
         kernel: kernel_info(),
         tier: args.probe_tier,

@@ -1,6 +1,6 @@
 //! Facts about the running kernel that every report carries, and the pseudo-filesystems that
 //! reading them needs.
-use std::{ffi::CString, fs, path::Path};
+use std::{ffi::CString, fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use crate::model::{exit::Fatal, report::KernelInfo};
 
@@ -79,11 +79,20 @@ pub fn parse_lockdown(s: &str) -> Option<String> {
     Some(s[start..end].to_string())
 }
 
+/// The inode number of the initial PID namespace (`PROC_PID_INIT_INO`, fixed since Linux 3.8).
+const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+
 /// The kernel programs see PIDs of the initial PID namespace (what `ps` shows on the host).
 /// From inside a container those differ from the PIDs the user sees, so refuse to guess.
+///
+/// Two signs, either enough: the namespace of this process is not the initial one (its
+/// `/proc/self/ns/pid` inode is the kernel's `PROC_PID_INIT_INO` only there, whatever /proc
+/// shows), or `NSpid` lists more than one PID. The first holds where the second cannot see:
+/// under `unshare -p -f --mount-proc`, the new /proc shows one level only.
 pub fn require_host_pid_namespace() -> Result<(), Fatal> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let nested = status.lines().find(|l| l.starts_with("NSpid:")).is_some_and(|l| l.split_whitespace().count() > 2);
+    let nested = status.lines().find(|l| l.starts_with("NSpid:")).is_some_and(|l| l.split_whitespace().count() > 2)
+        || fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() != PROC_PID_INIT_INO);
     if nested {
         return Err(Fatal::usage(
             "zc-trace runs in a nested PID namespace: run it in the host's (e.g. `nsenter -t 1 -p -- zc-trace ...`) \

@@ -4,7 +4,9 @@
 //! process (a PID, or a command held until attached, through pidfd and fork), and the signals
 //! that stop zc-trace (from a signalfd, with who sent them). May use: model/.
 pub mod btf;
+pub mod cgroups;
 pub mod facts;
+pub mod pidns;
 pub mod privileges;
 pub mod signals;
 pub mod symbols;

@@ -22,6 +22,8 @@ const PF_KTHREAD: u64 = 0x0020_0000;
 pub struct Target {
     pub pid: u32,
     pub comm: String,
+    /// The PID it was given as, in another PID namespace (`--pidns`).
+    pub ns_pid: Option<u32>,
     pidfd: OwnedFd,
     spawned: Option<Gate>,
 }
@@ -66,7 +68,7 @@ impl Target {
             ));
         }
         let pidfd = pidfd_open(pid).map_err(|_| no_such())?;
-        Ok(Self { pid, comm, pidfd, spawned: None })
+        Ok(Self { pid, comm, ns_pid: None, pidfd, spawned: None })
     }
 
     /// Forks `argv`, held before exec until [`Target::release`]. Call before any thread exists.
@@ -150,6 +152,7 @@ impl Target {
         let pid = pid as u32;
         let pidfd = pidfd_open(pid).map_err(failed)?;
         Ok(Self {
+            ns_pid: None,
             pid,
             comm: comm.chars().take(15).collect(),
             pidfd,

@@ -179,6 +179,9 @@ pub struct Row {
     pub strategy: String,
     pub role: String,
     pub pid: u32,
+    /// `trace --pidns`: the PID as the process's own namespace sees it (the one given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_in_namespace: Option<u32>,
     pub comm: String,
     pub path: Option<String>,
     pub payload_bytes: u64,
@@ -210,6 +213,29 @@ pub struct Row {
     /// What moved where: bytes by strategy and source kind -> destination kind (and by fd
     /// with `trace --by fd`), largest first.
     pub flows: Vec<FlowRow>,
+    /// The process's cgroup (v2) and what its path says about containers and pods; `None`
+    /// where not recorded (the lab's own workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupInfo>,
+}
+
+/// A cgroup v2 and the container and pod its path names.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct CgroupInfo {
+    /// The cgroup id (its directory's inode number in cgroupfs), recorded in the kernel.
+    pub id: u64,
+    /// Relative to the v2 hierarchy's root; `None` when the cgroup is gone or unknown.
+    pub path: Option<String>,
+    /// A container runtime's id (64 hex digits) or an nspawn machine's name, and the runtime:
+    /// `docker`, `containerd`, `cri-o`, `podman`, `cri`, `systemd-nspawn`.
+    pub container_id: Option<String>,
+    pub runtime: Option<&'static str>,
+    /// A Kubernetes pod's UID and QoS class (`guaranteed`, `burstable`, `besteffort`).
+    pub pod_uid: Option<String>,
+    pub qos: Option<&'static str>,
+    /// Why there is no path: `no cgroup v2 hierarchy on this host`, `not recorded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -227,6 +253,9 @@ pub enum Role {
     Receiver,
     Process,
     Thread,
+    /// `trace --by cgroup|container`: the processes of a cgroup or a container, summed.
+    Cgroup,
+    Container,
 }
 
 impl Role {
@@ -236,6 +265,8 @@ impl Role {
             Role::Receiver => "receiver",
             Role::Process => "process",
             Role::Thread => "thread",
+            Role::Cgroup => "cgroup",
+            Role::Container => "container",
         }
     }
 }

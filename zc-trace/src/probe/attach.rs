@@ -13,7 +13,7 @@ use crate::{
     model::{
         evidence::Attach,
         exit::{ExitKind, Fatal},
-        run::{Evidence, ProbeStatus, Tier},
+        run::{Evidence, ProbeState, ProbeStatus, Tier},
     },
     probe::{
         catalogue::{self, FunctionProbe},
@@ -157,16 +157,74 @@ pub(super) fn attach_tracepoints(
     Ok(())
 }
 
-/// With `--by fd`: names the files behind fds (zc-trace-ebpf/src/probes/flows.rs).
-pub(super) const FD_NAMES_PROGRAM: &str = "zc_sys_enter_names";
+/// A program that runs right after another on the same tracepoint and takes over from it
+/// (attached later, so run later): what the first hands it in a per-CPU slot.
+struct Follower {
+    /// As the probe list names it.
+    name: &'static str,
+    program: &'static str,
+    event: &'static str,
+    /// The probe it follows, when that one is optional (absent: a required one, and failing
+    /// to attach the follower is fatal, since the option was asked for).
+    after: Option<&'static str>,
+}
 
-/// With `--stacks`: counts copy stacks (zc-trace-ebpf/src/probes/stacks.rs).
-pub(super) const STACKS_PROGRAM: &str = "zc_sys_exit_stacks";
+/// `--by fd`: names the files behind fds (zc-trace-ebpf/src/probes/flows.rs).
+const FD_NAMER: Follower = Follower {
+    name: "raw_syscalls:sys_enter (fd names)",
+    program: "zc_sys_enter_names",
+    event: "sys_enter",
+    after: None,
+};
+
+/// `--stacks`: counts copy stacks of syscalls and io_uring completions
+/// (zc-trace-ebpf/src/probes/stacks.rs).
+const STACK_COUNTERS: [Follower; 2] = [
+    Follower {
+        name: "raw_syscalls:sys_exit (copy stacks)",
+        program: "zc_sys_exit_stacks",
+        event: "sys_exit",
+        after: None,
+    },
+    Follower {
+        name: "io_uring:io_uring_complete (copy stacks)",
+        program: "zc_io_uring_stacks",
+        event: "io_uring_complete",
+        after: Some("io_uring:io_uring_complete"),
+    },
+];
+
+/// Attaches the followers the options ask for, after the tracepoints they follow.
+pub(super) fn attach_followers(
+    ebpf: &mut Ebpf,
+    by_fd: bool,
+    stacks: bool,
+    probes: &mut Vec<ProbeStatus>,
+) -> anyhow::Result<()> {
+    let wanted = by_fd.then_some(&FD_NAMER).into_iter().chain(STACK_COUNTERS.iter().filter(|_| stacks));
+    for f in wanted {
+        let followed =
+            f.after.is_none_or(|after| probes.iter().any(|p| p.name == after && p.status == ProbeState::Attached));
+        if !followed {
+            let why = format!("{} is not attached", f.after.unwrap_or_default());
+            probes.push(ProbeStatus::unavailable(f.name, "raw_tracepoint", why));
+            continue;
+        }
+        match attach_raw(ebpf.program_mut(f.program), f.program, f.event) {
+            Ok(()) => probes.push(ProbeStatus::attached(f.name, "raw_tracepoint")),
+            Err(e) if f.after.is_none() => {
+                return Err(Fatal::new(ExitKind::Kernel, format!("cannot attach {}: {e}", f.name)).into());
+            }
+            Err(e) => probes.push(ProbeStatus::unavailable(f.name, "raw_tracepoint", e)),
+        }
+    }
+    Ok(())
+}
 
 /// The program for `dma:dma_map_sg` (zc-trace-ebpf/src/probes/dma.rs).
 const DMA_SG_PROGRAM: &str = "zc_dma_map_sg";
 
-pub(super) fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
+fn attach_raw(prog: Option<&mut Program>, program: &str, event: &str) -> Result<(), String> {
     let prog: &mut RawTracePoint =
         prog.ok_or_else(|| format!("program {program} missing"))?.try_into().map_err(|e| format!("{e}"))?;
     // The heavy programs have been loaded ahead (`preload`).

@@ -133,6 +133,13 @@ pub fn comms(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<u32, String>> {
     Ok(out)
 }
 
+/// The `CGROUPS` map: counter key -> cgroup v2 id.
+pub fn cgroups(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<u32, u64>> {
+    let map: aya::maps::HashMap<_, u32, u64> =
+        aya::maps::HashMap::try_from(ebpf.map(maps::CGROUPS).context("CGROUPS map missing")?)?;
+    map.iter().map(|entry| entry.context("reading CGROUPS")).collect()
+}
+
 /// Subtracts an earlier reading of the same counters (for per-interval figures).
 pub fn sub_stats(total: &mut Stats, earlier: &Stats) {
     const WORDS: usize = std::mem::size_of::<Stats>() / 8;

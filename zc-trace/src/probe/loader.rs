@@ -29,6 +29,8 @@ pub enum Filter {
     Tgid(u32),
     /// Several thread groups, looked up in the `TRACED` map.
     Set(Vec<u32>),
+    /// Every process in a cgroup (v2) subtree: its id and how many levels below the root.
+    Cgroup { id: u64, level: u32 },
 }
 
 /// Settings the kernel programs read as constants; written before load, never after.
@@ -70,6 +72,8 @@ pub struct Constants<'s> {
     settings: &'s Settings,
     filter_tgid: u32,
     filter_map: u32,
+    filter_cgroup: u64,
+    filter_cgroup_level: u32,
     exclude_tgid: u32,
     follow_forks: u32,
     by_thread: u32,
@@ -86,14 +90,20 @@ pub struct Constants<'s> {
 impl<'s> Constants<'s> {
     pub fn new(settings: &'s Settings) -> Self {
         let (filter_tgid, filter_map) = match &settings.filter {
-            Filter::All => (0u32, 0u32),
+            Filter::All | Filter::Cgroup { .. } => (0u32, 0u32),
             Filter::Tgid(tgid) => (*tgid, 0),
             Filter::Set(_) => (0, 1),
+        };
+        let (filter_cgroup, filter_cgroup_level) = match settings.filter {
+            Filter::Cgroup { id, level } => (id, level),
+            _ => (0, 0),
         };
         Self {
             settings,
             filter_tgid,
             filter_map,
+            filter_cgroup,
+            filter_cgroup_level,
             exclude_tgid: std::process::id(),
             follow_forks: u32::from(settings.follow_forks),
             by_thread: u32::from(settings.by_thread),
@@ -184,6 +194,8 @@ pub fn load_probes<'a>(
     loader
         .override_global(globals::FILTER_TGID, &constants.filter_tgid, true)
         .override_global(globals::FILTER_MAP, &constants.filter_map, true)
+        .override_global(globals::FILTER_CGROUP, &constants.filter_cgroup, true)
+        .override_global(globals::FILTER_CGROUP_LEVEL, &constants.filter_cgroup_level, true)
         .override_global(globals::EXCLUDE_TGID, &constants.exclude_tgid, true)
         .override_global(globals::OFFSETS, &settings.offsets, true)
         .override_global(globals::OBSERVED, observed, true)

@@ -20,8 +20,8 @@ use crate::{
     },
     probe::{
         attach::{
-            self, FD_NAMES_PROGRAM, STACKS_PROGRAM, attach_function, attach_raw, attach_tracepoints, candidates,
-            copy_primitive_status, refused_kinds, tier_name,
+            self, attach_followers, attach_function, attach_tracepoints, candidates, copy_primitive_status,
+            refused_kinds, tier_name,
         },
         catalogue::{self, FunctionProbe},
         collect::{self, SyscallCounts},
@@ -304,26 +304,7 @@ impl Session {
                 ..Default::default()
             };
             attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok)?;
-            if options.by_fd {
-                // After zc_sys_enter, which it follows on every syscall (flows.rs).
-                attach_raw(ebpf.program_mut(FD_NAMES_PROGRAM), FD_NAMES_PROGRAM, "sys_enter").map_err(|e| {
-                    Fatal::new(
-                        ExitKind::Kernel,
-                        format!("cannot attach the --by fd namer to raw_syscalls:sys_enter: {e}"),
-                    )
-                })?;
-                probes.push(ProbeStatus::attached("raw_syscalls:sys_enter (fd names)", "raw_tracepoint"));
-            }
-            if options.stacks {
-                // After zc_sys_exit, which hands it each syscall's flow (stacks.rs).
-                attach_raw(ebpf.program_mut(STACKS_PROGRAM), STACKS_PROGRAM, "sys_exit").map_err(|e| {
-                    Fatal::new(
-                        ExitKind::Kernel,
-                        format!("cannot attach the --stacks counter to raw_syscalls:sys_exit: {e}"),
-                    )
-                })?;
-                probes.push(ProbeStatus::attached("raw_syscalls:sys_exit (copy stacks)", "raw_tracepoint"));
-            }
+            attach_followers(&mut ebpf, options.by_fd, options.stacks, &mut probes)?;
             let mut failed = Vec::new();
             for f in &viable {
                 match attach_function(&mut ebpf, btf.as_ref(), f, tier, &refused) {
@@ -447,6 +428,11 @@ impl Session {
         collect::comms(&self.ebpf)
     }
 
+    /// Counter key -> cgroup v2 id, recorded with the command names.
+    pub fn cgroups(&self) -> anyhow::Result<BTreeMap<u32, u64>> {
+        collect::cgroups(&self.ebpf)
+    }
+
     /// Deletes exited processes' entries from the kernel maps (once they have been folded
     /// elsewhere): their counters, syscall counts, flows and command names. Keeps
     /// long-running system-wide sessions from filling the maps. Each map is scanned once for
@@ -488,6 +474,11 @@ impl Session {
             aya::maps::HashMap::try_from(self.ebpf.map_mut(maps::COMMS).context("COMMS map missing")?)?;
         for key in dead {
             let _ = comms.remove(key);
+        }
+        let mut cgroups: aya::maps::HashMap<_, u32, u64> =
+            aya::maps::HashMap::try_from(self.ebpf.map_mut(maps::CGROUPS).context("CGROUPS map missing")?)?;
+        for key in dead {
+            let _ = cgroups.remove(key);
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::{
     model::{
         evidence,
         report::GlobalEvents,
-        row::{Role, Row},
+        row::{CgroupInfo, Role, Row},
         run::{Drops, Evidence, MapOccupancy, ProbeState, ProbeStatus},
     },
     probe::collect,
@@ -107,9 +107,42 @@ struct Seen {
     zc_unresolved: Tally,
 }
 
+/// What series are labelled by, beside the strategy: the command name (default) or the
+/// cgroup, and, when asked, the container and the pod. Never a PID: the number of series
+/// follows the number of commands, cgroups or containers, not of processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesLabels {
+    /// `cgroup` (its path) instead of `comm`.
+    pub by_cgroup: bool,
+    /// `container` and `pod_uid` labels too, for processes in a container or a pod.
+    pub container: bool,
+}
+
+/// The labels of one series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// The command name, or the cgroup path with `SeriesLabels::by_cgroup`.
+    pub name: String,
+    pub strategy: String,
+    pub container: Option<String>,
+    pub pod_uid: Option<String>,
+}
+
+impl SeriesKey {
+    /// A series of a command (or cgroup) and strategy, without container labels.
+    pub fn named(name: &str, strategy: &str) -> Self {
+        Self { name: name.into(), strategy: strategy.into(), container: None, pod_uid: None }
+    }
+
+    fn other() -> Self {
+        Self::named(OTHER, OTHER)
+    }
+}
+
 pub struct Accumulator {
     max_series: usize,
-    pub series: BTreeMap<(String, String), Totals>,
+    labels: SeriesLabels,
+    pub series: BTreeMap<SeriesKey, Totals>,
     seen: BTreeMap<u32, Seen>,
 }
 
@@ -117,15 +150,29 @@ pub const OTHER: &str = "other";
 
 impl Accumulator {
     pub fn new(max_series: usize) -> Self {
-        Self { max_series, series: BTreeMap::new(), seen: BTreeMap::new() }
+        Self::with_labels(max_series, SeriesLabels::default())
     }
 
-    /// The series a (comm, strategy) pair is counted in.
-    fn series_for(&mut self, comm: &str, strategy: &str) -> &mut Totals {
-        let key = (comm.to_string(), strategy.to_string());
-        let own = self.series.keys().filter(|(c, s)| !(c == OTHER && s == OTHER)).count();
+    pub fn with_labels(max_series: usize, labels: SeriesLabels) -> Self {
+        Self { max_series, labels, series: BTreeMap::new(), seen: BTreeMap::new() }
+    }
+
+    /// The series a process of `comm` in `cgroup` with `strategy` is counted in.
+    fn series_for(&mut self, comm: &str, cgroup: Option<&CgroupInfo>, strategy: &str) -> &mut Totals {
+        let name = match (self.labels.by_cgroup, cgroup) {
+            (true, Some(c)) => c.path.clone().unwrap_or_else(|| "?".into()),
+            (true, None) => "?".into(),
+            (false, _) => comm.to_string(),
+        };
+        let (container, pod_uid) = match (self.labels.container, cgroup) {
+            (true, Some(c)) => (c.container_id.clone(), c.pod_uid.clone()),
+            _ => (None, None),
+        };
+        let key = SeriesKey { name, strategy: strategy.to_string(), container, pod_uid };
+        let other = SeriesKey::other();
+        let own = self.series.keys().filter(|k| **k != other).count();
         if !self.series.contains_key(&key) && own >= self.max_series {
-            return self.series.entry((OTHER.into(), OTHER.into())).or_default();
+            return self.series.entry(other).or_default();
         }
         self.series.entry(key).or_default()
     }
@@ -136,6 +183,7 @@ impl Accumulator {
         stats: &BTreeMap<u32, BTreeMap<OpClass, Stats>>,
         syscalls: &BTreeMap<u32, BTreeMap<u32, u64>>,
         comms: &BTreeMap<u32, String>,
+        cgroups: &BTreeMap<u32, CgroupInfo>,
         evidence: &Evidence,
         global: &GlobalEvents,
     ) {
@@ -186,7 +234,7 @@ impl Accumulator {
                 let calls = sends - completed.min(sends);
                 self.seen.entry(pid).or_default().zc_unresolved = Tally { bytes, calls };
             }
-            self.series_for(&comm, &strategy).add_row(&row);
+            self.series_for(&comm, cgroups.get(&pid), &strategy).add_row(&row);
         }
     }
 
@@ -235,28 +283,32 @@ impl Accumulator {
 
         let l =
             |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
-        for ((comm, strategy), t) in &self.series {
-            let base = [("comm", comm.as_str()), ("strategy", strategy.as_str())];
+        let name_label = if self.labels.by_cgroup { "cgroup" } else { "comm" };
+        for (key, t) in &self.series {
+            let mut base = vec![(name_label, key.name.as_str()), ("strategy", key.strategy.as_str())];
+            base.extend(key.container.as_deref().map(|c| ("container", c)));
+            base.extend(key.pod_uid.as_deref().map(|p| ("pod_uid", p)));
+            let with = |more: &[(&'static str, &str)]| -> Labels {
+                base.iter().chain(more).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            };
             // The evidence label is the evidence's text: a fixed vocabulary, so a bounded set of
             // values (no counts, no run-time text).
             // A series exists once its value does: none at zero for a process that moved
             // nothing of that kind, none at all for what no probe could count.
             for ((dir, end, evidence), (bytes, calls)) in t.cpu_copy.iter().filter(|(_, v)| v.1 > 0) {
-                let labels =
-                    l(&[base[0], base[1], ("direction", dir), ("end", end), ("evidence", &evidence.to_string())]);
+                let labels = with(&[("direction", dir), ("end", end), ("evidence", &evidence.to_string())]);
                 cpu_bytes.get_or_create(&labels).inc_by(*bytes);
                 cpu_calls.get_or_create(&labels).inc_by(*calls);
             }
             for ((kind, evidence), bytes) in t.zero_copy.iter().filter(|(_, b)| **b > 0) {
-                zero.get_or_create(&l(&[base[0], base[1], ("kind", kind), ("evidence", &evidence.to_string())]))
-                    .inc_by(*bytes);
+                zero.get_or_create(&with(&[("kind", kind), ("evidence", &evidence.to_string())])).inc_by(*bytes);
             }
             for (kind, bytes) in t.dma.iter().filter(|(_, b)| **b > 0) {
-                dma.get_or_create(&l(&[base[0], base[1], ("kind", kind)])).inc_by(*bytes);
+                dma.get_or_create(&with(&[("kind", kind)])).inc_by(*bytes);
             }
-            syscalls.get_or_create(&l(&base)).inc_by(t.syscalls);
+            syscalls.get_or_create(&with(&[])).inc_by(t.syscalls);
             if let Some(n) = t.mode_switches {
-                switches.get_or_create(&l(&base)).inc_by(n);
+                switches.get_or_create(&with(&[])).inc_by(n);
             }
             for (family, key, value) in [
                 (&faults, ("mode", "user"), t.faults_user),
@@ -265,11 +317,11 @@ impl Accumulator {
                 (&ctx, ("kind", "involuntary"), t.ctx_involuntary),
             ] {
                 if let Some(n) = value.filter(|&n| n > 0) {
-                    family.get_or_create(&l(&[base[0], base[1], key])).inc_by(n);
+                    family.get_or_create(&with(&[key])).inc_by(n);
                 }
             }
             if t.payload > 0 {
-                payload.get_or_create(&l(&base)).inc_by(t.payload);
+                payload.get_or_create(&with(&[])).inc_by(t.payload);
             }
         }
         for (reason, n) in &drops.by_reason {
@@ -364,7 +416,7 @@ mod tests {
         for (ev, missed) in [(&tracepoints, [0, 0]), (&fexit, [4096, 12288])] {
             let mut acc = Accumulator::new(10);
             let snap: BTreeMap<_, _> = [(1, everything(missed[0])), (2, everything(missed[1]))].into_iter().collect();
-            acc.fold(&snap, &BTreeMap::new(), &comms, ev, &GlobalEvents::default());
+            acc.fold(&snap, &BTreeMap::new(), &comms, &BTreeMap::new(), ev, &GlobalEvents::default());
             labels.extend(evidence_labels(&acc.encode(&[], &Drops::new(Default::default()), &[])));
         }
         let expected = [
@@ -413,7 +465,7 @@ mod tests {
         let snap: BTreeMap<_, _> = [(1, stats_with_read(100, 1))].into_iter().collect();
         let families = |ev: &Evidence| {
             let mut acc = Accumulator::new(10);
-            acc.fold(&snap, &BTreeMap::new(), &comms, ev, &GlobalEvents::default());
+            acc.fold(&snap, &BTreeMap::new(), &comms, &BTreeMap::new(), ev, &GlobalEvents::default());
             let text = acc.encode(&[], &Drops::new(Default::default()), &[]);
             text.lines()
                 .filter(|l| !l.starts_with('#'))
@@ -452,9 +504,9 @@ mod tests {
             [(1u32, classes)].into_iter().collect::<BTreeMap<_, _>>()
         };
         for (sends, completed, copied) in [(10, 4, 4), (10, 4, 4), (16, 16, 14)] {
-            acc.fold(&snapshot(sends, completed, copied), &BTreeMap::new(), &comms, &ev, &g);
+            acc.fold(&snapshot(sends, completed, copied), &BTreeMap::new(), &comms, &BTreeMap::new(), &ev, &g);
         }
-        let t = &acc.series[&("zc".to_string(), "msg-zerocopy".to_string())];
+        let t = &acc.series[&SeriesKey::named("zc", "msg-zerocopy")];
         let copied: u64 =
             t.cpu_copy.iter().filter(|((d, e, _), _)| d == "kernel" && e == "socket").map(|(_, v)| v.0).sum();
         let zero: u64 = t.zero_copy.iter().filter(|((k, _), _)| k == "msg_zerocopy").map(|(_, v)| *v).sum();
@@ -469,16 +521,16 @@ mod tests {
         let g = GlobalEvents::default();
         let comms: BTreeMap<u32, String> = [(1, "cat".to_string()), (2, "dd".to_string())].into_iter().collect();
         let snap1: BTreeMap<_, _> = [(1, stats_with_read(100, 1))].into_iter().collect();
-        acc.fold(&snap1, &BTreeMap::new(), &comms, &ev, &g);
+        acc.fold(&snap1, &BTreeMap::new(), &comms, &BTreeMap::new(), &ev, &g);
         let snap2: BTreeMap<_, _> = [(1, stats_with_read(150, 2)), (2, stats_with_read(7, 1))].into_iter().collect();
-        acc.fold(&snap2, &BTreeMap::new(), &comms, &ev, &g);
-        let cat = &acc.series[&("cat".to_string(), "receive".to_string())];
+        acc.fold(&snap2, &BTreeMap::new(), &comms, &BTreeMap::new(), &ev, &g);
+        let cat = &acc.series[&SeriesKey::named("cat", "receive")];
         assert_eq!(
             cat.cpu_copy[&("to_user".into(), "page_cache".into(), evidence::Evidence::Derived(evidence::Rule::Read))],
             (150, 2)
         );
         // One series allowed: dd goes to other/other.
-        let other = &acc.series[&(OTHER.to_string(), OTHER.to_string())];
+        let other = &acc.series[&SeriesKey::other()];
         assert_eq!(other.payload, 7);
         let text = acc.encode(
             &[ProbeStatus::attached("raw_syscalls:sys_enter", "raw_tracepoint")],

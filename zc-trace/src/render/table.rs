@@ -70,7 +70,9 @@ pub fn table(report: &AttributionReport, raw: bool) -> String {
     );
     table.set_titles(TRow::new(titles));
     for row in &report.rows {
-        let mut cells = if with_pid { vec![r(&row.pid.to_string()), Cell::new(&row.comm)] } else { Vec::new() };
+        // Rows of a cgroup or a container sum several processes: no PID.
+        let pid = if row.pid == 0 { "-".to_string() } else { row.pid.to_string() };
+        let mut cells = if with_pid { vec![r(&pid), Cell::new(&row.comm)] } else { Vec::new() };
         cells.extend(vec![
             Cell::new(&row.strategy),
             Cell::new(&row.role),

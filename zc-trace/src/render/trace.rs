@@ -3,7 +3,7 @@
 use crate::{
     model::{
         report::AttributionReport,
-        row::{FdInfo, FlowRow},
+        row::{FdInfo, FlowRow, Row},
     },
     render::table,
 };
@@ -17,7 +17,17 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
     let mut out = format!("zc-trace on Linux {}, traced for {:.3} s\n\n", report.kernel.release, report.duration_s);
     out += &table::render(report, raw);
     for row in &report.rows {
-        out += &format!("\nPID {} ({}), strategy {}:\n", row.pid, row.comm, row.strategy);
+        out += &match row.role.as_str() {
+            "cgroup" | "container" => format!("\n{} {}, strategy {}:\n", row.role, row.comm, row.strategy),
+            _ => match row.pid_in_namespace {
+                Some(inner) => format!(
+                    "\nPID {} ({}; PID {inner} in its PID namespace), strategy {}:\n",
+                    row.pid, row.comm, row.strategy
+                ),
+                None => format!("\nPID {} ({}), strategy {}:\n", row.pid, row.comm, row.strategy),
+            },
+        };
+        out += &cgroup_line(row);
         for (dir, cell) in [
             ("to user", &row.cpu_copy.to_user),
             ("from user", &row.cpu_copy.from_user),
@@ -52,6 +62,23 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
         out += &crate::render::stacks::render(stacks, raw);
     }
     out
+}
+
+/// Where a row's processes run, when that is more than the root cgroup: the cgroup, and the
+/// container and pod its path names.
+fn cgroup_line(row: &Row) -> String {
+    let Some(c) = &row.cgroup else { return String::new() };
+    let mut parts = Vec::new();
+    if let Some(path) = c.path.as_deref().filter(|p| *p != "/") {
+        parts.push(format!("cgroup {path}"));
+    }
+    if let (Some(id), Some(runtime)) = (&c.container_id, c.runtime) {
+        parts.push(format!("container {runtime} {id}"));
+    }
+    if let (Some(uid), Some(qos)) = (&c.pod_uid, c.qos) {
+        parts.push(format!("pod {uid} ({qos})"));
+    }
+    if parts.is_empty() { String::new() } else { format!("  {}\n", parts.join(", ")) }
 }
 
 /// A row's flows: strategy, source -> destination, calls and bytes (and fds with `--by fd`).

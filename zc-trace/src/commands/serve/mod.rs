@@ -11,37 +11,45 @@ use tokio::{net::TcpListener, sync::mpsc};
 
 use super::Signals;
 use crate::{
-    cli::{self, ServeArgs},
-    kernel::{facts, privileges, target::Target},
+    cli::{self, SeriesBy, ServeArgs},
+    kernel::{cgroups::CgroupPaths, facts, privileges, target::Target},
     model::exit::Fatal,
     probe::{
         footprint,
         loader::Filter,
         session::{Options, Session},
     },
-    render::{doctor::mib, metrics::Accumulator},
+    render::{
+        doctor::mib,
+        metrics::{Accumulator, SeriesLabels},
+    },
 };
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     if let Some(pid) = cli::first_repeated(&args.pids) {
         return Err(Fatal::usage(format!("-p names PID {pid} twice: give each PID once")).into());
     }
-    if !args.all && args.pids.is_empty() {
-        return Err(Fatal::usage("serve what? give -a (every process) or -p PID[,PID...]").into());
+    if !args.all && args.pids.is_empty() && args.cgroup.is_none() {
+        return Err(Fatal::usage("serve what? give -a (every process), -p PID[,PID...] or --cgroup PATH").into());
     }
+    let cgroup = args.cgroup.as_deref().map(super::trace::cgroup_filter).transpose()?;
     privileges::require_tracing()?;
     facts::require_host_pid_namespace()?;
     let targets: Vec<Target> = args.pids.iter().map(|&pid| Target::existing(pid)).collect::<Result<_, _>>()?;
     facts::prepare_pseudo_filesystems();
-    super::runtime()?.block_on(serve(args, targets))
+    super::runtime()?.block_on(serve(args, targets, cgroup))
 }
 
-async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
+async fn serve(args: ServeArgs, targets: Vec<Target>, cgroup: Option<Filter>) -> anyhow::Result<i32> {
     let mut signals = Signals::catch()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}; choose another --listen address", args.listen)))?;
-    let filter = if args.all { Filter::All } else { Filter::Set(targets.iter().map(|t| t.pid).collect()) };
+    let filter = match cgroup {
+        Some(cgroup) => cgroup,
+        None if args.all => Filter::All,
+        None => Filter::Set(targets.iter().map(|t| t.pid).collect()),
+    };
     let options = Options {
         stats_entries: Some(args.map_entries),
         relay: args.relay.settings(),
@@ -49,7 +57,10 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
         ..Default::default()
     };
     let mut session = Session::attach_with(filter, args.probe_tier, options)?;
-    let mut acc = Accumulator::new(args.max_series as usize);
+    let labels = SeriesLabels { by_cgroup: args.series_by == SeriesBy::Cgroup, container: args.container_labels };
+    let mut acc = Accumulator::with_labels(args.max_series as usize, labels);
+    // Cgroup paths are read only when a label needs them.
+    let with_cgroups = labels != SeriesLabels::default();
     // What the maps cost the node: now (the kernel's own accounting) and at most.
     let cpus = footprint::possible_cpus();
     let defs = footprint::probe_maps(args.map_entries)?;
@@ -72,7 +83,7 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
     loop {
         tokio::select! {
             Some(first) = waiting.recv() => {
-                exited_at_fold = fold(&mut session, &mut acc)?;
+                exited_at_fold = fold(&mut session, &mut acc, with_cgroups)?;
                 let body = Bytes::from(acc.encode(session.probes(), &session.drops()?, &session.map_occupancy()?));
                 // Scrapes that arrived meanwhile get the same fresh body.
                 let mut next = Some(first);
@@ -81,12 +92,12 @@ async fn serve(args: ServeArgs, targets: Vec<Target>) -> anyhow::Result<i32> {
                     next = waiting.try_recv().ok();
                 }
             }
-            _ = fold_tick.tick() => exited_at_fold = fold(&mut session, &mut acc)?,
+            _ = fold_tick.tick() => exited_at_fold = fold(&mut session, &mut acc, with_cgroups)?,
             // Short-lived processes leave entries until a fold deletes them: a node that
             // starts hundreds a second would fill the maps within one FOLD_EVERY.
             _ = exits_tick.tick() => {
                 if session.processes_exited()? >= exited_at_fold + fold_after_exits {
-                    exited_at_fold = fold(&mut session, &mut acc)?;
+                    exited_at_fold = fold(&mut session, &mut acc, with_cgroups)?;
                 }
             }
             _ = signals.recv() => break,
@@ -103,13 +114,20 @@ const EXITS_EVERY: Duration = Duration::from_millis(250);
 
 /// Folds new counts into the series and deletes the kernel entries of exited processes.
 /// Returns how many traced processes had exited before it began.
-fn fold(session: &mut Session, acc: &mut Accumulator) -> anyhow::Result<u64> {
+fn fold(session: &mut Session, acc: &mut Accumulator, with_cgroups: bool) -> anyhow::Result<u64> {
     let exited = session.processes_exited()?;
     let stats = session.stats()?;
     let syscalls = session.syscalls()?;
     let comms = session.comms()?;
     let global = session.global_events()?;
-    acc.fold(&stats, &syscalls, &comms, session.evidence(), &global);
+    let cgroups = match with_cgroups {
+        true => {
+            let paths = CgroupPaths::read();
+            session.cgroups()?.into_iter().map(|(pid, id)| (pid, paths.info(id))).collect()
+        }
+        false => Default::default(),
+    };
+    acc.fold(&stats, &syscalls, &comms, &cgroups, session.evidence(), &global);
     // Every key with an entry: a process can have a name and no counters yet.
     let dead: std::collections::BTreeSet<u32> = stats
         .keys()
