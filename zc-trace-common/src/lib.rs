@@ -674,6 +674,10 @@ pub mod maps {
     pub const USER_STACKS: &str = "USER_STACKS";
     /// Stack ids -> kernel stacks as addresses (`--stacks`).
     pub const KERNEL_STACKS: &str = "KERNEL_STACKS";
+    /// Stack ids -> user stacks as addresses: what `COPY_STACKS` keys hold (`--stacks`).
+    pub const RAW_USER_STACKS: &str = "RAW_USER_STACKS";
+    /// `RAW_USER_STACKS` id -> `USER_STACKS` id (`i32`s; -1: none).
+    pub const BUILD_ID_STACKS: &str = "BUILD_ID_STACKS";
     /// [`StackKey`](super::stacks::StackKey) -> [`FlowValue`](super::FlowValue), per CPU.
     pub const COPY_STACKS: &str = "COPY_STACKS";
     /// Thread id -> the kernel stack of its last copy in the current syscall (`--stacks`).

@@ -25,7 +25,8 @@ pub fn zc_page_fault_user(_ctx: RawTracePointContext) -> i32 {
 pub fn zc_page_fault_kernel(ctx: RawTracePointContext) -> i32 {
     let Some(Traced { key, tid, .. }) = traced() else { return 0 };
     let address: u64 = ctx.arg(0);
-    if address >= USER_ADDRESS_LIMIT {
+    // Faults of our own user-stack walk (`--stacks`) are the measurement's, not the process's.
+    if address >= USER_ADDRESS_LIMIT || super::stacks::walking() {
         return 0;
     }
     with_stats(key, class_of(tid), |s| s.kernel_faults += 1);

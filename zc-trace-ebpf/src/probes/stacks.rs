@@ -18,10 +18,12 @@ use core::cell::UnsafeCell;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, bpf_map_def, bpf_map_type::BPF_MAP_TYPE_STACK_TRACE},
+    bindings::{
+        BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST, bpf_map_def, bpf_map_type::BPF_MAP_TYPE_STACK_TRACE,
+    },
     helpers::{bpf_get_current_pid_tgid, bpf_get_stackid, bpf_probe_read_user},
     macros::{map, raw_tracepoint},
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, StackTrace},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, StackTrace},
     programs::RawTracePointContext,
 };
 use zc_trace_common::{
@@ -76,6 +78,15 @@ static USER_STACKS: BuildIdStacks = BuildIdStacks::new(1);
 
 #[map]
 static KERNEL_STACKS: StackTrace = StackTrace::with_max_entries(1, 0);
+
+/// User stacks as addresses: what each syscall records (see `user_stack`).
+#[map]
+static RAW_USER_STACKS: StackTrace = StackTrace::with_max_entries(1, 0);
+
+/// `RAW_USER_STACKS` id -> `USER_STACKS` id (its frames as build ids and offsets, taken the
+/// first time the stack was seen), or `NO_STACK`.
+#[map]
+static BUILD_ID_STACKS: HashMap<i32, i32> = HashMap::with_max_entries(1, 0);
 
 #[map]
 static COPY_STACKS: PerCpuHashMap<StackKey, FlowValue> = PerCpuHashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
@@ -178,8 +189,7 @@ fn count(ctx: &RawTracePointContext, at: u32, syscall: bool) -> i32 {
     h.bytes = 0;
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
-    let map = core::ptr::addr_of!(USER_STACKS) as *mut core::ffi::c_void;
-    let user = stack_id(unsafe { bpf_get_stackid(ctx.as_ptr(), map, BPF_F_USER_STACK as u64) });
+    let user = user_stack(ctx);
     let kernel = match unsafe { THREAD_KSTACKS.get(&tid) } {
         Some(id) => {
             let id = *id;
@@ -199,6 +209,41 @@ fn count(ctx: &RawTracePointContext, at: u32, syscall: bool) -> i32 {
     v.calls += 1;
     v.bytes += n;
     0
+}
+
+/// The current user stack's id in `RAW_USER_STACKS`, its build-id form stored the first time
+/// it is seen. Resolving every frame to its file's build id on each syscall cost ~1.7 us here
+/// (and page faults, charged to the traced process, where the file's first page was not
+/// mapped); a stack of addresses is a walk and a hash, and a given stack's addresses map to
+/// the same files for as long as the process has them mapped.
+#[inline(always)]
+fn user_stack(ctx: &RawTracePointContext) -> i32 {
+    let Some(flag) = WALKING.get_ptr_mut(0) else { return NO_STACK };
+    // SAFETY: this CPU's flag; the fault program that reads it runs nested on this CPU.
+    unsafe { *flag = 1 };
+    let raw = core::ptr::addr_of!(RAW_USER_STACKS) as *mut core::ffi::c_void;
+    let id = stack_id(unsafe { bpf_get_stackid(ctx.as_ptr(), raw, BPF_F_USER_STACK as u64) });
+    if id != NO_STACK && unsafe { BUILD_ID_STACKS.get(&id) }.is_none() {
+        let with_build_ids = core::ptr::addr_of!(USER_STACKS) as *mut core::ffi::c_void;
+        let resolved = stack_id(unsafe { bpf_get_stackid(ctx.as_ptr(), with_build_ids, BPF_F_USER_STACK as u64) });
+        // Kept even when it failed (NO_STACK): the frames are then named from the addresses.
+        let _ = BUILD_ID_STACKS.insert(&id, &resolved, BPF_NOEXIST as u64);
+    }
+    unsafe { *flag = 0 };
+    id
+}
+
+/// Set on this CPU while a stack is walked: a frame-pointer walk through code built without
+/// frame pointers reads wherever the register pointed and faults (`page_fault_kernel` on a
+/// user address, handled without paging anything in); `faults.rs` does not charge those to
+/// the process.
+#[map]
+static WALKING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// True while this CPU walks a user stack for `--stacks`.
+#[inline(always)]
+pub fn walking() -> bool {
+    enabled() && WALKING.get(0).is_some_and(|w| *w != 0)
 }
 
 /// The word at the user stack pointer and the return address above the saved frame pointer,

@@ -213,6 +213,8 @@ pub fn load_probes<'a>(
     if settings.stacks {
         loader
             .map_max_entries(maps::USER_STACKS, STACKS_MAX_ENTRIES)
+            .map_max_entries(maps::RAW_USER_STACKS, STACKS_MAX_ENTRIES)
+            .map_max_entries(maps::BUILD_ID_STACKS, STACKS_MAX_ENTRIES)
             .map_max_entries(maps::KERNEL_STACKS, STACKS_MAX_ENTRIES)
             .map_max_entries(maps::COPY_STACKS, COPY_STACKS_MAX_ENTRIES);
     }

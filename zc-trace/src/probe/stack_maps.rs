@@ -1,5 +1,6 @@
 //! Reads the copy-stack maps (`--stacks`): the (process, stacks, flow) counters summed over
-//! CPUs, and the stacks they name. User stacks are build ids and file offsets; aya's
+//! CPUs, and the stacks they name (user stacks by their address form's id, with the
+//! build-id form the kernel took the first time each was seen). User stacks are build ids and file offsets; aya's
 //! `StackTraceMap` refuses build-id maps (it would read their frames as addresses), so their
 //! entries are looked up here with the `bpf(2)` syscall directly.
 use std::{
@@ -57,16 +58,30 @@ pub fn read(ebpf: &Ebpf) -> anyhow::Result<CopyStacks> {
         }
     }
     let kernel = StackTraceMap::try_from(ebpf.map(maps::KERNEL_STACKS).context("KERNEL_STACKS map missing")?)?;
+    let raw = StackTraceMap::try_from(ebpf.map(maps::RAW_USER_STACKS).context("RAW_USER_STACKS map missing")?)?;
+    let resolved: aya::maps::HashMap<_, i32, i32> =
+        aya::maps::HashMap::try_from(ebpf.map(maps::BUILD_ID_STACKS).context("BUILD_ID_STACKS map missing")?)?;
     let Some(Map::StackTraceMap(user)) = ebpf.map(maps::USER_STACKS) else {
         anyhow::bail!("USER_STACKS map missing");
     };
     let user_fd = user.fd().as_fd();
     for key in out.counts.keys() {
-        if key.user != NO_STACK
-            && !out.user.contains_key(&key.user)
-            && let Some(frames) = user_stack(user_fd, key.user)?
-        {
-            out.user.insert(key.user, frames);
+        if key.user != NO_STACK && !out.user.contains_key(&key.user) {
+            // The stack's build-id form where the kernel took one, else its addresses.
+            let with_build_ids = match resolved.get(&key.user, 0) {
+                Ok(id) if id != NO_STACK => user_stack(user_fd, id)?,
+                _ => None,
+            };
+            let frames = match with_build_ids {
+                Some(frames) => Some(frames),
+                None => raw
+                    .get(&(key.user as u32), 0)
+                    .ok()
+                    .map(|s| s.frames().iter().map(|f| UserFrame::Ip(f.ip)).collect()),
+            };
+            if let Some(frames) = frames {
+                out.user.insert(key.user, frames);
+            }
         }
         if key.kernel != NO_STACK
             && !out.kernel.contains_key(&key.kernel)
