@@ -62,7 +62,7 @@ impl Flow {
 fn merged(flows: &[FlowRow]) -> Vec<Flow> {
     let mut by_label: BTreeMap<String, Flow> = BTreeMap::new();
     for f in flows {
-        let label = format!("{} {} -> {}", f.strategy, f.source, f.destination);
+        let label = f.label();
         let local = f.fd_out.as_ref().is_some_and(|fd| peer_is_local(&fd.name));
         let entry = by_label.entry(label.clone()).or_insert(Flow {
             label,
@@ -147,20 +147,25 @@ fn switch_for(f: &Flow) -> Option<Switch> {
     }
 }
 
+/// The row's MSG_ZEROCOPY completions say the kernel copied most of its zero-copy sends
+/// (skb_orphan_frags_rx for a local peer, or a device that cannot gather): the reason, with
+/// the counts.
+fn zerocopy_mostly_copied(row: &Row) -> Option<Reason> {
+    let c = row.msg_zerocopy_completions?;
+    (c.completed > 0 && c.copied * 2 > c.completed)
+        .then_some(Reason::ZerocopyCopied { copied: c.copied, completed: c.completed })
+}
+
 /// For a flow already on a zero-copy strategy: the strategy and why it does not pay here,
 /// when the row measured that (copies anyway, or chunks too small for it).
 fn zero_copy_not_paying(f: &Flow, row: &Row, transmit_copied: bool) -> Option<(Recommend, Reason)> {
     let network = matches!(f.destination.as_str(), "tcp" | "udp");
     match f.strategy {
         "msg-zerocopy" => {
-            // skb_orphan_frags_rx copies pinned pages delivered to a local socket; a device
-            // that cannot gather gets them copied too. The completions say which sends were.
-            let reason = match row.msg_zerocopy_completions {
-                Some(c) if c.completed > 0 && c.copied * 2 > c.completed => {
-                    Reason::ZerocopyCopied { copied: c.copied, completed: c.completed }
-                }
-                _ if f.chunk() < ZEROCOPY_MIN_CHUNK => Reason::SmallChunks,
-                _ => return None,
+            let reason = match zerocopy_mostly_copied(row) {
+                Some(reason) => reason,
+                None if f.chunk() < ZEROCOPY_MIN_CHUNK => Reason::SmallChunks,
+                None => return None,
             };
             Some((Recommend::MsgZerocopy, reason))
         }
@@ -180,7 +185,8 @@ fn advice_for(f: &Flow, row: &Row, transmit_copied: bool, model: Option<&LoadedC
     }
     if let Some((recommend, reason)) = zero_copy_not_paying(f, row, transmit_copied) {
         let nothing = Switch { recommend, to_user: 0, from_user: 0, syscalls: 0, assumes: Vec::new() };
-        return Some(advice(f, &nothing, model, Verdict::DoesNotPay, reason));
+        let saved = model.map(|m| price(&m.model, f.chunk(), &nothing));
+        return Some(advice(f, &nothing, model, saved, Verdict::DoesNotPay, reason));
     }
     let mut sw = switch_for(f)?;
     // Where the row saw pages sent by reference copied at transmit, the switch's pages would
@@ -193,17 +199,13 @@ fn advice_for(f: &Flow, row: &Row, transmit_copied: bool, model: Option<&LoadedC
             }
         }
     }
-    let (verdict, reason) = verdict(f, &sw, row, transmit_copied, model);
-    Some(advice(f, &sw, model, verdict, reason))
+    let saved = model.map(|m| price(&m.model, f.chunk(), &sw));
+    let (verdict, reason) = verdict(f, &sw, row, transmit_copied, saved);
+    Some(advice(f, &sw, model, saved, verdict, reason))
 }
 
-fn verdict(
-    f: &Flow,
-    sw: &Switch,
-    row: &Row,
-    transmit_copied: bool,
-    model: Option<&LoadedCostModel>,
-) -> (Verdict, Reason) {
+/// `saved`: the switch priced by the cost model, `None` without one.
+fn verdict(f: &Flow, sw: &Switch, row: &Row, transmit_copied: bool, saved: Option<u64>) -> (Verdict, Reason) {
     let zerocopy = sw.recommend == Recommend::MsgZerocopy;
     if zerocopy && f.chunk() < ZEROCOPY_MIN_CHUNK {
         return (Verdict::DoesNotPay, Reason::SmallChunks);
@@ -211,18 +213,14 @@ fn verdict(
     if transmit_copied && sw.to_user + sw.from_user == 0 && sw.syscalls == 0 {
         return (Verdict::DoesNotPay, Reason::CopiedAtTransmit(sw.recommend));
     }
-    if zerocopy
-        && let Some(c) = row.msg_zerocopy_completions
-        && c.completed > 0
-        && c.copied * 2 > c.completed
-    {
-        return (Verdict::DoesNotPay, Reason::ZerocopyCopied { copied: c.copied, completed: c.completed });
+    if zerocopy && let Some(reason) = zerocopy_mostly_copied(row) {
+        return (Verdict::DoesNotPay, reason);
     }
     if zerocopy && f.loopback {
         return (Verdict::DoesNotPay, Reason::Loopback);
     }
-    match model {
-        Some(m) if price(&m.model, f.chunk(), sw) < MIN_SAVING_NS => (Verdict::DoesNotPay, Reason::TooFewBytes),
+    match saved {
+        Some(ns) if ns < MIN_SAVING_NS => (Verdict::DoesNotPay, Reason::TooFewBytes),
         Some(_) => (Verdict::Pays, Reason::SavesCpu),
         None if sw.to_user + sw.from_user < MIN_COPY_BYTES => (Verdict::DoesNotPay, Reason::TooFewBytes),
         None => (Verdict::Pays, Reason::RemovesCopies),
@@ -238,7 +236,14 @@ fn price(m: &CostModel, chunk: u64, sw: &Switch) -> u64 {
     ns.round() as u64
 }
 
-fn advice(f: &Flow, sw: &Switch, model: Option<&LoadedCostModel>, verdict: Verdict, reason: Reason) -> Advice {
+fn advice(
+    f: &Flow,
+    sw: &Switch,
+    model: Option<&LoadedCostModel>,
+    saved: Option<u64>,
+    verdict: Verdict,
+    reason: Reason,
+) -> Advice {
     Advice {
         flow: f.label.clone(),
         bytes: f.bytes,
@@ -250,7 +255,7 @@ fn advice(f: &Flow, sw: &Switch, model: Option<&LoadedCostModel>, verdict: Verdi
         from_user_bytes_removed: sw.from_user,
         syscalls_removed: sw.syscalls,
         mode_switches_removed: 2 * sw.syscalls,
-        cpu_ns_saved: model.map(|m| price(&m.model, f.chunk(), sw)),
+        cpu_ns_saved: saved,
         unpriced_reason: model.is_none().then_some(UNPRICED_NO_MODEL),
         model: model.map(LoadedCostModel::describe),
         verdict,

@@ -13,6 +13,7 @@ use crate::{
     attribute::flows::classify,
     kernel::symbols::{Symbols, is_cut},
     model::{
+        row::flow_label as flow_label_of,
         run::{ProbeState, ProbeStatus},
         stacks::{CopyStack, StacksReport},
     },
@@ -29,7 +30,7 @@ pub fn flow_label(tag: u32) -> String {
     let Some((class, src, dst, how)) = flow_untag(tag) else { return "other".into() };
     let key = FlowKey { class, src, dst, how, ..FlowKey::default() };
     let (strategy, _, source, destination) = classify(&key);
-    format!("{strategy} {source} -> {destination}")
+    flow_label_of(strategy, &source, &destination)
 }
 
 /// Which attached probes capture the kernel stack of a copy on this run.

@@ -299,6 +299,19 @@ pub struct FlowRow {
     pub evidence: &'static str,
 }
 
+impl FlowRow {
+    /// How reports name a flow: `read-write file -> tcp`.
+    pub fn label(&self) -> String {
+        flow_label(self.strategy, &self.source, &self.destination)
+    }
+}
+
+/// A flow's name from its strategy and ends: `read-write file -> tcp` (flow rows, copy
+/// stacks, advice).
+pub fn flow_label(strategy: &str, source: &str, destination: &str) -> String {
+    format!("{strategy} {source} -> {destination}")
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FdInfo {
     pub fd: i32,
