@@ -63,6 +63,9 @@ pub struct KernelOffsets {
     /// where BTF lacks them (copy stacks then go without the leaf fix-up, see `StackKey`).
     pub regs_sp: u32,
     pub regs_fp: u32,
+    /// `task_struct.__state` (`state` before 5.14), for `sched_switch` on kernels whose
+    /// tracepoint does not pass `prev_state` (before 5.18); 0 where BTF has neither.
+    pub task_state: u32,
 }
 
 /// How the syscall programs read kernel memory, chosen by user space before load.
@@ -89,6 +92,10 @@ pub struct TypedLoads {
     /// `offsetof(struct task_struct, pid)` (0: unknown), on both paths: the task's ids are
     /// loads from the task pointer wherever BTF gave the offset.
     pub task_pid: u32,
+    /// 1: the kernel has the `bpf_get_current_task_btf` helper (5.11+), so the walk from the
+    /// current task to its fd table is plain loads on either read path; 0: helper reads from
+    /// `bpf_get_current_task`.
+    pub task_btf: u32,
 }
 
 /// The helper number the programs call where they mean `bpf_rdonly_cast` (see

@@ -3,7 +3,9 @@
 //! decision is `zc_trace_common::classify`).
 
 use crate::typed::{self, typed};
-use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated,
+};
 use zc_trace_common::{
     FdIdentity, FdKind, KernelOffsets, PATH_DEPTH,
     classify::{FileFields, classify},
@@ -59,6 +61,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     socket_ino: 0,
     regs_sp: 0,
     regs_fp: 0,
+    task_state: 0,
 };
 
 /// One offset, read from the global at run time. Volatile: the compiler must not fold the
@@ -98,25 +101,55 @@ pub fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
 /// turns it into a fault-safe move instead of a `bpf_probe_read_kernel` call (~25 ns each
 /// here). The fd array holds `struct file *`s, which the verifier does not type: that read
 /// and the ones after it go through the helper.
+///
+/// Kernels without `bpf_get_current_task_btf` (before 5.11) walk the same chain with helper
+/// reads from `bpf_get_current_task`; `TYPED_LOADS.task_btf` is a constant to the verifier,
+/// which never explores (and the kernel then drops) the path this kernel cannot have.
 #[inline(always)]
 pub fn current_file(fd: u64) -> Option<u64> {
     let (o_files, o_fdt, o_max, o_fd) = (off!(task_files), off!(files_fdt), off!(fdtable_max_fds), off!(fdtable_fd));
-    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
-    let files = unsafe { load::<*const u8>(task, o_files) };
-    if files.is_null() {
-        return None;
-    }
-    let fdt = unsafe { load::<*const u8>(files, o_fdt) };
-    if fdt.is_null() {
-        return None;
-    }
-    let max_fds = unsafe { load::<u32>(fdt, o_max) };
+    let (max_fds, fd_array) = if typed!(task_btf) != 0 {
+        let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+        let files = unsafe { load::<*const u8>(task, o_files) };
+        if files.is_null() {
+            return None;
+        }
+        let fdt = unsafe { load::<*const u8>(files, o_fdt) };
+        if fdt.is_null() {
+            return None;
+        }
+        unsafe { (load::<u32>(fdt, o_max), load::<u64>(fdt, o_fd)) }
+    } else {
+        // Reads that cannot fail, not `read`s that return None: a chain of reads that each
+        // fork the verifier's paths was more than 5.10's verifier could explore (1M insns in
+        // zc_sys_enter). An unreadable pointer reads as 0, and the reads after it as 0 too,
+        // so an fd table that is not there has 0 fds.
+        let task = unsafe { bpf_get_current_task() };
+        let files: u64 = read_or_zero(task, o_files);
+        let fdt: u64 = read_or_zero(files, o_fdt);
+        (read_or_zero::<u32>(fdt, o_max), read_or_zero::<u64>(fdt, o_fd))
+    };
     if fd >= max_fds as u64 {
         return None;
     }
-    let fd_array = unsafe { load::<u64>(fdt, o_fd) };
     let file: u64 = read(fd_array, (fd * 8) as u32)?;
     (file != 0).then_some(file)
+}
+
+/// A `T` at `base + offset`, or 0 (all zero bytes) when unreadable: the kernel zeroes the
+/// destination of a failed read, so the caller has one path where `read` gives two.
+#[inline(always)]
+fn read_or_zero<T: Copy + Default>(base: u64, offset: u32) -> T {
+    let mut value = T::default();
+    // SAFETY: the helper writes at most size_of::<T>() bytes into `value`, zeroes on failure.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            (&mut value as *mut T).cast(),
+            core::mem::size_of::<T>() as u32,
+            (base.wrapping_add(offset as u64)) as *const core::ffi::c_void,
+        )
+    };
+    value
 }
 
 /// A direct load of a `T` at `base + offset`, for `base` a BTF-typed kernel pointer (see

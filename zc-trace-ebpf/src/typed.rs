@@ -12,8 +12,15 @@
 use zc_trace_common::{RDONLY_CAST_PLACEHOLDER, TypedLoads};
 
 #[unsafe(no_mangle)]
-pub static TYPED_LOADS: TypedLoads =
-    TypedLoads { enabled: 0, files_struct_id: 0, socket_id: 0, pt_regs_id: 0, files_fd_array: 0, task_pid: 0 };
+pub static TYPED_LOADS: TypedLoads = TypedLoads {
+    enabled: 0,
+    files_struct_id: 0,
+    socket_id: 0,
+    pt_regs_id: 0,
+    files_fd_array: 0,
+    task_pid: 0,
+    task_btf: 0,
+};
 
 /// One setting, read at run time (volatile: see `kmem::off!`); a constant to the verifier.
 macro_rules! typed {

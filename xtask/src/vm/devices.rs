@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    debian::{Kernel, find_module, output},
+    debian::{Kernel, find_module},
     progress::say,
 };
 use crate::setup;
@@ -124,48 +124,6 @@ pub fn module_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
         return Ok(out.stdout);
     }
     Ok(fs::read(path)?)
-}
-
-/// Debian's ethtool with the shared libraries it needs and the dynamic loader, copied to
-/// the same paths in the initramfs (busybox has no ethtool applet; `ethtool -K zctx sg off`
-/// is how the checks take scatter-gather away from the sending NIC).
-pub fn install_ethtool(stage: &Path) -> anyhow::Result<()> {
-    let binary = ["/usr/sbin/ethtool", "/sbin/ethtool"].into_iter().map(Path::new).find(|p| p.exists());
-    let binary = match binary {
-        Some(b) => b.to_path_buf(),
-        None => {
-            say("installing ethtool (copied into the guest to toggle scatter-gather)");
-            setup::apt_install(&["ethtool"])?;
-            PathBuf::from("/usr/sbin/ethtool")
-        }
-    };
-    let mut files = vec![binary.clone()];
-    files.extend(shared_libraries(&binary)?);
-    for file in files {
-        // Resolve symlinks on the host (libfoo.so.1 -> libfoo.so.1.2.3), keep the name the
-        // loader asks for.
-        let dest = stage.join(file.strip_prefix("/").unwrap_or(&file));
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let _ = fs::remove_file(&dest); // busybox links may sit at the same path
-        fs::copy(&file, &dest).with_context(|| format!("copying {}", file.display()))?;
-    }
-    Ok(())
-}
-
-/// The absolute paths `ldd` lists for a binary, the dynamic loader included.
-fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let listing = output(Command::new("ldd").arg(binary))?;
-    Ok(listing
-        .lines()
-        .filter_map(|line| {
-            // `libmnl.so.0 => /lib/x86_64-linux-gnu/libmnl.so.0 (0x...)` or
-            // `/lib64/ld-linux-x86-64.so.2 (0x...)`; linux-vdso has no file.
-            let path = line.split("=>").last()?.split_whitespace().next()?;
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect())
 }
 
 /// The /init lines that bring the devices up, after the modules are loaded: mount the NVMe

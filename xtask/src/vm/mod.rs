@@ -5,8 +5,9 @@
 //!
 //! 1. [`debian`]: the newest `linux-image-6.1.0-*-amd64` / `linux-image-6.12.*-amd64` is
 //!    downloaded with `apt-get download` (kept in `target/vm/cache/`) and unpacked;
-//! 2. [`initramfs`]: busybox-static, a statically linked zc-trace and an `/init` that mounts
-//!    what zc-trace needs and runs each check of [`checks`] between markers;
+//! 2. [`initramfs`]: busybox-static and ethtool of the guest's architecture ([`userland`]), a
+//!    statically linked zc-trace ([`host`] builds it for amd64 or arm64) and an `/init` that
+//!    mounts what zc-trace needs and runs each check of [`checks`] between markers;
 //! 3. [`qemu`]: TCG boots it with the devices of [`devices`] (NVMe, two e1000 on a hub; nothing
 //!    leaves QEMU). The checks talk on one serial line ([`transcript`]), the kernel on another,
 //!    which [`watchdog`] reads as it comes: a lockup, stall or oops stops the run in seconds;
@@ -36,25 +37,31 @@ mod outcome;
 mod progress;
 mod qemu;
 mod transcript;
+mod userland;
 mod verify;
 mod watchdog;
 
 use checks::{Break, Plan};
-use debian::{KernelPackage, Series};
+use debian::{Arch, KernelPackage, Series};
 use outcome::{CheckResult, KernelRun, Outcome};
 use progress::say;
 use qemu::{Machine, TcgThread};
+use userland::Userland;
 
 #[derive(clap::Args)]
 pub struct VmTestArgs {
-    /// Which kernel series to boot.
+    /// Which kernel series to boot (`all`: 5.10, 6.1 and 6.12 on amd64; 6.12 on arm64).
     #[arg(long, value_enum, default_value = "all")]
     kernel: KernelChoice,
+    /// The guest's architecture. arm64 boots Debian's arm64 kernel under qemu-system-aarch64.
+    #[arg(long, value_enum, default_value = "amd64")]
+    arch: ArchChoice,
     /// Keep the unpacked kernels and initramfs under target/vm/{kernels,work} and print the QEMU
     /// command that boots them again (the downloaded .debs and the results are always kept).
     #[arg(long)]
     keep: bool,
-    /// Kill QEMU after this many minutes per kernel (everything runs under TCG, so it is slow).
+    /// Kill QEMU after this many minutes per kernel (everything runs under TCG, so it is slow;
+    /// an arm64 guest takes about 1.4 times as long as an amd64 one, see docs/vm-test.md).
     #[arg(long, value_name = "MINUTES", default_value_t = 25)]
     timeout: u64,
     /// Use this statically linked zc-trace instead of building one.
@@ -102,9 +109,15 @@ pub struct VmTestArgs {
 
 impl VmTestArgs {
     /// What `cargo xtask test` runs: every kernel, every check once, a fresh static build.
+    /// What `cargo xtask test` runs after the amd64 kernels: the arm64 guest, every check.
+    pub fn arm64() -> Self {
+        VmTestArgs { arch: ArchChoice::Arm64, ..Self::all_kernels() }
+    }
+
     pub fn all_kernels() -> Self {
         VmTestArgs {
             kernel: KernelChoice::All,
+            arch: ArchChoice::Amd64,
             keep: false,
             timeout: 25,
             zc_trace: None,
@@ -124,12 +137,47 @@ impl VmTestArgs {
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum KernelChoice {
+    #[value(name = "5.10")]
+    V5_10,
     #[value(name = "6.1")]
     V6_1,
     #[value(name = "6.12")]
     V6_12,
     All,
 }
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum ArchChoice {
+    Amd64,
+    Arm64,
+}
+
+impl ArchChoice {
+    fn arch(self) -> Arch {
+        match self {
+            ArchChoice::Amd64 => Arch::Amd64,
+            ArchChoice::Arm64 => Arch::Arm64,
+        }
+    }
+}
+
+/// The series a `--kernel` choice boots on an architecture. Debian's arm64 guests run the
+/// newest series only: what differs on arm64 (registers, syscall numbers, trampolines, no
+/// page-fault tracepoints) differs on every series, and each guest costs a host core for
+/// about 5.5 minutes (1.4 times an amd64 guest under TCG, docs/vm-test.md).
+fn series_for(kernel: KernelChoice, arch: Arch) -> anyhow::Result<&'static [Series]> {
+    Ok(match (kernel, arch) {
+        (KernelChoice::V5_10, Arch::Amd64) => &[Series::V5_10],
+        (KernelChoice::V6_1, Arch::Amd64) => &[Series::V6_1],
+        (KernelChoice::V6_12, _) => &[Series::V6_12],
+        (KernelChoice::All, Arch::Amd64) => &[Series::V5_10, Series::V6_1, Series::V6_12],
+        (KernelChoice::All, Arch::Arm64) => &[Series::V6_12],
+        (_, Arch::Arm64) => bail!("--arch arm64 boots Debian's 6.12 kernel only (--kernel 6.12 or all)"),
+    })
+}
+
+/// The file a guest's results folder gets when its complete run passed.
+const PASSED_MARKER: &str = "passed";
 
 /// Where everything lives, all under `target/vm/`.
 struct Dirs {
@@ -157,6 +205,8 @@ struct Setup {
     packages: Vec<KernelPackage>,
     zc_trace: PathBuf,
     extra_binaries: Vec<PathBuf>,
+    /// busybox and ethtool for the guest's architecture.
+    userland: Userland,
     machine: Machine,
     dirs: Dirs,
     timeout: Duration,
@@ -172,44 +222,51 @@ struct Verdict {
 pub fn run(root: &Path, args: &VmTestArgs) -> anyhow::Result<()> {
     if args.prove_hang_detection {
         setup::ensure()?;
-        host::ensure_host_packages()?;
+        host::ensure_host_packages(Arch::Amd64)?;
         return prove_hang_detection(root);
     }
     // Bad selections fail before anything is built or downloaded.
     let plan = checks::plan(&args.only, args.repeat, args.break_guest)?;
+    if args.write_docs && args.arch != ArchChoice::Amd64 {
+        bail!("--write-docs writes the docs from the amd64 kernels (--arch amd64)");
+    }
     if args.runs == 0 || args.smp == 0 || args.jobs == 0 {
         bail!("--runs, --smp and --jobs must be at least 1");
     }
+    let arch = args.arch.arch();
+    let series = series_for(args.kernel, arch)?;
     setup::ensure()?;
-    host::ensure_host_packages()?;
+    host::ensure_host_packages(arch)?;
     let zc_trace = match &args.zc_trace {
         Some(path) => path.clone(),
-        None => host::build_static_zc_trace(root)?,
+        None => host::build_static_zc_trace(root, arch)?,
     };
-    host::ensure_static(&zc_trace)?;
-    let extra_binaries =
-        if args.break_guest == Some(Break::Lockup) { vec![host::build_static_spinner(root)?] } else { Vec::new() };
+    host::ensure_static(&zc_trace, arch)?;
+    let extra_binaries = if args.break_guest == Some(Break::Lockup) {
+        vec![host::build_static_spinner(root, arch)?]
+    } else {
+        Vec::new()
+    };
 
-    let series: &[Series] = match args.kernel {
-        KernelChoice::V6_1 => &[Series::V6_1],
-        KernelChoice::V6_12 => &[Series::V6_12],
-        KernelChoice::All => &[Series::V6_1, Series::V6_12],
-    };
+    debian::ensure_apt_sources(series, arch)?;
     // Resolve every kernel before booting any, so a missing suite is reported at once.
-    let packages = series.iter().map(|&s| debian::newest_kernel(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let packages = series.iter().map(|&s| debian::newest_kernel(s, arch)).collect::<anyhow::Result<Vec<_>>>()?;
     // Downloads one at a time, before the guests are prepared in parallel.
     let dirs = Dirs::new(root);
     std::fs::create_dir_all(&dirs.cache)?;
     for package in &packages {
         debian::fetch_deb(&dirs.cache, package)?;
     }
-    let machine = Machine { smp: args.smp, tcg_thread: args.tcg_thread, append: args.append.clone() };
-    say(&format!("guest: {} vCPU(s), TCG thread={:?}", machine.smp, machine.tcg_thread).to_lowercase());
+    let userland = userland::prepare(arch, &dirs.cache)?;
+    let machine = Machine { arch, smp: args.smp, tcg_thread: args.tcg_thread, append: args.append.clone() };
+    say(&format!("guest: {}, {} vCPU(s), TCG thread={:?}", arch.debian(), machine.smp, machine.tcg_thread)
+        .to_lowercase());
     let setup = Setup {
         plan,
         packages,
         zc_trace,
         extra_binaries,
+        userland,
         machine,
         dirs,
         timeout: Duration::from_secs(args.timeout * 60),
@@ -297,8 +354,16 @@ fn run_all_kernels(root: &Path, setup: &Setup, args: &VmTestArgs, retry: bool) -
         }
     }
     let all_passed = runs.iter().all(|r| r.problems.is_empty() && r.results.iter().all(CheckResult::passed));
+    // A guest whose complete run passed says so in its results, for the docs of a later run
+    // (the arm64 guest's column in docs/compat.md comes from its own `--arch arm64` run).
+    for run in &runs {
+        let marker = setup.dirs.results.join(&run.release).join(PASSED_MARKER);
+        if setup.plan.complete && run.problems.is_empty() && run.results.iter().all(CheckResult::passed) {
+            std::fs::write(&marker, b"")?;
+        }
+    }
     if args.write_docs {
-        if !(all_passed && setup.plan.complete && setup.packages.len() == 2) {
+        if !(all_passed && setup.plan.complete && setup.packages.len() == 3) {
             bail!("--write-docs needs a complete run of every kernel (no --only/--repeat/--break-guest) that passed");
         }
         write_docs(root, setup, &runs)?;
@@ -385,10 +450,18 @@ fn write_docs(root: &Path, setup: &Setup, runs: &[KernelRun]) -> anyhow::Result<
     {
         kernels.push((format!("host {}", host::kernel_release()), v));
     }
-    for run in runs {
-        let path = setup.dirs.results.join(&run.release).join("doctor.json");
+    let mut releases: Vec<String> = runs.iter().map(|r| r.release.clone()).collect();
+    // Other architectures' guests, from their own complete runs that passed.
+    for entry in std::fs::read_dir(&setup.dirs.results)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(&format!("-{}", Arch::Arm64.debian())) && entry.path().join(PASSED_MARKER).exists() {
+            releases.push(name);
+        }
+    }
+    for release in releases {
+        let path = setup.dirs.results.join(&release).join("doctor.json");
         if let Ok(v) = std::fs::read_to_string(&path).map(|t| serde_json::from_str(&t).unwrap_or_default()) {
-            kernels.push((run.release.clone(), v));
+            kernels.push((release, v));
         }
     }
     let source = "What `zc-trace doctor --json` found on the host and in each guest of `cargo xtask vm-test`: \
@@ -404,7 +477,7 @@ fn write_docs(root: &Path, setup: &Setup, runs: &[KernelRun]) -> anyhow::Result<
 /// `target/vm/results/hang-proof/`.
 pub fn prove_hang_detection(root: &Path) -> anyhow::Result<()> {
     let plan = checks::plan(&["doctor".to_string()], 1, Some(Break::Lockup))?;
-    let package = debian::newest_kernel(Series::V6_12)?;
+    let package = debian::newest_kernel(Series::V6_12, Arch::Amd64)?;
     let mut dirs = Dirs::new(root);
     dirs.results = dirs.results.join("hang-proof");
     std::fs::create_dir_all(&dirs.cache)?;
@@ -412,9 +485,10 @@ pub fn prove_hang_detection(root: &Path) -> anyhow::Result<()> {
     let setup = Setup {
         plan,
         packages: vec![],
-        zc_trace: host::build_static_zc_trace(root)?,
-        extra_binaries: vec![host::build_static_spinner(root)?],
-        machine: Machine { smp: 2, tcg_thread: TcgThread::Single, append: None },
+        zc_trace: host::build_static_zc_trace(root, Arch::Amd64)?,
+        extra_binaries: vec![host::build_static_spinner(root, Arch::Amd64)?],
+        userland: userland::prepare(Arch::Amd64, &dirs.cache)?,
+        machine: Machine { arch: Arch::Amd64, smp: 2, tcg_thread: TcgThread::Single, append: None },
         dirs,
         timeout: Duration::from_secs(10 * 60),
     };
@@ -452,8 +526,15 @@ fn run_kernel(setup: &Setup, package: &KernelPackage, keep: bool) -> anyhow::Res
     let deb = debian::fetch_deb(&dirs.cache, package)?;
     let kernel = debian::unpack_kernel(&deb, &dirs.kernels.join(&release), &release)?;
     let work = dirs.work.join(&release);
-    let initrd =
-        initramfs::build_initramfs(&work, &kernel, &setup.zc_trace, &setup.extra_binaries, &setup.plan.checks)?;
+    let initrd = initramfs::build_initramfs(
+        &work,
+        &kernel,
+        &setup.userland,
+        &setup.zc_trace,
+        &setup.extra_binaries,
+        &setup.plan.checks,
+        qemu::consoles(setup.machine.arch).checks,
+    )?;
     let disk = devices::make_disk(&work)?;
 
     // Stale results from an earlier run must not pass for this one's.
@@ -469,8 +550,11 @@ fn run_kernel(setup: &Setup, package: &KernelPackage, keep: bool) -> anyhow::Res
 
     if keep {
         let cmd = qemu::qemu_command(&kernel, &initrd, &disk, &kernel_log, &setup.machine);
-        let argv: Vec<String> = cmd.get_args().map(|a| initramfs::sh_quote(&a.to_string_lossy())).collect();
-        say(&format!("{release}: kept; boot it again with:\n  qemu-system-x86_64 {}", argv.join(" ")));
+        let argv: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| initramfs::sh_quote(&a.to_string_lossy()))
+            .collect();
+        say(&format!("{release}: kept; boot it again with:\n  {}", argv.join(" ")));
     } else {
         let _ = std::fs::remove_dir_all(dirs.kernels.join(&release));
         let _ = std::fs::remove_dir_all(&work);

@@ -1,8 +1,14 @@
 //! Booting a guest in QEMU and reading its two serial lines while it runs.
 //!
-//! - ttyS0 (QEMU's stdout): /init and the checks' output, parsed by [`super::transcript`];
-//! - ttyS1 (a file, `kernel.log`): the kernel's console at every log level, watched by
+//! - the checks' line (QEMU's stdout): /init and the checks' output, parsed by
+//!   [`super::transcript`];
+//! - the kernel's console (a file, `kernel.log`) at every log level, watched by
 //!   [`super::watchdog`] so that a lockup, stall or oops stops the run within seconds.
+//!
+//! amd64 guests are QEMU's PC with two 16550 UARTs: checks on ttyS0, kernel on ttyS1. arm64
+//! guests are its `virt` board, which has one PL011 UART: the kernel gets it (ttyAMA0, from
+//! the first instruction on, so an early panic is seen too) and the checks a virtio console
+//! (hvc0; virtio_console and virtio_pci are built into Debian's arm64 kernel).
 use std::{
     fs::File,
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -17,7 +23,7 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 
 use super::{
-    debian::Kernel,
+    debian::{Arch, Kernel},
     devices,
     progress::say,
     transcript::{Event, Line, Transcript, secs},
@@ -36,6 +42,7 @@ pub enum TcgThread {
 /// What the guest machine looks like, beyond the fixed devices.
 #[derive(Clone, Debug)]
 pub struct Machine {
+    pub arch: Arch,
     pub smp: u32,
     pub tcg_thread: TcgThread,
     /// Extra kernel command-line parameters.
@@ -43,24 +50,80 @@ pub struct Machine {
 }
 
 /// Kernel parameters every guest boots with, and why:
-/// - `console=ttyS1`: kernel messages on a line of their own ([`boot`] watches it);
+/// - `console=`: kernel messages on a line of their own ([`boot`] watches it);
 /// - `panic=-1`: reboot at once on a panic, which `-no-reboot` turns into QEMU exiting;
 /// - `softlockup_all_cpu_backtrace=1`: a soft lockup report carries every CPU's stack, so the
 ///   CPU that the stuck one waits for is seen too.
-const KERNEL_PARAMS: &str = "console=ttyS1 quiet panic=-1 softlockup_all_cpu_backtrace=1";
+const KERNEL_PARAMS: &str = "quiet panic=-1 softlockup_all_cpu_backtrace=1";
+
+/// The guest's two lines, by the names its kernel gives them.
+pub struct Consoles {
+    /// /init and the checks: QEMU's stdout.
+    pub checks: &'static str,
+    /// The kernel's console: `kernel.log`.
+    pub kernel: &'static str,
+}
+
+pub fn consoles(arch: Arch) -> Consoles {
+    match arch {
+        Arch::Amd64 => Consoles { checks: "ttyS0", kernel: "ttyS1" },
+        Arch::Arm64 => Consoles { checks: "hvc0", kernel: "ttyAMA0" },
+    }
+}
+
+/// The QEMU that emulates the guest's architecture.
+pub fn qemu_binary(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "qemu-system-x86_64",
+        Arch::Arm64 => "qemu-system-aarch64",
+    }
+}
+
+/// The board and CPU. x86: the default PC, with every feature TCG has. arm64: the `virt`
+/// board, whose PCIe host bridge takes the same NVMe and e1000 devices as the PC's PCI bus,
+/// and QEMU's `max` CPU (pointer authentication, BTI, LSE atomics: what the kernel's BPF JIT
+/// and trampolines use on current arm64 servers) with the QEMU-defined pointer authentication
+/// algorithm instead of the architected QARMA, which TCG computes slowly on every signed
+/// function return.
+fn board_args(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Amd64 => &["-cpu", "max"],
+        Arch::Arm64 => &["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+    }
+}
+
+/// QEMU options for the two lines ([`consoles`]): the checks' on stdout, the kernel's into
+/// `kernel_log`. On the PC each is a UART (`-serial`, in order); on `virt` the one UART is the
+/// kernel's and the checks' line is a virtio console.
+fn console_args(arch: Arch, kernel_log: &Path) -> Vec<String> {
+    let log = format!("file:{}", kernel_log.display());
+    match arch {
+        Arch::Amd64 => vec!["-serial".into(), "stdio".into(), "-serial".into(), log],
+        Arch::Arm64 => vec![
+            "-serial".into(),
+            log,
+            "-chardev".into(),
+            "stdio,id=checks".into(),
+            "-device".into(),
+            "virtio-serial-pci".into(),
+            "-device".into(),
+            "virtconsole,chardev=checks".into(),
+        ],
+    }
+}
 
 pub fn qemu_command(kernel: &Kernel, initrd: &Path, disk: &Path, kernel_log: &Path, machine: &Machine) -> Command {
-    let mut cmd = Command::new("qemu-system-x86_64");
+    let mut cmd = Command::new(qemu_binary(machine.arch));
     let accel = match machine.tcg_thread {
         TcgThread::Multi => "tcg,thread=multi",
         TcgThread::Single => "tcg,thread=single",
     };
-    // TCG: nested KVM dies in the kernel decompressor on our machines (docs/vm-test.md).
-    cmd.args(["-accel", accel, "-cpu", "max", "-m", "1024", "-smp", &machine.smp.to_string()])
+    // TCG: nested KVM dies in the kernel decompressor on our machines (docs/vm-test.md), and
+    // an arm64 guest on an x86 host has no other way.
+    cmd.args(board_args(machine.arch))
+        .args(["-accel", accel, "-m", "1024", "-smp", &machine.smp.to_string()])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-        .args(["-serial", "stdio"])
-        .arg("-serial")
-        .arg(format!("file:{}", kernel_log.display()))
+        .args(console_args(machine.arch, kernel_log))
         // No default NIC and no network backend: the only NICs are the two e1000s on a hub,
         // so nothing can leave QEMU.
         .args(["-nic", "none"])
@@ -69,7 +132,7 @@ pub fn qemu_command(kernel: &Kernel, initrd: &Path, disk: &Path, kernel_log: &Pa
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
         .arg(initrd);
-    let mut params = KERNEL_PARAMS.to_string();
+    let mut params = format!("console={} {KERNEL_PARAMS}", consoles(machine.arch).kernel);
     if let Some(extra) = &machine.append {
         params.push(' ');
         params.push_str(extra);
@@ -119,7 +182,8 @@ pub fn boot(
     // stdin must not be the terminal: QEMU would put it in raw mode and read keys.
     qemu.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let started = Instant::now();
-    let mut vm = Vm(qemu.spawn().context("starting qemu-system-x86_64")?);
+    let program = qemu.get_program().to_string_lossy().into_owned();
+    let mut vm = Vm(qemu.spawn().with_context(|| format!("starting {program}"))?);
     let stdout = vm.0.stdout.take().expect("piped");
 
     // A reader thread, so the main thread can wait with a deadline.
@@ -275,6 +339,27 @@ pub fn strip_escapes(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_architecture_gets_its_board_and_two_lines() {
+        let kernel = Kernel { vmlinuz: "/k/vmlinuz".into(), modules: "/k/lib/modules".into() };
+        let argv = |arch| {
+            let machine = Machine { arch, smp: 2, tcg_thread: TcgThread::Single, append: Some("x=1".into()) };
+            let cmd = qemu_command(&kernel, Path::new("/i"), Path::new("/d"), Path::new("/r/kernel.log"), &machine);
+            let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            (cmd.get_program().to_string_lossy().into_owned(), args.join(" "))
+        };
+        let (program, args) = argv(Arch::Amd64);
+        assert_eq!(program, "qemu-system-x86_64");
+        assert!(args.contains("-serial stdio -serial file:/r/kernel.log"), "{args}");
+        assert!(args.contains("console=ttyS1 quiet") && args.ends_with("x=1"), "{args}");
+        let (program, args) = argv(Arch::Arm64);
+        assert_eq!(program, "qemu-system-aarch64");
+        assert!(args.starts_with("-M virt -cpu max,pauth-impdef=on"), "{args}");
+        assert!(args.contains("-serial file:/r/kernel.log -chardev stdio,id=checks"), "{args}");
+        assert!(args.contains("virtconsole,chardev=checks") && args.contains("console=ttyAMA0 quiet"), "{args}");
+        assert!(!args.contains("-serial stdio"), "the checks' line is the virtio console");
+    }
 
     #[test]
     fn escapes_are_stripped() {

@@ -24,7 +24,9 @@ pub enum Trouble {
     HungTask,
     /// `BUG: kernel NULL pointer dereference`, `BUG: unable to handle page fault`, ...
     Bug,
-    /// `Oops: 0000 [#1]`, `int3: 0000 [#1]`, `general protection fault`
+    /// `Oops: 0000 [#1]`, `int3: 0000 [#1]`, `general protection fault`; on arm64
+    /// `Internal error: Oops: ...`, `Internal error: BRK handler: ...` (a stray breakpoint, as
+    /// int3 on x86)
     Oops,
     /// `Kernel panic - not syncing: ...`
     Panic,
@@ -59,7 +61,7 @@ impl Trouble {
             Some(Trouble::Panic)
         } else if has("BUG:") {
             Some(Trouble::Bug)
-        } else if has("Oops") || has("general protection fault") || has("int3: 0000") {
+        } else if has("Oops") || has("general protection fault") || has("int3: 0000") || has("Internal error:") {
             Some(Trouble::Oops)
         } else {
             None
@@ -79,16 +81,17 @@ pub struct Report {
 }
 
 impl Report {
-    /// The stuck CPU's call trace: the frame lines after the first `Call Trace:` (up to the
-    /// end of that trace), and the `RIP:` line that says where the CPU was.
+    /// The stuck CPU's call trace: the frame lines after the first `Call Trace:` (arm64:
+    /// `Call trace:`; up to the end of that trace), and the `RIP:` line (arm64: `pc :`) that
+    /// says where the CPU was.
     pub fn stack(&self) -> Vec<&str> {
         let mut out = Vec::new();
         let mut in_trace = false;
         for line in &self.lines {
             let text = line.as_str();
-            if text.contains("RIP: 0010:") && out.is_empty() {
+            if (text.contains("RIP: 0010:") || text.contains("] pc : ")) && out.is_empty() {
                 out.push(text);
-            } else if text.contains("Call Trace:") {
+            } else if text.contains("Call Trace:") || text.contains("Call trace:") {
                 if in_trace || out.len() > 1 {
                     break;
                 }
@@ -254,6 +257,37 @@ mod tests {
         assert!(stack.last().unwrap().contains("</TASK>"), "the stack ends with the first trace: {stack:?}");
         let text = report.render();
         assert!(text.contains("guest kernel soft lockup"));
+    }
+
+    /// Shaped like an arm64 soft lockup report: `pc :` and `Call trace:` instead of `RIP:`
+    /// and `Call Trace:`, no `<TASK>` markers.
+    #[test]
+    fn arm64_reports_have_their_stack_too() {
+        let t0 = Instant::now();
+        let mut dog = Watchdog::new(Duration::from_secs(3));
+        for line in [
+            "[   66.2] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [zc-spin-in-kern:201]",
+            "[   66.2] pstate: 60400005 (nZCv daif +PAN -UAO -TCO -DIT -SSBS BTYPE=--)",
+            "[   66.2] pc : bpf_prog_1f0e2b3c_outer+0x40/0x88",
+            "[   66.2] lr : bpf_loop+0x80/0xc8",
+            "[   66.2] Call trace:",
+            "[   66.2]  bpf_prog_1f0e2b3c_outer+0x40/0x88",
+            "[   66.2]  bpf_test_run+0x114/0x2d8",
+            "[   66.2] Sending NMI from CPU 1 to CPUs 0:",
+            "[   66.2] Call trace:",
+        ] {
+            dog.feed(line, t0);
+        }
+        let report = dog.into_report().unwrap();
+        assert_eq!(report.trouble, Trouble::SoftLockup);
+        let stack = report.stack();
+        assert!(stack[0].contains("pc : bpf_prog_1f0e2b3c_outer"), "{stack:?}");
+        assert!(stack.iter().any(|l| l.contains("bpf_test_run")));
+        assert!(!stack.last().unwrap().contains("Call trace:"), "only the first trace: {stack:?}");
+        assert_eq!(
+            Trouble::of_line("[ 1.0] Internal error: BRK handler: 00000000f2000100 [#1] SMP"),
+            Some(Trouble::Oops)
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! none of the others, and tells the syscall-exit derivation to skip that path.
 //!
 //! - `filemap_read(iocb, iter, already_read)` returns the bytes copied page cache -> user
-//!   (plus `already_read`, bytes an earlier direct-I/O attempt of the same call moved).
-//! - `generic_perform_write(iocb, iter)` returns the bytes copied user -> page cache.
+//!   (plus `already_read`, bytes an earlier direct-I/O attempt of the same call moved);
+//!   `generic_file_buffered_read` before 5.12.
+//! - `generic_perform_write(iocb, iter)` returns the bytes copied user -> page cache
+//!   (`(file, iter, pos)` before 5.19).
 //! - `tcp_sendmsg_locked(sk, msg, size)`: `msg->msg_flags` says whether the bytes were copied
 //!   from user memory, spliced by reference (`MSG_SPLICE_PAGES`, 6.5+), or pinned
 //!   (`MSG_ZEROCOPY`).
@@ -92,9 +94,35 @@ pub fn zc_kretprobe_filemap_read(ctx: RetProbeContext) -> u32 {
     0
 }
 
+/// Before 5.12 `filemap_read` was `generic_file_buffered_read(iocb, iter, written)`: the
+/// same parameters and return value.
+#[fexit(function = "generic_file_buffered_read")]
+pub fn zc_fexit_generic_file_buffered_read(ctx: FExitContext) -> i32 {
+    let already_read: i64 = ctx.arg(2);
+    let ret: i64 = ctx.arg(3);
+    file_read(&ctx, ret, already_read);
+    0
+}
+
+#[kretprobe]
+pub fn zc_kretprobe_generic_file_buffered_read(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret();
+    file_read(&ctx, ret, 0);
+    0
+}
+
 #[fexit(function = "generic_perform_write")]
 pub fn zc_fexit_generic_perform_write(ctx: FExitContext) -> i32 {
     let ret: i64 = ctx.arg(2);
+    file_write(&ctx, ret);
+    0
+}
+
+/// Before 5.19 `generic_perform_write(file, iter, pos)` had three parameters: the return
+/// value comes after them (user space picks this program by the prototype in BTF).
+#[fexit(function = "generic_perform_write")]
+pub fn zc_fexit_generic_perform_write_pos(ctx: FExitContext) -> i32 {
+    let ret: i64 = ctx.arg(3);
     file_write(&ctx, ret);
     0
 }
@@ -111,7 +139,10 @@ pub fn zc_fexit_tcp_sendmsg_locked(ctx: FExitContext) -> i32 {
     let Some(Traced { key, tid, .. }) = traced() else { return 0 };
     let sk: u64 = ctx.arg(0);
     let msg: u64 = ctx.arg(1);
-    let ret: i64 = ctx.arg(3);
+    // tcp_sendmsg_locked returns an int: the trampoline saves the whole register, whose upper
+    // half the 32-bit write zeroed, so an error such as -EAGAIN reads as 4294967285 unless
+    // taken as the int it is (seen on arm64: 4 GiB copied by an io_uring send).
+    let ret = ctx.arg::<u64>(3) as i32 as i64;
     if ret <= 0 {
         return 0;
     }

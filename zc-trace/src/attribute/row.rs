@@ -11,8 +11,8 @@ use crate::{
         corrections::apply_zerocopy_completions,
         dma::dma,
         sources::{
-            NET_XMIT, PAGE_FAULT_KERNEL, PAGE_FAULT_USER, SCHED_SWITCH, Source, from_user_source, kernel_source,
-            to_user_source, zero_copy_source,
+            IO_URING_COMPLETE, NET_XMIT, PAGE_FAULT_KERNEL, PAGE_FAULT_USER, SCHED_SWITCH, Source, from_user_source,
+            kernel_source, to_user_source, zero_copy_source,
         },
         syscalls::{class_of, syscall_mode_switches},
     },
@@ -66,10 +66,18 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
         (u, k) => Some(u.unwrap_or(0) + k.unwrap_or(0)),
     };
     let fault_switches = faults_user.map(|f| 2 * f);
+    // io_uring requests' copies are derived at their completion (io_uring_complete). Where
+    // that cannot be attached (5.10's passes no request), the derived ends of a process that
+    // used io_uring miss those copies: they are not measured, not 0. Observed ends stand.
+    let uring_unseen = class_syscalls.get(&OpClass::IoUring).is_some_and(|&n| n > 0) && !has(IO_URING_COMPLETE);
+    let seen = |source: Option<Source>| match source {
+        Some(Source::Derived) if uring_unseen => Some(Source::Unmeasured),
+        other => other,
+    };
     let mut cpu_copy = CpuCopy {
-        to_user: copy_cell(input.by_class, |s| &s.to_user, |end| to_user_source(end, evidence)),
-        from_user: copy_cell(input.by_class, |s| &s.from_user, |end| from_user_source(end, evidence)),
-        kernel: copy_cell(input.by_class, |s| &s.kernel, |end| kernel_source(end, evidence)),
+        to_user: copy_cell(input.by_class, |s| &s.to_user, |end| seen(to_user_source(end, evidence))),
+        from_user: copy_cell(input.by_class, |s| &s.from_user, |end| seen(from_user_source(end, evidence))),
+        kernel: copy_cell(input.by_class, |s| &s.kernel, |end| seen(kernel_source(end, evidence))),
     };
     // Where a function probe watches a path but some bytes did not pass through it (a
     // tmpfs read never calls filemap_read), those bytes were derived: say so, and how many
@@ -470,6 +478,40 @@ mod tests {
         assert_eq!(r.cpu_copy.to_user.by_end["socket"].bytes, 1 << 20);
         assert!(r.cpu_copy.to_user.unmeasured_ends.is_empty());
         assert!(serde_json::to_value(&r).unwrap()["cpu_copy"]["to_user"].get("unmeasured_ends").is_none());
+    }
+
+    /// A process that used io_uring on a kernel whose io_uring_complete could not be
+    /// attached: the ends only a derivation covers are not measured; an end a function
+    /// probe observes still is.
+    #[test]
+    fn io_uring_copies_without_their_completions_are_not_measured() {
+        let mut read = Stats { payload_in: 1 << 20, ..Default::default() };
+        read.to_user[End::PageCache as usize] = Tally { bytes: 1 << 20, calls: 16 };
+        let classes: BTreeMap<_, _> = [(OpClass::Read, read)].into_iter().collect();
+        let nr = |name: &str| crate::kernel::syscall_names::number(name).unwrap();
+        let calls: BTreeMap<u32, u64> = [(nr("read"), 16), (nr("io_uring_enter"), 4)].into_iter().collect();
+        let mut inp = input(&classes, Role::Process);
+        inp.syscalls = &calls;
+        let r = row(inp, &evidence_host(), &GlobalEvents::default());
+        // Every derived end: an io_uring request may have copied at any of them.
+        assert!(r.cpu_copy.to_user.unmeasured_ends.contains(&"page_cache"));
+        assert!(!r.cpu_copy.to_user.by_end.contains_key("page_cache"));
+        assert!(r.cpu_copy.from_user.unmeasured_ends.contains(&"socket"));
+        assert_eq!(r.copies_per_payload_byte, None);
+        // With io_uring_complete attached, the derivation covers them.
+        let mut with_uring = evidence_host();
+        with_uring.tracepoints.push(IO_URING_COMPLETE);
+        let mut inp = input(&classes, Role::Process);
+        inp.syscalls = &calls;
+        let r = row(inp, &with_uring, &GlobalEvents::default());
+        assert!(r.cpu_copy.to_user.unmeasured_ends.is_empty());
+        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].bytes, 1 << 20);
+        // Observed by fexit, the page-cache copies are measured either way.
+        let mut inp = input(&classes, Role::Process);
+        inp.syscalls = &calls;
+        let r = row(inp, &evidence_fentry(), &GlobalEvents::default());
+        assert!(!r.cpu_copy.to_user.unmeasured_ends.contains(&"page_cache"));
+        assert_eq!(r.cpu_copy.to_user.by_end["page_cache"].bytes, 1 << 20);
     }
 
     /// Traced processes: what their own recvmsg(MSG_ERRQUEUE) returned. Sends no completion

@@ -14,6 +14,7 @@ pub const PAGE_FAULT_KERNEL: &str = "exceptions:page_fault_kernel";
 pub const SCHED_SWITCH: &str = "sched:sched_switch";
 pub const BLOCK_RQ_ISSUE: &str = "block:block_rq_issue";
 pub const NET_XMIT: &str = "net:net_dev_start_xmit";
+pub const IO_URING_COMPLETE: &str = "io_uring:io_uring_complete";
 
 /// Who counted a cell: an observing probe, or the syscall-semantics rules (then the
 /// evidence names the rules of the syscall classes that contributed).
@@ -47,7 +48,8 @@ fn covers_part(probe: Probe, covers: Covers, rest: Rule) -> Evidence {
 
 pub(super) fn to_user_source(end: End, ev: &run::Evidence) -> Option<Source> {
     Some(match end {
-        End::PageCache => function_or_derived(ev, "filemap_read"),
+        // generic_file_buffered_read is filemap_read's name before 5.12.
+        End::PageCache => first_function(ev, &["filemap_read", "generic_file_buffered_read"]),
         End::Socket if ev.tracepoint(SKB_COPY) => Source::Observed(Evidence::observed(SKB_COPY, Attach::RawTracepoint)),
         End::Socket => Source::Unmeasured,
         End::Memory => return None,

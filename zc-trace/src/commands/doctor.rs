@@ -25,6 +25,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     drop(loader);
     let (works, detail) = session::typed_loads_check();
     report.typed_loads = Some(Check { works, detail });
+    report.kernel_features = Some(session::kernel_features());
     match &args.output.json {
         Some(_) => sink.write_json(&report)?,
         None => sink.write_text(&render::doctor::render_doctor(&report))?,

@@ -58,9 +58,13 @@ const STRUCTS: &[&str] = &[
 
 /// The kfunc behind typed loads (`zc_trace_common::TypedLoads`).
 const RDONLY_CAST: &str = "bpf_rdonly_cast";
+/// The enum of the kernel's BPF helper numbers ([`KernelBtf::has_helper`]).
+const BPF_FUNC_ID: &str = "bpf_func_id";
+/// The allocator whose presence makes run-time map allocation safe ([`KernelBtf::runtime_map_alloc`]).
+const BPF_MEM_ALLOC: &str = "bpf_mem_alloc";
 
 /// Tracepoints whose `TP_PROTO` is read from BTF (see `io_uring_offsets` and `dma_layout`).
-const TRACEPOINTS: &[&str] = &["io_uring_complete"];
+const TRACEPOINTS: &[&str] = &["io_uring_complete", "sched_switch", "page_fault_user"];
 
 impl KernelBtf {
     /// Loads the kernel's BTF and resolves, in one pass over its types, every name this
@@ -69,7 +73,7 @@ impl KernelBtf {
     pub fn load_for<'a>(functions: impl IntoIterator<Item = &'a str>, tracepoints: &[&str]) -> anyhow::Result<Self> {
         let btf = Self::open()?;
         let mut names: Vec<String> = STRUCTS.iter().map(|s| s.to_string()).collect();
-        names.push(RDONLY_CAST.to_string());
+        names.extend([RDONLY_CAST, BPF_FUNC_ID, BPF_MEM_ALLOC].map(String::from));
         let tracepoints = TRACEPOINTS.iter().chain(tracepoints);
         for tp in tracepoints {
             names.push(format!("btf_trace_{tp}"));
@@ -137,6 +141,15 @@ impl KernelBtf {
             bail!("{name}.{} is a bitfield", path.join("."));
         }
         Ok(bits / 8)
+    }
+
+    /// How many parameters the kernel's function `name` takes, from its BTF prototype.
+    pub fn function_params(&self, name: &str) -> Option<usize> {
+        let func = self.types_named(name).ok()?.into_iter().find(|t| matches!(t, Type::Func(_)))?;
+        match self.btf.resolve_chained_type(func.as_btf_type()?).ok()? {
+            Type::FuncProto(proto) => Some(proto.parameters.len()),
+            _ => None,
+        }
     }
 
     /// True when the kernel has a function of this name (not inlined away).
@@ -300,6 +313,16 @@ impl KernelBtf {
 
     /// What `io_uring_complete` needs; fails on kernels without io_uring.
     pub fn io_uring_offsets(&self) -> anyhow::Result<IoUringOffsets> {
+        // Before 5.15 the tracepoint passed (ctx, user_data, res): no request, so no opcode
+        // or file to attribute the completion to. Known by its parameter names.
+        if let Some(params) = self.tracepoint_params("io_uring_complete", &[])
+            && !params.iter().any(|p| p == "req")
+        {
+            bail!(
+                "io_uring:io_uring_complete passes no request here ({}): completions cannot be attributed",
+                params.join(", ")
+            );
+        }
         let res_in_cqe = match self.tracepoint_args("io_uring_complete") {
             Some(3) => 1, // (ctx, req, cqe)
             Some(7) => 0, // (ctx, req, user_data, res, cflags, extra1, extra2)
@@ -394,7 +417,35 @@ impl KernelBtf {
             socket_ino: self.socket_ino().unwrap_or(0),
             regs_sp: stack_registers(self).map_or(0, |r| r[0]),
             regs_fp: stack_registers(self).map_or(0, |r| r[1]),
+            task_state: o("task_struct", &["__state"]).or_else(|_| o("task_struct", &["state"])).unwrap_or(0),
         })
+    }
+
+    /// Whether the kernel has the BPF helper `name` (without `bpf_`): its `BPF_FUNC_<name>`
+    /// number is in the kernel's own `enum bpf_func_id`, which lists exactly the helpers it
+    /// was built with.
+    pub fn has_helper(&self, name: &str) -> bool {
+        let wanted = format!("BPF_FUNC_{name}");
+        self.types_named(BPF_FUNC_ID).is_ok_and(|types| {
+            types.iter().any(|t| match t {
+                Type::Enum(e) => e.members.iter().any(|m| self.btf.resolve_name(m).is_ok_and(|n| n == wanted)),
+                _ => false,
+            })
+        })
+    }
+
+    /// Whether hash maps that allocate their elements at run time are safe in tracing
+    /// programs: since the kernel allocates them from `bpf_mem_alloc` caches (6.1). Before,
+    /// the verifier warns on load (a kernel WARNING with a backtrace) and PREEMPT_RT kernels
+    /// refuse such programs: the maps must be preallocated there.
+    pub fn runtime_map_alloc(&self) -> bool {
+        self.named_struct(BPF_MEM_ALLOC).is_ok()
+    }
+
+    /// Where `sched:sched_switch` passes `prev_state` (argument 3 since 5.18), by the names
+    /// of its `TP_PROTO` parameters; `None` on kernels whose tracepoint does not pass it.
+    pub fn sched_switch_prev_state(&self) -> Option<usize> {
+        self.tracepoint_params("sched_switch", &[])?.iter().position(|p| p == "prev_state")
     }
 
     /// What typed loads need (see `zc_trace_common::TypedLoads`), and the BTF id of the
@@ -413,6 +464,7 @@ impl KernelBtf {
             pt_regs_id: id("pt_regs")?,
             files_fd_array: self.offset("files_struct", &["fd_array"])?,
             task_pid: 0,
+            task_btf: 0,
         };
         Ok((loads, kfunc))
     }
@@ -494,14 +546,49 @@ fn stack_registers(btf: &KernelBtf) -> anyhow::Result<[u32; 2]> {
     Ok([btf.offset("pt_regs", &["sp"])?, btf.offset("pt_regs", &["bp"])?])
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn stack_registers(_btf: &KernelBtf) -> anyhow::Result<[u32; 2]> {
-    bail!("the stack registers are only mapped for x86-64 so far")
+/// Offsets in `struct pt_regs` of the registers that carry syscall arguments 1..6: x0..x5,
+/// except that x0 also carries the return value and is overwritten before `sys_exit`. The
+/// kernel keeps the first argument in `orig_x0` (for syscall restarts), where both
+/// tracepoints find it.
+#[cfg(target_arch = "aarch64")]
+fn syscall_arg_registers(btf: &KernelBtf) -> anyhow::Result<[u32; 6]> {
+    let mut out = [btf.offset("pt_regs", &["orig_x0"])?, 0, 0, 0, 0, 0];
+    for (n, slot) in out.iter_mut().enumerate().skip(1) {
+        *slot = arm64_register(btf, n as u32)?;
+    }
+    Ok(out)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+/// None on arm64: the registers serve the copy stacks' leaf fix-up, which reads the caller's
+/// return address where an x86 `call` leaves it, at the stack pointer. arm64 keeps it in
+/// x30, not in memory; reading `[sp]` there costs two reads per stack for a word user space
+/// would ignore, and would split stack keys on it. 0 turns the fix-up off (see `StackKey`).
+#[cfg(target_arch = "aarch64")]
+fn stack_registers(_btf: &KernelBtf) -> anyhow::Result<[u32; 2]> {
+    bail!("the copy stacks' leaf fix-up reads x86 return addresses: off on arm64")
+}
+
+/// Offset of general-purpose register `x<n>` in arm64's `struct pt_regs`, whose anonymous
+/// union holds `u64 regs[31]; u64 sp; ...`. Member paths do not index arrays: the element is
+/// found by its size, checked against where `sp` follows the array.
+#[cfg(target_arch = "aarch64")]
+fn arm64_register(btf: &KernelBtf, n: u32) -> anyhow::Result<u32> {
+    let regs = btf.offset("pt_regs", &["regs"])?;
+    let sp = btf.offset("pt_regs", &["sp"])?;
+    if sp != regs + 31 * 8 || n > 30 {
+        bail!("struct pt_regs is not laid out as arm64's `u64 regs[31]; u64 sp;` (regs at {regs}, sp at {sp})");
+    }
+    Ok(regs + 8 * n)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn stack_registers(_btf: &KernelBtf) -> anyhow::Result<[u32; 2]> {
+    bail!("the stack registers are only mapped for x86-64 and arm64 so far")
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn syscall_arg_registers(_btf: &KernelBtf) -> anyhow::Result<[u32; 6]> {
-    bail!("syscall argument registers are only mapped for x86-64 so far")
+    bail!("syscall argument registers are only mapped for x86-64 and arm64 so far")
 }
 
 #[cfg(test)]
@@ -523,12 +610,18 @@ mod tests {
         assert_eq!(off.regs_args, [112, 104, 96, 56, 72, 64], "pt_regs is x86-64 ABI");
         #[cfg(target_arch = "x86_64")]
         assert_eq!((off.regs_sp, off.regs_fp), (152, 32), "pt_regs is x86-64 ABI");
+        // regs[31], sp, pc, pstate, orig_x0.
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(off.regs_args, [272, 8, 16, 24, 32, 40], "pt_regs is arm64 ABI");
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!((off.regs_sp, off.regs_fp), (0, 0), "no leaf fix-up on arm64");
         assert_eq!(off.sock_family, 16, "skc_family follows the two 4-byte hash/addr unions");
         assert_eq!(off.fdtable_max_fds, 0);
         // A socket's inode follows its struct socket in struct socket_alloc.
         assert!(off.sock_socket > 0 && off.socket_ino > off.inode_i_ino, "{} {}", off.sock_socket, off.socket_ino);
         assert!(btf.offset("sock", &["no_such_member"]).is_err());
         assert!(btf.has_function("vfs_read"));
+        assert_eq!(btf.function_params("vfs_read"), Some(4), "vfs_read(file, buf, count, pos)");
         assert_eq!(btf.tracepoint_args("sys_enter"), Some(2));
         assert_eq!(btf.tracepoint_args("sched_switch"), Some(4));
         if let Ok(io) = btf.io_uring_offsets() {
@@ -536,6 +629,12 @@ mod tests {
         }
         assert!(!btf.has_function("no_such_function_zc"));
         assert_eq!(btf.tracepoint_params("sched_switch", &[]).map(|p| p.len()), Some(4));
+        // 6.18: prev_state is the tracepoint's last argument; helpers and allocator known.
+        assert_eq!(btf.sched_switch_prev_state(), Some(3));
+        assert!(btf.has_helper("get_current_task_btf") && btf.has_helper("probe_read_kernel"));
+        assert!(!btf.has_helper("no_such_helper_zc"));
+        assert!(btf.runtime_map_alloc());
+        assert_eq!(off.task_state, btf.offset("task_struct", &["__state"]).unwrap());
         // The host kernel (6.18) has bpf_rdonly_cast: typed loads resolve, to structs with
         // the members the programs load through them.
         let (typed, kfunc) = btf.typed_loads().unwrap();

@@ -53,8 +53,9 @@ pub fn release() -> String {
     if unsafe { libc::uname(&mut uts) } != 0 {
         return "unknown".into();
     }
-    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    // As a C string: `c_char` is i8 on x86-64 but u8 on arm64.
+    // SAFETY: uname NUL-terminates the field, which was zeroed before anyway.
+    unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }.to_string_lossy().into_owned()
 }
 
 /// The CPU's model as /proc/cpuinfo names it (`model name`, x86 and some others), for cost

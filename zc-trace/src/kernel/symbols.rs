@@ -152,6 +152,10 @@ impl Symbols {
     /// Whether file offset `leaf` lies in the executable segment that holds `known` and right
     /// after a call instruction, in the file of build id `id`.
     fn follows_call(&mut self, id: &[u8; 20], known: u64, leaf: u64) -> bool {
+        // x86 only: a `call` pushes the return address, so the word at the stack pointer of a
+        // wrapper without a frame is its caller's. On arm64 `bl` leaves it in x30 (the link
+        // register) instead, and the word at sp is whatever the caller stored there: no
+        // fix-up, the stack goes without the wrapper's caller (as without this fix-up on x86).
         if !cfg!(target_arch = "x86_64") {
             return false;
         }

@@ -11,10 +11,11 @@ pub fn number(name: &str) -> Option<u32> {
     name.parse::<syscalls::Sysno>().ok().map(|s| s.id() as u32)
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn x86_64_numbers() {
         assert_eq!(name(0), "read");
@@ -23,6 +24,22 @@ mod tests {
         assert_eq!(name(275), "splice");
         assert_eq!(name(326), "copy_file_range");
         assert_eq!(name(426), "io_uring_enter");
+        assert_eq!(number("read"), Some(0));
+        assert_eq!(number("sendfile"), Some(40));
+    }
+
+    /// arm64 has the generic numbering (include/uapi/asm-generic/unistd.h).
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn aarch64_numbers() {
+        assert_eq!(name(63), "read");
+        assert_eq!(name(64), "write");
+        assert_eq!(name(71), "sendfile");
+        assert_eq!(name(76), "splice");
+        assert_eq!(name(285), "copy_file_range");
+        assert_eq!(name(426), "io_uring_enter");
+        assert_eq!(number("read"), Some(63));
+        assert_eq!(number("sendfile"), Some(71));
     }
 
     #[test]
@@ -32,8 +49,9 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(number("read"), Some(0));
-        assert_eq!(number("sendfile"), Some(40));
+        for call in ["read", "sendfile", "splice", "io_uring_enter"] {
+            assert_eq!(number(call).map(name).as_deref(), Some(call));
+        }
         assert_eq!(number("no_such_call"), None);
     }
 }

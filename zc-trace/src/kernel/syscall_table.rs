@@ -79,6 +79,19 @@ mod tests {
         assert_eq!(t.entries[60].class, OpClass::Other as u8, "exit is not a data syscall");
     }
 
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn aarch64_entries() {
+        let t = build();
+        let read = t.entries[63];
+        assert_eq!((read.class, read.fd_in, read.fd_out), (OpClass::Read as u8, 0, NO_ARG));
+        let sendfile = t.entries[71];
+        assert_eq!((sendfile.class, sendfile.fd_in, sendfile.fd_out), (OpClass::Sendfile as u8, 1, 0));
+        assert_eq!(t.entries[76].class, OpClass::Splice as u8);
+        assert_eq!(t.entries[93].class, OpClass::Other as u8, "exit is not a data syscall");
+        assert_eq!(t.entries[94].no_return, 1, "exit_group");
+    }
+
     /// The kernel programs read these two at constant positions.
     #[test]
     fn sendfile_and_splice_destinations_are_where_the_kernel_programs_read_them() {

@@ -36,6 +36,27 @@ pub struct DoctorReport {
     /// What the counting programs' maps can take; `None` if the embedded object could not be
     /// read (the report says why elsewhere: it cannot run then either).
     pub map_memory: Option<MapMemory>,
+    /// What this kernel has that decides how the counting programs are built; `None` until
+    /// the caller has read them (`probe::session::kernel_features`).
+    pub kernel_features: Option<KernelFeatures>,
+}
+
+/// Kernel facts, read from its BTF, that change how the counting programs are built: a user
+/// sees here why an older kernel or another architecture runs differently.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KernelFeatures {
+    /// The `bpf_get_current_task_btf` helper (5.11+): the walk from the task to its fd table
+    /// is plain loads; without it, helper reads.
+    pub task_btf: Check,
+    /// Hash maps allocated at run time are safe in tracing programs (`bpf_mem_alloc`, 6.1+);
+    /// without it every hash map is preallocated.
+    pub run_time_map_allocation: Check,
+    /// Where `sched_switch` learns whether the task went to sleep (`prev_state` is an
+    /// argument since 5.18; before, the task's state is read).
+    pub sched_switch_prev_state: Check,
+    /// The `exceptions:page_fault_*` tracepoints (x86 only): without them page faults are
+    /// not counted, and say so.
+    pub page_fault_tracepoints: Check,
 }
 
 /// Kernel memory zc-trace's maps can take ([`crate::probe::footprint`]).

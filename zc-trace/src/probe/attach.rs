@@ -82,15 +82,41 @@ pub(super) fn attach_function(
     Err(reasons)
 }
 
+/// What this kernel's BTF decided about the tracepoint programs.
+pub(super) struct KernelChoices<'a> {
+    /// Which `sched_switch` program its tracepoint takes.
+    pub sched_switch: catalogue::SchedSwitch,
+    /// Why io_uring completions cannot be attributed here, when they cannot: their programs
+    /// are then not attached, and the probe list says why.
+    pub io_uring_error: Option<&'a str>,
+}
+
 pub(super) fn attach_tracepoints(
     ebpf: &mut Ebpf,
     probes: &mut Vec<ProbeStatus>,
     evidence: &mut Evidence,
     dma_event_ok: &dyn Fn(&str) -> bool,
+    choices: &KernelChoices,
 ) -> anyhow::Result<()> {
     let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
     for tp in catalogue::TRACEPOINTS {
-        match attach_raw(programs.get_mut(tp.program).map(|p| &mut **p), tp.program, tp.event()) {
+        if let Some(why) = catalogue::missing_on_this_arch(tp.name) {
+            probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", why));
+            continue;
+        }
+        if tp.event() == "io_uring_complete"
+            && let Some(why) = choices.io_uring_error
+        {
+            probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", why.to_string()));
+            continue;
+        }
+        // sched_switch's program is the one this kernel's tracepoint takes.
+        let program =
+            if tp.program == catalogue::SCHED_SWITCH_PROGRAM { choices.sched_switch.program() } else { Ok(tp.program) };
+        let attached = program
+            .map_err(str::to_string)
+            .and_then(|program| attach_raw(programs.get_mut(program).map(|p| &mut **p), program, tp.event()));
+        match attached {
             Ok(()) => {
                 probes.push(ProbeStatus::attached(tp.name, "raw_tracepoint"));
                 evidence.tracepoints.push(tp.name);

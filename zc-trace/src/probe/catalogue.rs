@@ -58,11 +58,14 @@ pub const TRACEPOINTS: &[TracepointProbe] = &[
         required: false,
         measures: "kernel-mode faults on user memory",
     },
+    // Required: besides counting switches, it takes a thread's syscall state out of the
+    // CPU's slot when the thread leaves the CPU; without it derived copies of syscalls that
+    // block would be lost without a trace.
     TracepointProbe {
         name: "sched:sched_switch",
-        program: "zc_sched_switch",
-        required: false,
-        measures: "context switches, voluntary and involuntary",
+        program: SCHED_SWITCH_PROGRAM,
+        required: true,
+        measures: "context switches, voluntary and involuntary; threads leaving the CPU mid-syscall",
     },
     TracepointProbe {
         name: "block:block_rq_issue",
@@ -116,20 +119,85 @@ pub const TRACEPOINTS: &[TracepointProbe] = &[
     },
 ];
 
+/// The `sched_switch` program of kernels whose tracepoint passes `prev_state` (5.18+), and
+/// the one of older kernels, which reads the state from `prev` (BTF's `task_struct.__state`
+/// or `state`). A program reading an argument the tracepoint lacks cannot attach.
+pub const SCHED_SWITCH_PROGRAM: &str = "zc_sched_switch";
+pub const SCHED_SWITCH_TASK_STATE_PROGRAM: &str = "zc_sched_switch_task_state";
+
+/// Which `sched_switch` program this kernel takes, decided from its BTF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedSwitch {
+    /// `prev_state` is a tracepoint argument (or BTF is unreadable: assume a current kernel).
+    PrevStateArgument,
+    /// Read `prev->__state` (`state`).
+    TaskState,
+    /// Neither: the tracepoint passes no state and BTF has no state member.
+    NoState,
+}
+
+impl SchedSwitch {
+    /// `prev_state_argument`: `None` when BTF could not be read.
+    pub fn for_kernel(prev_state_argument: Option<bool>, task_state_offset: bool) -> Self {
+        match (prev_state_argument, task_state_offset) {
+            (Some(true) | None, _) => SchedSwitch::PrevStateArgument,
+            (Some(false), true) => SchedSwitch::TaskState,
+            (Some(false), false) => SchedSwitch::NoState,
+        }
+    }
+
+    /// The program to attach, or why none can be.
+    pub fn program(self) -> Result<&'static str, &'static str> {
+        match self {
+            SchedSwitch::PrevStateArgument => Ok(SCHED_SWITCH_PROGRAM),
+            SchedSwitch::TaskState => Ok(SCHED_SWITCH_TASK_STATE_PROGRAM),
+            SchedSwitch::NoState => {
+                Err("the tracepoint passes no prev_state and BTF has no task_struct.__state or .state")
+            }
+        }
+    }
+
+    /// How the program learns whether the task went to sleep, for people.
+    pub fn state_source(self) -> &'static str {
+        match self {
+            SchedSwitch::PrevStateArgument => "prev_state argument",
+            SchedSwitch::TaskState => "task_struct state of prev (tracepoint without prev_state)",
+            SchedSwitch::NoState => "none",
+        }
+    }
+}
+
+/// Why a tracepoint of [`TRACEPOINTS`] cannot exist on the architecture zc-trace was built
+/// for, if that is the case: it is then not tried, and reported unavailable with this reason.
+///
+/// The `exceptions:page_fault_*` events are defined by arch/x86 alone
+/// (arch/x86/include/asm/trace/exceptions.h); arm64 has no page-fault tracepoint. A source
+/// there would be an fentry/kprobe on `handle_mm_fault` (its `FAULT_FLAG_USER` flag tells a
+/// fault taken in user mode), or the `page-faults` software perf event.
+pub fn missing_on_this_arch(name: &str) -> Option<&'static str> {
+    (name.starts_with("exceptions:page_fault_") && !cfg!(target_arch = "x86_64"))
+        .then_some("exceptions:page_fault_* tracepoints exist on x86 only: page faults are not counted here")
+}
+
 /// `dma:*` map events; names differ between kernels, each that exists is attached.
 pub const DMA_TRACEPOINTS: &[&str] = &["dma_map_phys", "dma_map_page", "dma_map_sg", "dma_map_resource"];
 pub const DMA_PROGRAM: &str = "zc_dma_map";
 
 /// Interrupt context, tracked while `dma:*` events are attached (zc-trace-ebpf/src/probes/irq.rs):
-/// (tracepoint, program).
+/// (tracepoint, program), attached in this order. The exits come first: an exit without its
+/// entry leaves the depth at zero, but an entry seen before its exit was attached would leave
+/// the CPU "in interrupt" for the whole session, and no mapping there would be charged to a
+/// process. On arm64 the timer tick is an IRQ handler of its own (250 a second per CPU), so
+/// the other order lost the process's DMA on most runs.
 pub const IRQ_TRACEPOINTS: &[(&str, &str)] = &[
-    ("irq:irq_handler_entry", "zc_irq_enter"),
     ("irq:irq_handler_exit", "zc_irq_exit"),
-    ("irq:softirq_entry", "zc_irq_enter"),
     ("irq:softirq_exit", "zc_irq_exit"),
+    ("irq:irq_handler_entry", "zc_irq_enter"),
+    ("irq:softirq_entry", "zc_irq_enter"),
 ];
 
 /// A copy site observed at a kernel function, when the kernel allows function probes.
+#[derive(Clone, Copy)]
 pub struct FunctionProbe {
     pub function: &'static str,
     pub fexit: &'static str,
@@ -139,6 +207,27 @@ pub struct FunctionProbe {
     /// The label of the derived figure used when no function probe attaches.
     pub derived: &'static str,
     pub measures: &'static str,
+    /// An fexit program for kernels where the function has an older prototype: an fexit
+    /// program reads the return value after the parameters, so it is written for one count.
+    pub older_prototype: Option<OlderPrototype>,
+}
+
+/// Where a kernel's function takes `params` parameters (BTF says), `fexit` is its program.
+#[derive(Clone, Copy)]
+pub struct OlderPrototype {
+    pub params: usize,
+    pub fexit: &'static str,
+}
+
+impl FunctionProbe {
+    /// This probe as it attaches on a kernel whose function takes `params` parameters
+    /// (`None`: BTF unread, assume the current prototype).
+    pub fn for_params(self, params: Option<usize>) -> Self {
+        match self.older_prototype {
+            Some(older) if params == Some(older.params) => FunctionProbe { fexit: older.fexit, ..self },
+            _ => self,
+        }
+    }
 }
 
 /// Whether the probe named `name` (as the probe list names it) fires inside a copy path, and
@@ -156,6 +245,17 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::FILE_READ,
         derived: "derived:read(2)",
         measures: "page cache -> user copies",
+        older_prototype: None,
+    },
+    // filemap_read's name before 5.12, with the same parameters and return value.
+    FunctionProbe {
+        function: "generic_file_buffered_read",
+        fexit: "zc_fexit_generic_file_buffered_read",
+        kretprobe: Some("zc_kretprobe_generic_file_buffered_read"),
+        observed: observed::FILE_READ,
+        derived: "derived:read(2)",
+        measures: "page cache -> user copies (before 5.12)",
+        older_prototype: None,
     },
     FunctionProbe {
         function: "generic_perform_write",
@@ -164,6 +264,8 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::FILE_WRITE,
         derived: "derived:write(2)",
         measures: "user -> page cache copies",
+        // (file, iter, pos) before 5.19, (iocb, iter) since.
+        older_prototype: Some(OlderPrototype { params: 3, fexit: "zc_fexit_generic_perform_write_pos" }),
     },
     FunctionProbe {
         function: "tcp_sendmsg_locked",
@@ -174,6 +276,7 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::TCP_SEND,
         derived: "derived:write(2)/send(2)/sendfile(2)",
         measures: "user -> socket copies vs MSG_SPLICE_PAGES / MSG_ZEROCOPY",
+        older_prototype: None,
     },
     FunctionProbe {
         function: "do_tcp_sendpages",
@@ -183,6 +286,7 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::TCP_SPLICE,
         derived: "derived:sendfile(2)/splice(2)",
         measures: "pages into TCP by reference (sendpage, before Linux 6.5)",
+        older_prototype: None,
     },
     FunctionProbe {
         function: "filemap_splice_read",
@@ -191,6 +295,7 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::SPLICE_READ,
         derived: "derived:splice(2)",
         measures: "page-cache pages referenced into a pipe (6.5+)",
+        older_prototype: None,
     },
     FunctionProbe {
         function: "generic_file_splice_read",
@@ -199,6 +304,7 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::SPLICE_READ,
         derived: "derived:splice(2)",
         measures: "page-cache pages referenced into a pipe (before 6.5)",
+        older_prototype: None,
     },
     FunctionProbe {
         function: "iter_file_splice_write",
@@ -207,6 +313,7 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::SPLICE_WRITE_FILE,
         derived: "derived:sendfile(2)/splice(2)/copy_file_range(2)",
         measures: "pipe -> file copies (splice, sendfile and copy_file_range into a file)",
+        older_prototype: None,
     },
     FunctionProbe {
         function: "pipe_read",
@@ -215,6 +322,7 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::PIPE,
         derived: "derived:read(2)",
         measures: "pipe -> user copies",
+        older_prototype: None,
     },
     FunctionProbe {
         function: "pipe_write",
@@ -223,6 +331,7 @@ pub const FUNCTIONS: &[FunctionProbe] = &[
         observed: observed::PIPE,
         derived: "derived:write(2)",
         measures: "user -> pipe copies",
+        older_prototype: None,
     },
 ];
 

@@ -19,13 +19,14 @@ use crate::{
 
 /// Where bytes are copied, per docs/kernels.md: `_copy_*` are where the copy
 /// itself happens (expected not traceable), the rest are their traceable callers.
-pub const COPY_SITES: [&str; 20] = [
+pub const COPY_SITES: [&str; 21] = [
     "_copy_to_user",
     "_copy_from_user",
     "_copy_to_iter",
     "_copy_from_iter",
     "copy_page_to_iter",
     "filemap_read",
+    "generic_file_buffered_read",
     "generic_perform_write",
     "filemap_splice_read",
     "generic_file_splice_read",
@@ -85,7 +86,7 @@ pub fn run(ebpf: &mut Ebpf, btf: Option<&Btf>) -> DoctorReport {
     let map_memory = footprint::probe_maps(zc_trace_common::STATS_MAX_ENTRIES)
         .ok()
         .map(|defs| footprint::map_memory(&defs, footprint::possible_cpus()));
-    DoctorReport { kernel, attach_kinds, copy_sites, typed_loads: None, map_memory }
+    DoctorReport { kernel, attach_kinds, copy_sites, typed_loads: None, map_memory, kernel_features: None }
 }
 
 /// A check's result: what was attached, or the kernel's error.

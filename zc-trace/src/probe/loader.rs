@@ -1,5 +1,5 @@
 //! The eBPF objects built by `build.rs` and embedded in this binary, and how they are loaded.
-use std::cell::OnceCell;
+use std::{borrow::Cow, cell::OnceCell};
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness, maps::HashMap};
@@ -9,7 +9,7 @@ use zc_trace_common::{
     stacks::{COPY_STACKS_MAX_ENTRIES, STACKS_MAX_ENTRIES},
 };
 
-use super::kfuncs;
+use super::{kfuncs, prealloc};
 use crate::{
     kernel::facts::VmlinuxBtf,
     model::exit::{ExitKind, Fatal},
@@ -61,6 +61,11 @@ pub struct Settings {
     pub task_pid: u32,
     /// Count copy stacks (`--stacks`); the stack maps are created with one entry otherwise.
     pub stacks: bool,
+    /// The kernel has `bpf_get_current_task_btf` (5.11+): see `TypedLoads::task_btf`.
+    pub task_btf: bool,
+    /// Create every hash map preallocated: the kernel is one where run-time allocation in
+    /// tracing programs is unsafe (see `prealloc`).
+    pub preallocate_maps: bool,
 }
 
 /// How many times one loader may load the counting object (see [`Constants::observed`]).
@@ -94,6 +99,7 @@ impl<'s> Constants<'s> {
             Filter::Tgid(tgid) => (*tgid, 0),
             Filter::Set(_) => (0, 1),
         };
+        let task_btf = u32::from(settings.task_btf);
         let (filter_cgroup, filter_cgroup_level) = match settings.filter {
             Filter::Cgroup { id, level } => (id, level),
             _ => (0, 0),
@@ -112,8 +118,12 @@ impl<'s> Constants<'s> {
             stacks: u32::from(settings.stacks),
             observed: Default::default(),
             typed_loads: [
-                TypedLoads { task_pid: settings.task_pid, ..TypedLoads::default() },
-                TypedLoads { task_pid: settings.task_pid, ..settings.typed.map_or_else(TypedLoads::default, |t| t.0) },
+                TypedLoads { task_pid: settings.task_pid, task_btf, ..TypedLoads::default() },
+                TypedLoads {
+                    task_pid: settings.task_pid,
+                    task_btf,
+                    ..settings.typed.map_or_else(TypedLoads::default, |t| t.0)
+                },
             ],
         }
     }
@@ -190,7 +200,10 @@ pub fn load_probes<'a>(
         (true, Some((_, kfunc))) => Some(kfunc),
         (true, None) => anyhow::bail!("typed loads asked for on a kernel that cannot have them"),
     };
-    let object = kfuncs::patch_rdonly_cast(embedded(PROBES)?, kfunc)?;
+    let mut object = kfuncs::patch_rdonly_cast(embedded(PROBES)?, kfunc)?;
+    if settings.preallocate_maps {
+        object = Cow::Owned(prealloc::preallocate_hash_maps(&object)?.0.into_owned());
+    }
     loader
         .override_global(globals::FILTER_TGID, &constants.filter_tgid, true)
         .override_global(globals::FILTER_MAP, &constants.filter_map, true)
@@ -272,6 +285,8 @@ mod tests {
             typed: None,
             stacks: false,
             task_pid: 0,
+            task_btf: true,
+            preallocate_maps: false,
         };
         let constants = Constants::new(&settings);
         assert_eq!((constants.filter_tgid, constants.filter_map, constants.by_thread), (7, 0, 1));

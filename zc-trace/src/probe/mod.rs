@@ -8,5 +8,6 @@ pub mod doctor;
 pub mod footprint;
 pub mod kfuncs;
 pub mod loader;
+pub mod prealloc;
 pub mod session;
 pub mod stack_maps;

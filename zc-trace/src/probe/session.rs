@@ -13,6 +13,7 @@ use zc_trace_common::{
 use crate::{
     kernel::{btf::KernelBtf, syscall_table},
     model::{
+        doctor::{Check, KernelFeatures},
         evidence::Attach,
         exit::{ExitKind, Fatal},
         report::GlobalEvents,
@@ -57,6 +58,9 @@ struct BtfFacts {
     /// Why fd classification is off, when it is.
     fd_error: Option<String>,
     io_uring: IoUringOffsets,
+    /// Why io_uring completions cannot be attributed on this kernel (its tracepoint is read
+    /// by BTF), when they cannot.
+    io_uring_error: Option<String>,
     dma_layout: DmaLayout,
     dma_layout_error: Option<String>,
     /// `dma:*` events not to attach: dma_map_resource shares dma_map_page's program, so it is
@@ -73,6 +77,16 @@ struct BtfFacts {
     /// `offsetof(struct task_struct, pid)` (0: unknown): the programs take the current
     /// task's ids from it on either read path.
     task_pid: u32,
+    /// The kernel has `bpf_get_current_task_btf` (5.11+).
+    task_btf: bool,
+    /// Hash maps must be preallocated (no `bpf_mem_alloc`: before 6.1, or BTF unreadable).
+    preallocate_maps: bool,
+    /// Which `sched_switch` program this kernel's tracepoint takes.
+    sched_switch: catalogue::SchedSwitch,
+    /// The kernel has the `exceptions:page_fault_*` tracepoints (x86); `None`: BTF unread.
+    page_fault_tracepoints: Option<bool>,
+    /// The function probes with the fexit program this kernel's prototypes take.
+    functions: Vec<FunctionProbe>,
 }
 
 /// The probe-list names of the two ways the syscall programs read kernel memory.
@@ -114,6 +128,36 @@ pub fn typed_loads_check() -> (bool, String) {
     }
 }
 
+/// For `doctor`: the kernel facts that decide how the counting programs are built here.
+pub fn kernel_features() -> KernelFeatures {
+    let facts = BtfFacts::read();
+    let check = |works: bool, detail: &str| Check { works, detail: detail.to_string() };
+    KernelFeatures {
+        task_btf: if facts.task_btf {
+            check(true, "bpf_get_current_task_btf in this kernel's enum bpf_func_id: the fd-table walk is plain loads")
+        } else {
+            check(false, "no bpf_get_current_task_btf (it came in 5.11): the fd-table walk uses helper reads")
+        },
+        run_time_map_allocation: if facts.preallocate_maps {
+            check(false, "no bpf_mem_alloc in BTF (before 6.1): every hash map is preallocated")
+        } else {
+            check(true, "bpf_mem_alloc in BTF: hash maps allocate entries as they are written")
+        },
+        sched_switch_prev_state: match facts.sched_switch.program() {
+            Ok(program) => check(true, &format!("{} ({program})", facts.sched_switch.state_source())),
+            Err(why) => check(false, why),
+        },
+        page_fault_tracepoints: match facts.page_fault_tracepoints {
+            Some(true) => check(true, "exceptions:page_fault_user/kernel in BTF"),
+            Some(false) => check(
+                false,
+                "no exceptions:page_fault_* tracepoints (they exist on x86 only): page faults are not counted",
+            ),
+            None => check(false, "kernel BTF unreadable: not known"),
+        },
+    }
+}
+
 /// Why the syscall programs (the ones with typed loads) did not load, if they did not: a
 /// kernel whose verifier refuses typed loads says so here, with the verifier's last lines.
 fn syscall_programs_refused(refused: &BTreeMap<&str, String>) -> Option<String> {
@@ -140,6 +184,8 @@ impl BtfFacts {
             typed: self.typed.clone().ok(),
             task_pid: self.task_pid,
             stacks: options.stacks,
+            task_btf: self.task_btf,
+            preallocate_maps: self.preallocate_maps,
         }
     }
 
@@ -154,7 +200,11 @@ impl BtfFacts {
             Ok(o) => (o, None),
             Err(e) => (KernelOffsets::default(), Some(e)),
         };
-        let io_uring = kernel_btf.as_ref().ok().and_then(|b| b.io_uring_offsets().ok()).unwrap_or_default();
+        let (io_uring, io_uring_error) = match kernel_btf.as_ref().map(|b| b.io_uring_offsets()) {
+            Ok(Ok(o)) => (o, None),
+            Ok(Err(e)) => (IoUringOffsets::default(), Some(format!("{e:#}"))),
+            Err(_) => (IoUringOffsets::default(), None),
+        };
         let (dma_layout, dma_layout_error) = match kernel_btf
             .as_ref()
             .map_err(|e| format!("{e:#}"))
@@ -183,10 +233,23 @@ impl BtfFacts {
         };
         let task_pid =
             btf.filter(|_| fd_error.is_none()).and_then(|b| b.offset("task_struct", &["pid"]).ok()).unwrap_or(0);
+        let sched_switch = catalogue::SchedSwitch::for_kernel(
+            btf.map(|b| b.sched_switch_prev_state().is_some()),
+            offsets.task_state != 0,
+        );
         Self {
+            task_btf: btf.is_some_and(|b| b.has_helper("get_current_task_btf")),
+            preallocate_maps: !btf.is_some_and(|b| b.runtime_map_alloc()),
+            sched_switch,
+            page_fault_tracepoints: btf.map(|b| b.tracepoint_args("page_fault_user").is_some()),
+            functions: catalogue::FUNCTIONS
+                .iter()
+                .map(|f| f.for_params(btf.and_then(|b| b.function_params(f.function))))
+                .collect(),
             offsets,
             fd_error,
             io_uring,
+            io_uring_error,
             dma_layout,
             dma_layout_error,
             dma_mismatched,
@@ -254,7 +317,7 @@ impl Session {
         let mut failures: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         // A function this kernel does not have (renamed, inlined) is not tried at all.
         let in_kernel = |f: &&FunctionProbe| !facts.absent_functions.contains(&f.function);
-        for f in catalogue::FUNCTIONS.iter().filter(|f| !in_kernel(f)) {
+        for f in facts.functions.iter().filter(|f| !in_kernel(f)) {
             failures.insert(f.function, vec!["not in this kernel's BTF (renamed, inlined or absent)".into()]);
         }
         // Which function-probe kinds this kernel allows at all, asked once with a do-nothing
@@ -270,14 +333,12 @@ impl Session {
             return Err(forced_tier_refused(tier, kind, why).into());
         }
         let usable = |f: &FunctionProbe| candidates(f, tier).iter().any(|(k, _)| !refused.contains_key(k.name()));
-        for f in catalogue::FUNCTIONS.iter().filter(|f| in_kernel(f) && !candidates(f, tier).is_empty() && !usable(f)) {
+        for f in facts.functions.iter().filter(|f| in_kernel(f) && !candidates(f, tier).is_empty() && !usable(f)) {
             let reasons = candidates(f, tier).iter().map(|(k, _)| format!("{k}: {}", refused[k.name()])).collect();
             failures.insert(f.function, reasons);
         }
-        let mut viable: Vec<&FunctionProbe> = catalogue::FUNCTIONS
-            .iter()
-            .filter(|f| !candidates(f, tier).is_empty() && in_kernel(f) && usable(f))
-            .collect();
+        let mut viable: Vec<&FunctionProbe> =
+            facts.functions.iter().filter(|f| !candidates(f, tier).is_empty() && in_kernel(f) && usable(f)).collect();
         let dma_event_ok = |event: &str| !facts.dma_mismatched.contains(&event);
         for _pass in 0..loader::MAX_PROBE_LOADS {
             let mut observed = viable.iter().fold(0, |bits, f| bits | f.observed);
@@ -303,7 +364,11 @@ impl Session {
                 dma_layout_error: facts.dma_layout_error.clone(),
                 ..Default::default()
             };
-            attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok)?;
+            let choices = attach::KernelChoices {
+                sched_switch: facts.sched_switch,
+                io_uring_error: facts.io_uring_error.as_deref(),
+            };
+            attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok, &choices)?;
             attach_followers(&mut ebpf, options.by_fd, options.stacks, &mut probes)?;
             let mut failed = Vec::new();
             for f in &viable {
@@ -333,7 +398,7 @@ impl Session {
                     .map_or("no function probe to attach", |r| r.as_str());
                 return Err(forced_tier_refused(tier, kind, why).into());
             }
-            for f in catalogue::FUNCTIONS.iter().filter(|f| !evidence.functions.contains_key(f.function)) {
+            for f in facts.functions.iter().filter(|f| !evidence.functions.contains_key(f.function)) {
                 let tried = failures
                     .get(f.function)
                     .map(|r| r.join("; "))

@@ -28,6 +28,24 @@ pub fn render_doctor(report: &DoctorReport) -> String {
         let path = if check.works { "typed loads" } else { "helper calls" };
         out += &format!("syscall programs read kernel memory by {path}: {}\n\n", check.detail);
     }
+    if let Some(f) = &report.kernel_features {
+        let mut table = Table::new();
+        table.set_format(*format::consts::FORMAT_NO_BORDER_LINE_SEPARATOR);
+        table.set_titles(Row::new(vec![Cell::new("kernel feature"), Cell::new("has it"), Cell::new("so")]));
+        for (name, check) in [
+            ("bpf_get_current_task_btf", &f.task_btf),
+            ("run-time map allocation", &f.run_time_map_allocation),
+            ("sched_switch prev_state", &f.sched_switch_prev_state),
+            ("page-fault tracepoints", &f.page_fault_tracepoints),
+        ] {
+            table.add_row(Row::new(vec![
+                Cell::new(name),
+                Cell::new(if check.works { "yes" } else { "no" }),
+                Cell::new(&check.detail),
+            ]));
+        }
+        out += &format!("{table}\n");
+    }
 
     let mut notes: Vec<String> = Vec::new();
     let mut note = |reason: &str| -> usize {
