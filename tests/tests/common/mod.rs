@@ -21,6 +21,21 @@ pub fn zc_trace() -> PathBuf {
     p
 }
 
+/// Tests stop zc-trace with SIGINT as Ctrl-C at a terminal would. A test run started as a
+/// background job of a non-interactive shell inherits SIGINT ignored, and zc-trace keeps an
+/// ignored SIGINT ignored on purpose (kernel/signals.rs): such a run waited forever. The
+/// child gets the default disposition back, whatever the test run inherited.
+pub fn sigint_as_at_a_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    }
+}
+
 pub fn exact_io() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zc-exact-io"))
 }
@@ -113,7 +128,7 @@ pub fn json(out: &Output) -> serde_json::Value {
 /// Starts zc-trace and returns once it says it is attached (its stderr line), with the
 /// stderr lines read so far.
 pub fn start_attached(args: &[&str]) -> (Child, Vec<String>) {
-    let mut child = Command::new(zc_trace())
+    let mut child = sigint_as_at_a_terminal(&mut Command::new(zc_trace()))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -239,7 +254,12 @@ impl Drop for KillOnDrop {
 
 /// Starts `zc-trace serve ARGS` and returns once it says it is serving.
 pub fn start_serving(args: &[&str]) -> KillOnDrop {
-    let mut serve = Command::new(zc_trace()).arg("serve").args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut serve = sigint_as_at_a_terminal(&mut Command::new(zc_trace()))
+        .arg("serve")
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stderr = BufReader::new(serve.stderr.take().unwrap());
     let mut lines = String::new();
     while !lines.contains("serving") {
