@@ -47,6 +47,10 @@ fn usage_errors_name_what_is_wrong() {
         (&["lab", "--strategies", "read-write,sendfile,read-write"], "read-write twice"),
         (&["trace", "-p", "1,1"], "PID 1 twice"),
         (&["serve", "-p", "1,1"], "PID 1 twice"),
+        (&["top", "-p", "1,1"], "PID 1 twice"),
+        // A pipe is not a terminal: top says what to use instead.
+        (&["top"], "use `zc-trace trace -a -i 1s`"),
+        (&["top", "-i", "50ms"], "shorter than 100ms"),
         (&["trace", "--json", "/proc/forbidden/x.json", "--", "true"], "/proc/forbidden/x.json"),
         (&["trace", "--json", "/proc/forbidden/x.json", "-p", "1"], "/proc/forbidden/x.json"),
         (&["lab", "--json", "/proc/forbidden/x.json"], "/proc/forbidden/x.json"),

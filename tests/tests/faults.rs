@@ -10,15 +10,6 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-/// zc-trace's programs in the kernel's list (every one is named `zc_...`).
-fn our_programs() -> Vec<String> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter_map(|p| p.name_as_str().map(str::to_owned))
-        .filter(|n| n.starts_with("zc_"))
-        .collect()
-}
-
 fn signal(child: &Child, sig: i32) {
     // SAFETY: signalling a child of ours.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);

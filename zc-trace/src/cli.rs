@@ -42,6 +42,18 @@ pub enum Command {
                             zc-trace serve -p 1234,5678 --listen 127.0.0.1:9435"
     )]
     Serve(ServeArgs),
+    /// A live, top-like screen of who copies bytes on this machine: per process, cgroup or
+    /// container, every second.
+    #[command(
+        after_help = "KEYS:\n    c u k z s p n   sort by: CPU copies, to user, kernel, zero-copy, mode switches, PID, name\n    \
+                            r               reverse the order\n    Up Down         select a row\n    \
+                            Enter           the selected row's flows; Esc or Backspace back\n    \
+                            ?               the probes that are not attached, and why\n    \
+                            q Ctrl-C        quit (everything is detached)\n\n\
+                            EXAMPLES:\n    zc-trace top\n    zc-trace top -p 1234,5678 -i 2s\n    \
+                            zc-trace top --cgroup /system.slice --by cgroup"
+    )]
+    Top(TopArgs),
     /// Print the classic zero-copy model, step by step.
     Model,
     /// Run one built-in workload in this process (for benchmarks and other tracers).
@@ -206,6 +218,66 @@ pub struct ServeArgs {
     /// in a container or a Kubernetes pod: one series set per container, never per PID.
     #[arg(long)]
     pub container_labels: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Only these existing processes (PIDs as seen on this host, comma-separated); default:
+    /// every process on the machine.
+    #[arg(short = 'p', long = "pid", value_parser = parse_pid, value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Only the processes in this cgroup (v2) and below it, including ones that start there
+    /// later: a path under the v2 hierarchy, e.g. /system.slice/nginx.service.
+    #[arg(long, value_name = "PATH", conflicts_with = "pids")]
+    pub cgroup: Option<PathBuf>,
+    /// One row per process (default), per cgroup (v2) or per container.
+    #[arg(long, value_enum, default_value_t = TopBy::Process)]
+    pub by: TopBy,
+    /// How often the screen is refreshed, and the window its rates are measured over (e.g.
+    /// 1s, 500ms; at least 100ms).
+    #[arg(short = 'i', long = "interval", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Capacity of the in-kernel per-process counters; exited processes are removed every
+    /// interval, so this bounds the live ones. What does not fit is counted as drops.
+    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub map_entries: u32,
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// Attach kind for function probes: auto picks the best the kernel allows.
+    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
+    pub probe_tier: crate::model::run::Tier,
+    /// The cost model the advice is priced with (default: where `zc-trace calibrate` writes
+    /// it; without one the advice says what it removes, unpriced).
+    #[arg(long, value_name = "FILE")]
+    pub cost_model: Option<PathBuf>,
+}
+
+/// What `top`'s rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopBy {
+    Process,
+    Cgroup,
+    Container,
+}
+
+impl TopBy {
+    pub fn by(self) -> By {
+        match self {
+            TopBy::Process => By::Fd,
+            TopBy::Cgroup => By::Cgroup,
+            TopBy::Container => By::Container,
+        }
+    }
+}
+
+/// `top`'s refresh interval: a duration of at least 100 ms (shorter windows make rates of
+/// a few calls jump, and the screen flicker).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("interval `{s}` is shorter than 100ms: give e.g. 1s or 500ms"));
+    }
+    Ok(d)
 }
 
 /// What `serve`'s series are named by.

@@ -24,6 +24,7 @@ fn main() {
         Command::Lab(args) => commands::lab::run(args),
         Command::Trace(args) => commands::trace::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Top(args) => commands::top::run(args),
         Command::Workload(args) => commands::workload::run(args),
         Command::Model => {
             print!("{}", zc_trace::render::classic::render_model());

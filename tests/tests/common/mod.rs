@@ -53,6 +53,15 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
+/// zc-trace's programs in the kernel's list (every one is named `zc_...`).
+pub fn our_programs() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_owned))
+        .filter(|n| n.starts_with("zc_"))
+        .collect()
+}
+
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -234,12 +243,20 @@ pub fn ensure_debian_package(binary: &str, package: &str) {
     if std::path::Path::new(binary).exists() {
         return;
     }
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .expect("apt-get");
-    assert!(status.success(), "installing Debian's {package} package failed");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get")
+            .success()
+    };
+    // A fresh machine's package lists may be stale or empty: refreshed once, then again.
+    let installed = install() || {
+        let _ = Command::new("apt-get").arg("update").status();
+        install()
+    };
+    assert!(installed, "installing Debian's {package} package failed");
 }
 
 /// Kills a child process when dropped, even if the test panics.

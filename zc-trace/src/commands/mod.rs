@@ -5,8 +5,10 @@ pub mod advised;
 pub mod calibrate;
 pub mod doctor;
 pub mod lab;
+mod live;
 pub mod serve;
 pub mod syscalls;
+pub mod top;
 pub mod trace;
 pub mod workload;
 

@@ -1,33 +1,18 @@
 //! `zc-trace trace`: attribute live processes' copies, zero-copy moves, DMA and switches
 //! (existing PIDs, or a command started held until every probe is attached), optionally
 //! following their children, per process or per thread, per interval and in total.
-use std::{collections::BTreeMap, time::Instant};
-
-use zc_trace_common::{OpClass, Stats};
+use std::time::Instant;
 
 use crate::{
-    attribute::{
-        self,
-        corrections::copied_at_transmit,
-        flows,
-        groups::{self, Grouping},
-        row::{self, Input},
-        strategy::infer_strategy,
-    },
+    attribute::{self, flows},
     cli::{self, By, TraceArgs},
     kernel::{
         cgroups::{self, CgroupPaths},
-        facts::{self, kernel_info},
-        pidns, privileges,
+        facts, pidns, privileges,
         symbols::{Symbols, resolve_command},
         target::{Ended, Target},
     },
-    model::{
-        exit::Fatal,
-        report::{AttributionReport, GlobalEvents},
-        row::{Role, Row},
-        run::Evidence,
-    },
+    model::exit::Fatal,
     probe::{
         attach::attach_floor,
         collect,
@@ -37,7 +22,10 @@ use crate::{
     render::{self, output},
 };
 
-use super::{Signals, Stop, advised};
+use super::{
+    Signals, Stop, advised,
+    live::{Shape, Snapshot, build_report},
+};
 use crate::advise::cost::LoadedCostModel;
 
 pub fn run(args: TraceArgs) -> anyhow::Result<i32> {
@@ -146,6 +134,8 @@ async fn trace(
         return floor(targets, &mut signals, args.prog_stats.as_deref()).await;
     }
     let session = Session::attach_with(filter, args.probe_tier, options)?;
+    let whole_system = args.all || args.cgroup.is_some();
+    let shape = Shape { by: args.by, tier: args.probe_tier, top: whole_system.then_some(args.top) };
     for t in targets.iter_mut() {
         t.release()?;
     }
@@ -199,7 +189,7 @@ async fn trace(
                 let now = Snapshot::take(&session)?;
                 paths.refresh(&now.flows);
                 let delta = now.minus(&previous);
-                let report = build_report(&args, &session, &delta, started.elapsed().as_secs_f64(), targets, &paths)?;
+                let report = build_report(&shape, &session, &delta, started.elapsed().as_secs_f64(), targets, &paths)?;
                 let table = format!(
                     "--- interval ending at {:.1} s\n{}",
                     started.elapsed().as_secs_f64(),
@@ -224,7 +214,7 @@ async fn trace(
     // Sockets still open: what they copied at transmit so far (closed ones are in the stats).
     collect::add_open_sockets(&mut total.stats, &session.open_sockets_copied()?);
     paths.refresh(&total.flows);
-    let mut report = build_report(&args, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
+    let mut report = build_report(&shape, &session, &total, started.elapsed().as_secs_f64(), targets, &paths)?;
     if let Some(symbols) = symbols.as_mut() {
         let comms = session.comms()?;
         let stacks = attribute::stacks::report(
@@ -312,155 +302,6 @@ async fn stop_spawned(
         }
     }
     Ok(status)
-}
-
-/// Cumulative counters at one moment.
-#[derive(Default, Clone)]
-struct Snapshot {
-    stats: BTreeMap<u32, BTreeMap<OpClass, Stats>>,
-    syscalls: BTreeMap<u32, BTreeMap<u32, u64>>,
-    flows: collect::Flows,
-}
-
-impl Snapshot {
-    fn take(session: &Session) -> anyhow::Result<Self> {
-        Ok(Self { stats: session.stats()?, syscalls: session.syscalls()?, flows: session.flows()? })
-    }
-
-    /// What happened since `earlier`.
-    fn minus(&self, earlier: &Snapshot) -> Snapshot {
-        let mut out = self.clone();
-        for (key, classes) in out.stats.iter_mut() {
-            for (class, s) in classes.iter_mut() {
-                if let Some(before) = earlier.stats.get(key).and_then(|c| c.get(class)) {
-                    collect::sub_stats(s, before);
-                }
-            }
-        }
-        for (key, counts) in out.syscalls.iter_mut() {
-            for (nr, calls) in counts.iter_mut() {
-                *calls -= earlier.syscalls.get(key).and_then(|c| c.get(nr)).copied().unwrap_or(0);
-            }
-            counts.retain(|_, c| *c > 0);
-        }
-        for (key, v) in out.flows.flows.iter_mut() {
-            if let Some(before) = earlier.flows.flows.get(key) {
-                v.calls -= before.calls;
-                v.bytes -= before.bytes;
-            }
-        }
-        out.flows.flows.retain(|_, v| v.calls > 0);
-        out
-    }
-}
-
-fn build_report(
-    args: &TraceArgs,
-    session: &Session,
-    snap: &Snapshot,
-    duration_s: f64,
-    targets: &[Target],
-    paths: &flows::PathCache,
-) -> anyhow::Result<AttributionReport> {
-    let comms = session.comms()?;
-    let system: GlobalEvents = session.global_events()?;
-    let evidence: &Evidence = session.evidence();
-    let empty_counts = BTreeMap::new();
-    let role = if args.by == By::Thread { Role::Thread } else { Role::Process };
-    // Every target has a row, even one that did nothing while traced (that is a measurement).
-    let mut keyed: BTreeMap<u32, BTreeMap<OpClass, Stats>> = snap.stats.clone();
-    if matches!(args.by, By::Process | By::Cgroup | By::Container) {
-        for t in targets {
-            keyed.entry(t.pid).or_default();
-        }
-    }
-    let cgroup_ids = session.cgroups()?;
-    let cgroups = CgroupPaths::read();
-    let cgroup_of = |key: u32| cgroups.info(cgroup_ids.get(&key).copied().unwrap_or(0));
-    let row_of =
-        |role: Role, pid: u32, comm: String, by_class: &BTreeMap<OpClass, Stats>, syscalls: &BTreeMap<u32, u64>| {
-            let mut row = row::row(
-                Input {
-                    strategy: infer_strategy(by_class),
-                    role,
-                    pid,
-                    comm,
-                    path: None,
-                    by_class,
-                    syscalls,
-                    elapsed_s: None,
-                    msg_zerocopy: None,
-                },
-                evidence,
-                &system,
-            );
-            // As in the lab: spliced pages that reached a NIC without scatter-gather in
-            // linear packets were copied at transmit (bounded by the linear bytes seen).
-            copied_at_transmit(&mut row);
-            row
-        };
-    let rows: Vec<Row> = match args.by.grouping() {
-        None => keyed
-            .iter()
-            .map(|(&key, by_class)| {
-                let comm =
-                    comms.get(&key).cloned().or_else(|| targets.iter().find(|t| t.pid == key).map(|t| t.comm.clone()));
-                let syscalls = snap.syscalls.get(&key).unwrap_or(&empty_counts);
-                let mut row = row_of(role, key, comm.unwrap_or_else(|| "?".into()), by_class, syscalls);
-                row.flows = flows::rows_for(row.pid, &snap.flows, paths);
-                row.cgroup = Some(cgroup_of(key));
-                row.pid_in_namespace = targets.iter().find(|t| t.pid == key).and_then(|t| t.ns_pid);
-                row
-            })
-            .collect(),
-        Some(grouping) => {
-            let mut by_group: BTreeMap<String, groups::Group> = BTreeMap::new();
-            for (&key, by_class) in &keyed {
-                let cgroup = cgroup_of(key);
-                let group = by_group.entry(groups::label(grouping, &cgroup)).or_default();
-                if group.pids.is_empty() {
-                    group.cgroup = cgroup;
-                }
-                group.add(key, by_class, snap.syscalls.get(&key));
-            }
-            let role = if grouping == Grouping::Cgroup { Role::Cgroup } else { Role::Container };
-            by_group
-                .into_iter()
-                .map(|(label, group)| {
-                    // Group rows have no PID: they are named by their cgroup or container.
-                    let mut row = row_of(role, 0, label, &group.by_class, &group.syscalls);
-                    row.flows = groups::merge_flows(
-                        group.pids.iter().flat_map(|&pid| flows::rows_for(pid, &snap.flows, paths)),
-                    );
-                    let in_container = group.cgroup.container_id.is_some();
-                    row.cgroup = (grouping == Grouping::Cgroup || in_container).then_some(group.cgroup);
-                    row
-                })
-                .collect()
-        }
-    };
-    let rows = if args.all || args.cgroup.is_some() { top_rows(rows, args.top) } else { rows };
-    Ok(AttributionReport {
-        kernel: kernel_info(),
-        tier: args.probe_tier,
-        probes: session.probes().to_vec(),
-        rows,
-        drops: session.drops()?,
-        duration_s,
-        system,
-        lab: None,
-        stacks: None,
-    })
-}
-
-/// The `top` rows that moved most bytes (payload plus copies), most first; the others are
-/// counted in the JSON but summed up in one line of the table.
-fn top_rows(mut rows: Vec<Row>, top: usize) -> Vec<Row> {
-    let weight =
-        |r: &Row| r.payload_bytes + r.cpu_copy.to_user.bytes + r.cpu_copy.from_user.bytes + r.cpu_copy.kernel.bytes;
-    rows.sort_by(|a, b| weight(b).cmp(&weight(a)).then(b.syscalls.cmp(&a.syscalls)));
-    rows.truncate(top.max(1));
-    rows
 }
 
 /// `--floor`: the same tracepoints with do-nothing programs, until the targets end.

@@ -19,6 +19,18 @@ pub enum Tier {
     Tracepoint,
 }
 
+impl Tier {
+    /// As `--probe-tier` spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tier::Auto => "auto",
+            Tier::Fentry => "fentry",
+            Tier::Kprobe => "kprobe",
+            Tier::Tracepoint => "tracepoint",
+        }
+    }
+}
+
 /// How the syscall programs read kernel memory (fds' files, syscall arguments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]

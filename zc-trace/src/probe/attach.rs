@@ -21,15 +21,6 @@ use crate::{
     },
 };
 
-pub(super) fn tier_name(tier: Tier) -> &'static str {
-    match tier {
-        Tier::Auto => "auto",
-        Tier::Fentry => "fentry",
-        Tier::Kprobe => "kprobe",
-        Tier::Tracepoint => "tracepoint",
-    }
-}
-
 /// (attach kind, program) pairs to try for a function probe, best first.
 pub(super) fn candidates(f: &FunctionProbe, tier: Tier) -> Vec<(Attach, &'static str)> {
     let fexit = (Attach::Fexit, f.fexit);

@@ -22,7 +22,7 @@ use crate::{
     probe::{
         attach::{
             self, attach_followers, attach_function, attach_tracepoints, candidates, copy_primitive_status,
-            refused_kinds, tier_name,
+            refused_kinds,
         },
         catalogue::{self, FunctionProbe},
         collect::{self, SyscallCounts},
@@ -402,7 +402,7 @@ impl Session {
                 let tried = failures
                     .get(f.function)
                     .map(|r| r.join("; "))
-                    .unwrap_or_else(|| format!("not tried: --probe-tier {}", tier_name(tier)));
+                    .unwrap_or_else(|| format!("not tried: --probe-tier {}", tier.name()));
                 probes.push(ProbeStatus::unavailable(
                     f.function,
                     &candidates(f, Tier::Auto).iter().map(|(k, _)| k.name()).collect::<Vec<_>>().join("/"),
@@ -607,7 +607,7 @@ fn forced_tier_refused(tier: Tier, kind: Attach, why: &str) -> Fatal {
         format!(
             "--probe-tier {} cannot run on this kernel: it refuses {kind} programs ({why}); use --probe-tier auto \
              (the best this kernel allows) or --probe-tier tracepoint",
-            tier_name(tier)
+            tier.name()
         ),
     )
 }

@@ -13,4 +13,5 @@ pub mod output;
 pub mod stacks;
 pub mod syscalls;
 pub mod table;
+pub mod top;
 pub mod trace;

@@ -145,6 +145,9 @@ pub fn render_drops(drops: &Drops) -> String {
     format!("drops: {} events NOT counted ({}); figures above are lower bounds\n", drops.total, detail.join(", "))
 }
 
+/// How mode switches are counted (the same for every row).
+pub const MODE_SWITCHES_SOURCE: &str = "2 per syscall (entry + return; 1 for exit_group) + 2 per user-mode page fault";
+
 /// Where each column came from: every distinct source among the rows, once.
 fn evidence_notes(rows: &[Row]) -> String {
     if rows.is_empty() {
@@ -158,7 +161,7 @@ fn evidence_notes(rows: &[Row]) -> String {
     };
     let mut out = String::from("where the figures come from:\n");
     out += &format!("  syscalls: observed, {}\n", EVIDENCE_SYSCALLS);
-    out += "  mode sw: 2 per syscall (entry + return; 1 for exit_group) + 2 per user-mode page fault\n";
+    out += &format!("  mode sw: {MODE_SWITCHES_SOURCE}\n");
     out += "  ctx sw: raw_tracepoint:sched:sched_switch (voluntary = went to sleep, involuntary = preempted)\n";
     out += "  faults: raw_tracepoint:exceptions:page_fault_user + page_fault_kernel on user addresses\n";
     out += &format!("  copy ->user: {}\n", distinct(&|r| &r.cpu_copy.to_user.evidence));
