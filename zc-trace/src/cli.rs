@@ -110,12 +110,8 @@ pub struct LabArgs {
     /// /run/netns/NAME path), so the bytes leave through a NIC instead of loopback.
     #[arg(long, value_name = "PATH")]
     pub receiver_netns: Option<std::path::PathBuf>,
-    /// Capacity of the in-kernel per-process counters (entries of (process, syscall class));
-    /// what does not fit is counted and reported as drops.
-    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub map_entries: u32,
     #[command(flatten)]
-    pub relay: RelayArgs,
+    pub session: SessionArgs,
     /// Evict the source file from the page cache before each run, so disk DMA shows.
     #[arg(long)]
     pub cold: bool,
@@ -128,9 +124,6 @@ pub struct LabArgs {
     /// Also draw CPU copies per payload byte and mode switches per MiB, per strategy, as SVG.
     #[arg(long, value_name = "FILE.svg", value_parser = parse_svg_path)]
     pub plot: Option<std::path::PathBuf>,
-    /// Attach kind for function probes: auto picks the best the kernel allows.
-    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
-    pub probe_tier: crate::model::run::Tier,
     /// Exact byte counts instead of human units.
     #[arg(long)]
     pub raw: bool,
@@ -198,15 +191,8 @@ pub struct ServeArgs {
     /// comm="other", strategy="other".
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_series: u32,
-    /// Attach kind for function probes: auto picks the best the kernel allows.
-    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
-    pub probe_tier: crate::model::run::Tier,
-    /// Capacity of the in-kernel per-process counters; exited processes are folded and
-    /// removed every few seconds, so this bounds the live ones.
-    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub map_entries: u32,
     #[command(flatten)]
-    pub relay: RelayArgs,
+    pub session: SessionArgs,
     /// Every process in this cgroup (v2) and below it, including processes that start there
     /// later: a path under the v2 hierarchy.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["pids", "all"])]
@@ -237,15 +223,8 @@ pub struct TopArgs {
     /// 1s, 500ms; at least 100ms).
     #[arg(short = 'i', long = "interval", default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
-    /// Capacity of the in-kernel per-process counters; exited processes are removed every
-    /// interval, so this bounds the live ones. What does not fit is counted as drops.
-    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub map_entries: u32,
     #[command(flatten)]
-    pub relay: RelayArgs,
-    /// Attach kind for function probes: auto picks the best the kernel allows.
-    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
-    pub probe_tier: crate::model::run::Tier,
+    pub session: SessionArgs,
     /// The cost model the advice is priced with (default: where `zc-trace calibrate` writes
     /// it; without one the advice says what it removes, unpriced).
     #[arg(long, value_name = "FILE")]
@@ -319,15 +298,8 @@ pub struct TraceArgs {
     /// One row per process (default) or per thread.
     #[arg(long, value_enum, default_value_t = By::Process)]
     pub by: By,
-    /// Capacity of the in-kernel per-process counters (entries of (process, syscall class));
-    /// what does not fit is counted and reported as drops.
-    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub map_entries: u32,
     #[command(flatten)]
-    pub relay: RelayArgs,
-    /// Attach kind for function probes: auto picks the best the kernel allows.
-    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
-    pub probe_tier: crate::model::run::Tier,
+    pub session: SessionArgs,
     /// How the syscall programs read kernel memory: auto picks typed loads where the kernel
     /// allows them.
     #[arg(long, value_enum, default_value_t = crate::model::run::KernelReads::Auto)]
@@ -376,6 +348,22 @@ impl By {
             By::Process | By::Thread | By::Fd => None,
         }
     }
+}
+
+/// How a tracing session attaches and counts: the attach kind, the kernel maps' capacity,
+/// relay pairing (trace, lab, serve, top).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct SessionArgs {
+    /// Attach kind for function probes: auto picks the best the kernel allows.
+    #[arg(long, value_enum, default_value_t = crate::model::run::Tier::Auto)]
+    pub probe_tier: crate::model::run::Tier,
+    /// Capacity of the in-kernel per-process counters (entries of (process, syscall class));
+    /// what does not fit is counted and reported as drops. serve and top remove exited
+    /// processes, so there it bounds the live ones.
+    #[arg(long, default_value_t = zc_trace_common::STATS_MAX_ENTRIES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub map_entries: u32,
+    #[command(flatten)]
+    pub relay: RelayArgs,
 }
 
 /// How sends are paired with the receives that filled their buffers (relays, see

@@ -154,7 +154,7 @@ async fn lab(args: LabArgs, report_to: output::Sink, model: Option<LoadedCostMod
         rows.iter().filter(|r| r.role == "sender").filter_map(|r| classic::compare(r, path, chunks)).collect();
     let report = AttributionReport {
         kernel: kernel_info(),
-        tier: args.probe_tier,
+        tier: args.session.probe_tier,
         probes,
         rows,
         drops,
@@ -251,12 +251,12 @@ async fn run_once(
     let mut pids = vec![sender.pid];
     pids.extend(receiver.as_ref().map(|r| r.pid));
     let options = Options {
-        stats_entries: Some(args.map_entries),
-        relay: args.relay.settings(),
+        stats_entries: Some(args.session.map_entries),
+        relay: args.session.relay.settings(),
         stacks: args.stacks.stacks,
         ..Default::default()
     };
-    let session = Session::attach_with(Filter::Set(pids), args.probe_tier, options)?;
+    let session = Session::attach_with(Filter::Set(pids), args.session.probe_tier, options)?;
     if let Some(r) = receiver.as_mut() {
         r.release()?;
     }

@@ -63,15 +63,15 @@ async fn top(args: TopArgs, cgroup: Option<Filter>, model: Option<LoadedCostMode
     };
     let options = Options {
         by_fd: args.by == TopBy::Process,
-        stats_entries: Some(args.map_entries),
-        relay: args.relay.settings(),
+        stats_entries: Some(args.session.map_entries),
+        relay: args.session.relay.settings(),
         ..Options::default()
     };
     let mut signals = Signals::catch()?;
     // The kernel keeps our programs' run time while this fd is open (what watching costs).
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
-    let mut session = Session::attach_with(filter, args.probe_tier, options)?;
-    let shape = Shape { by: args.by.by(), tier: args.probe_tier, top: None };
+    let mut session = Session::attach_with(filter, args.session.probe_tier, options)?;
+    let shape = Shape { by: args.by.by(), tier: args.session.probe_tier, top: None };
     let mut header = Header {
         kernel: facts::kernel_info().release,
         scope: scope(&args),
@@ -115,7 +115,7 @@ async fn top(args: TopArgs, cgroup: Option<Filter>, model: Option<LoadedCostMode
                 rows = all.into_iter().filter(TopRow::is_active).collect();
                 state.order(&mut rows);
                 (header.probes_attached, header.unavailable) = Header::probes_of(&report);
-                header.tier = format!("{}: {}", args.probe_tier.name(), effective_tier(&report.probes));
+                header.tier = format!("{}: {}", args.session.probe_tier.name(), effective_tier(&report.probes));
                 header.drops = report.drops.total;
                 header.own_cpu_percent = 100.0 * (now.own_cpu - previous.own_cpu).as_secs_f64() / secs;
                 if let (Some(ns), Some(before)) = (now.bpf_ns, previous.bpf_ns) {

@@ -110,9 +110,9 @@ async fn trace(
         follow_forks: args.follow && !args.all && args.cgroup.is_none(),
         by_thread: args.by == By::Thread,
         by_fd: args.by == By::Fd,
-        stats_entries: Some(args.map_entries),
+        stats_entries: Some(args.session.map_entries),
         syscall_buckets: false,
-        relay: args.relay.settings(),
+        relay: args.session.relay.settings(),
         kernel_reads: args.kernel_reads,
         stacks: args.stacks.stacks,
     };
@@ -133,9 +133,9 @@ async fn trace(
     if args.floor {
         return floor(targets, &mut signals, args.prog_stats.as_deref()).await;
     }
-    let session = Session::attach_with(filter, args.probe_tier, options)?;
+    let session = Session::attach_with(filter, args.session.probe_tier, options)?;
     let whole_system = args.all || args.cgroup.is_some();
-    let shape = Shape { by: args.by, tier: args.probe_tier, top: whole_system.then_some(args.top) };
+    let shape = Shape { by: args.by, tier: args.session.probe_tier, top: whole_system.then_some(args.top) };
     for t in targets.iter_mut() {
         t.release()?;
     }

@@ -51,19 +51,19 @@ async fn serve(args: ServeArgs, targets: Vec<Target>, cgroup: Option<Filter>) ->
         None => Filter::Set(targets.iter().map(|t| t.pid).collect()),
     };
     let options = Options {
-        stats_entries: Some(args.map_entries),
-        relay: args.relay.settings(),
+        stats_entries: Some(args.session.map_entries),
+        relay: args.session.relay.settings(),
         syscall_buckets: true,
         ..Default::default()
     };
-    let mut session = Session::attach_with(filter, args.probe_tier, options)?;
+    let mut session = Session::attach_with(filter, args.session.probe_tier, options)?;
     let labels = SeriesLabels { by_cgroup: args.series_by == SeriesBy::Cgroup, container: args.container_labels };
     let mut acc = Accumulator::with_labels(args.max_series as usize, labels);
     // Cgroup paths are read only when a label needs them.
     let with_cgroups = labels != SeriesLabels::default();
     // What the maps cost the node: now (the kernel's own accounting) and at most.
     let cpus = footprint::possible_cpus();
-    let defs = footprint::probe_maps(args.map_entries)?;
+    let defs = footprint::probe_maps(args.session.map_entries)?;
     let model = |f: fn(&footprint::MapDef, u64) -> u64| defs.iter().map(|d| f(d, cpus)).sum::<u64>();
     eprintln!(
         "zc-trace: kernel maps: {} now (the kernel's memlock; the model: {} empty), at most {} with every \
@@ -78,7 +78,7 @@ async fn serve(args: ServeArgs, targets: Vec<Target>, cgroup: Option<Filter>) ->
     let accepting = tokio::spawn(http::accept(listener, scrapes));
     let mut fold_tick = tokio::time::interval(FOLD_EVERY);
     let mut exits_tick = tokio::time::interval(EXITS_EVERY);
-    let fold_after_exits = u64::from(args.map_entries / 16).max(16);
+    let fold_after_exits = u64::from(args.session.map_entries / 16).max(16);
     let mut exited_at_fold = 0;
     loop {
         tokio::select! {
