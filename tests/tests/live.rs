@@ -152,6 +152,28 @@ fn python_socket_sendfile_is_zero_copy_on_the_sending_side() {
 }
 
 /// -f adds the children forked after attach; rows keep their names after they exit.
+/// Debian's pv splices its input file into its stdout pipe (pv 1.6: splice(2) unless -C):
+/// every byte moves by page reference, nothing is payload of pv's own (the pipe's reader,
+/// cat here, reads it to user memory and writes it on). pv is a splicer, not a receiver.
+#[test]
+fn pv_splices_a_file_into_its_pipe() {
+    if !privileged("pv_splices_a_file_into_its_pipe") {
+        return;
+    }
+    ensure_debian_package("/usr/bin/pv", "pv");
+    let dir = TempDir::new("pv");
+    let src = dir.file("src", SIZE as usize);
+    let report = trace(&["-f", "--", "sh", "-c", "pv -q \"$0\" | cat > /dev/null", src.to_str().unwrap()]);
+    let pv = row_of(&report, "pv");
+    assert_eq!(pv["strategy"], "splice", "{pv}");
+    assert_eq!(n(&pv["zero_copy"]["by_kind"]["page_refs"]["bytes"]), SIZE, "{pv}");
+    assert_eq!(n(&pv["zero_copy"]["bytes"]), 0, "moves into a pipe are not deliveries: {pv}");
+    let (bytes, ..) = flow(pv, "splice", "file", "pipe");
+    assert_eq!(bytes, SIZE);
+    let cat = row_of(&report, "cat");
+    assert_eq!(flow(cat, "read", "pipe", "memory").0, SIZE);
+}
+
 #[test]
 fn follow_adds_children() {
     if !privileged("follow_adds_children") {

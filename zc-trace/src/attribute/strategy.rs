@@ -8,6 +8,12 @@ use zc_trace_common::{OpClass, Stats, ZeroCopyKind};
 pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
     let out = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_out);
     let inn = |c: OpClass| by_class.get(&c).map_or(0, |s| s.payload_in);
+    // Pages moved into a pipe by reference (not payload: the pipe's reader delivers it).
+    let into_pipe = |c: OpClass| {
+        by_class.get(&c).map_or(0, |s| {
+            s.zero_copy[ZeroCopyKind::PageRefs as usize].bytes + s.zero_copy[ZeroCopyKind::Vmsplice as usize].bytes
+        })
+    };
     let msg_zerocopy =
         by_class.get(&OpClass::Send).is_some_and(|s| s.zero_copy[ZeroCopyKind::MsgZerocopy as usize].bytes > 0);
     // Senders first, in order of preference on ties: the class that delivered most bytes.
@@ -46,6 +52,12 @@ pub fn infer_strategy(by_class: &BTreeMap<OpClass, Stats>) -> String {
                 "read-write"
             }
         }
+        // Nothing delivered, but pages moved into a pipe without a copy: the producer of a
+        // pipeline (pv, a splice-based reader), whose pipe's reader delivers the payload.
+        None if into_pipe(OpClass::Vmsplice) > 0 && into_pipe(OpClass::Vmsplice) >= into_pipe(OpClass::Splice) => {
+            "vmsplice"
+        }
+        None if into_pipe(OpClass::Splice) > 0 => "splice",
         None if by_class.get(&OpClass::Read).is_some_and(|s| s.direct_read.bytes > 0) => "direct-io",
         None if inn(OpClass::Read) + inn(OpClass::Recv) > 0 => "receive",
         None => "other",
@@ -78,5 +90,21 @@ mod tests {
             [(OpClass::Sendfile, Stats { payload_out: 5, ..Default::default() })].into_iter().collect();
         assert_eq!(infer_strategy(&sf), "sendfile");
         assert_eq!(infer_strategy(&BTreeMap::new()), "other");
+    }
+
+    /// pv (Debian's, 1.6) splices a file into its stdout pipe: nothing it does is payload
+    /// (the pipe's reader delivers it), and a few reads of its own libraries must not make it
+    /// a receiver.
+    #[test]
+    fn a_process_that_only_splices_into_a_pipe_is_a_splicer() {
+        let mut splice = Stats::default();
+        splice.zero_copy[ZeroCopyKind::PageRefs as usize] = Tally { bytes: 32 << 20, calls: 512 };
+        let read = Stats { payload_in: 5396, ..Default::default() };
+        let pv: BTreeMap<_, _> = [(OpClass::Splice, splice), (OpClass::Read, read)].into_iter().collect();
+        assert_eq!(infer_strategy(&pv), "splice");
+        let mut vm = Stats::default();
+        vm.zero_copy[ZeroCopyKind::Vmsplice as usize] = Tally { bytes: 1 << 20, calls: 16 };
+        let producer: BTreeMap<_, _> = [(OpClass::Vmsplice, vm)].into_iter().collect();
+        assert_eq!(infer_strategy(&producer), "vmsplice");
     }
 }
