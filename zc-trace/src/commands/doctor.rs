@@ -3,7 +3,6 @@ use aya::Btf;
 use crate::{
     cli::DoctorArgs,
     kernel::{facts, privileges},
-    model::doctor::Check,
     probe::{doctor, loader, session},
     render::{self, output},
 };
@@ -23,9 +22,9 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
     let mut report = doctor::run(&mut ebpf, btf.as_ref());
     drop(ebpf);
     drop(loader);
-    let (works, detail) = session::typed_loads_check();
-    report.typed_loads = Some(Check { works, detail });
-    report.kernel_features = Some(session::kernel_features());
+    let (typed_loads, kernel_features) = session::doctor_checks();
+    report.typed_loads = Some(typed_loads);
+    report.kernel_features = Some(kernel_features);
     match &args.output.json {
         Some(_) => sink.write_json(&report)?,
         None => sink.write_text(&render::doctor::render_doctor(&report))?,

@@ -80,6 +80,9 @@ pub(super) struct KernelChoices<'a> {
     /// Why io_uring completions cannot be attributed here, when they cannot: their programs
     /// are then not attached, and the probe list says why.
     pub io_uring_error: Option<&'a str>,
+    /// BTF says the kernel has no `exceptions:page_fault_*` tracepoints (arm64): they are not
+    /// tried, and the probe list says why. Unknown (no BTF): they are tried.
+    pub no_page_fault_tracepoints: bool,
 }
 
 pub(super) fn attach_tracepoints(
@@ -91,8 +94,8 @@ pub(super) fn attach_tracepoints(
 ) -> anyhow::Result<()> {
     let mut programs: BTreeMap<&str, &mut Program> = ebpf.programs_mut().collect();
     for tp in catalogue::TRACEPOINTS {
-        if let Some(why) = catalogue::missing_on_this_arch(tp.name) {
-            probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", why));
+        if choices.no_page_fault_tracepoints && catalogue::is_page_fault_tracepoint(tp.name) {
+            probes.push(ProbeStatus::unavailable(tp.name, "raw_tracepoint", catalogue::NO_PAGE_FAULT_TRACEPOINTS));
             continue;
         }
         if tp.event() == "io_uring_complete"

@@ -167,16 +167,17 @@ impl SchedSwitch {
     }
 }
 
-/// Why a tracepoint of [`TRACEPOINTS`] cannot exist on the architecture zc-trace was built
-/// for, if that is the case: it is then not tried, and reported unavailable with this reason.
-///
-/// The `exceptions:page_fault_*` events are defined by arch/x86 alone
-/// (arch/x86/include/asm/trace/exceptions.h); arm64 has no page-fault tracepoint. A source
-/// there would be an fentry/kprobe on `handle_mm_fault` (its `FAULT_FLAG_USER` flag tells a
-/// fault taken in user mode), or the `page-faults` software perf event.
-pub fn missing_on_this_arch(name: &str) -> Option<&'static str> {
-    (name.starts_with("exceptions:page_fault_") && !cfg!(target_arch = "x86_64"))
-        .then_some("exceptions:page_fault_* tracepoints exist on x86 only: page faults are not counted here")
+/// Why the `exceptions:page_fault_*` tracepoints are not attached on a kernel whose BTF has
+/// no `btf_trace_page_fault_user` (doctor says the same). They are defined by arch/x86 alone
+/// (arch/x86/include/asm/trace/exceptions.h); arm64 has none. A source there would be an
+/// fentry/kprobe on `handle_mm_fault` (its `FAULT_FLAG_USER` flag tells a fault taken in
+/// user mode), or the `page-faults` software perf event.
+pub const NO_PAGE_FAULT_TRACEPOINTS: &str =
+    "no exceptions:page_fault_* tracepoints on this kernel (they exist on x86 only): page faults are not counted";
+
+/// Whether `name` (of [`TRACEPOINTS`]) is one of the page-fault tracepoints.
+pub fn is_page_fault_tracepoint(name: &str) -> bool {
+    name.starts_with("exceptions:page_fault_")
 }
 
 /// `dma:*` map events; names differ between kernels, each that exists is attached.

@@ -107,10 +107,18 @@ fn typed_refused(why: &str) -> Fatal {
     Fatal::new(ExitKind::Kernel, format!("--kernel-reads typed: {why}; use --kernel-reads auto or helper"))
 }
 
-/// For `doctor`: whether the syscall programs read kernel memory by typed loads on this
-/// kernel (they are loaded with them to find out) and what was found.
-pub fn typed_loads_check() -> (bool, String) {
+/// For `doctor`, from one reading of the kernel's BTF: how the syscall programs read kernel
+/// memory here ([`typed_loads_check`]) and the kernel facts that decide how the counting
+/// programs are built ([`kernel_features`]).
+pub fn doctor_checks() -> (Check, KernelFeatures) {
     let facts = BtfFacts::read();
+    let (works, detail) = typed_loads_check(&facts);
+    (Check { works, detail }, kernel_features(&facts))
+}
+
+/// Whether the syscall programs read kernel memory by typed loads on this kernel (they are
+/// loaded with them to find out) and what was found.
+fn typed_loads_check(facts: &BtfFacts) -> (bool, String) {
     if let Err(why) = &facts.typed {
         return (false, format!("typed loads unavailable: {why}"));
     }
@@ -128,9 +136,8 @@ pub fn typed_loads_check() -> (bool, String) {
     }
 }
 
-/// For `doctor`: the kernel facts that decide how the counting programs are built here.
-pub fn kernel_features() -> KernelFeatures {
-    let facts = BtfFacts::read();
+/// The kernel facts that decide how the counting programs are built here.
+fn kernel_features(facts: &BtfFacts) -> KernelFeatures {
     let check = |works: bool, detail: &str| Check { works, detail: detail.to_string() };
     KernelFeatures {
         task_btf: if facts.task_btf {
@@ -149,10 +156,7 @@ pub fn kernel_features() -> KernelFeatures {
         },
         page_fault_tracepoints: match facts.page_fault_tracepoints {
             Some(true) => check(true, "exceptions:page_fault_user/kernel in BTF"),
-            Some(false) => check(
-                false,
-                "no exceptions:page_fault_* tracepoints (they exist on x86 only): page faults are not counted",
-            ),
+            Some(false) => check(false, catalogue::NO_PAGE_FAULT_TRACEPOINTS),
             None => check(false, "kernel BTF unreadable: not known"),
         },
     }
@@ -367,6 +371,7 @@ impl Session {
             let choices = attach::KernelChoices {
                 sched_switch: facts.sched_switch,
                 io_uring_error: facts.io_uring_error.as_deref(),
+                no_page_fault_tracepoints: facts.page_fault_tracepoints == Some(false),
             };
             attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok, &choices)?;
             attach_followers(&mut ebpf, options.by_fd, options.stacks, &mut probes)?;
