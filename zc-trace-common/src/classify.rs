@@ -9,8 +9,7 @@
 use crate::{
     FdKind,
     linux::{
-        AF_INET, AF_INET6, AF_UNIX, DEV_NULL, IPPROTO_TCP, IPPROTO_UDP, O_DIRECT, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG,
-        S_IFSOCK,
+        AF_INET, AF_INET6, AF_UNIX, DEV_NULL, IPPROTO_TCP, IPPROTO_UDP, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK,
     },
 };
 
@@ -19,6 +18,9 @@ use crate::{
 pub trait FileFields {
     /// `file->f_flags`.
     fn f_flags(&self) -> Option<u32>;
+    /// The `O_DIRECT` bit of `f_flags` on this architecture (not a memory read: a constant
+    /// user space sets before load, since it differs by architecture, see `linux::O_DIRECT`).
+    fn o_direct(&self) -> u32;
     /// `inode->i_rdev`, in the kernel's internal dev_t encoding.
     fn i_rdev(&self) -> Option<u32>;
     /// A socket file's `sk->sk_family` and `sk->sk_protocol`.
@@ -30,7 +32,7 @@ pub trait FileFields {
 #[inline(always)]
 pub fn classify<F: FileFields>(i_mode: u16, file: &F) -> Option<FdKind> {
     Some(match i_mode & S_IFMT {
-        S_IFREG => regular_file_kind(file.f_flags()?),
+        S_IFREG => regular_file_kind(file.f_flags()?, file.o_direct()),
         S_IFIFO => FdKind::Pipe,
         S_IFSOCK => {
             let (family, protocol) = file.sock_family_protocol()?;
@@ -44,8 +46,8 @@ pub fn classify<F: FileFields>(i_mode: u16, file: &F) -> Option<FdKind> {
 /// A regular file: O_DIRECT I/O bypasses the page cache (the device DMAs to or from user
 /// memory), so it is a kind of its own.
 #[inline(always)]
-pub const fn regular_file_kind(f_flags: u32) -> FdKind {
-    if f_flags & O_DIRECT != 0 { FdKind::FileDirect } else { FdKind::File }
+pub const fn regular_file_kind(f_flags: u32, o_direct: u32) -> FdKind {
+    if f_flags & o_direct != 0 { FdKind::FileDirect } else { FdKind::File }
 }
 
 /// A character device: /dev/null apart, because `write_null()` returns the count without
@@ -72,7 +74,7 @@ mod tests {
     use core::cell::Cell;
 
     use super::*;
-    use crate::FdKind::*;
+    use crate::{FdKind::*, linux::O_DIRECT};
 
     /// A file whose fields are given (`None`: unreadable), counting which were asked for.
     #[derive(Default)]
@@ -95,6 +97,9 @@ mod tests {
         fn f_flags(&self) -> Option<u32> {
             self.ask(0);
             self.f_flags
+        }
+        fn o_direct(&self) -> u32 {
+            O_DIRECT
         }
         fn i_rdev(&self) -> Option<u32> {
             self.ask(1);

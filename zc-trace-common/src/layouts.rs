@@ -66,6 +66,9 @@ pub struct KernelOffsets {
     /// `task_struct.__state` (`state` before 5.14), for `sched_switch` on kernels whose
     /// tracepoint does not pass `prev_state` (before 5.18); 0 where BTF has neither.
     pub task_state: u32,
+    /// Not an offset: the architecture's `O_DIRECT` bit in `file->f_flags` (it differs
+    /// between x86 and arm64), for telling O_DIRECT files apart.
+    pub o_direct: u32,
 }
 
 /// How the syscall programs read kernel memory, chosen by user space before load.

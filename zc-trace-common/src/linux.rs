@@ -10,7 +10,10 @@ pub const MSG_ZEROCOPY: u32 = 0x400_0000;
 /// splice/sendfile whose pages the protocol may take by reference.
 pub const MSG_SPLICE_PAGES: u32 = 0x800_0000;
 
-/// `O_DIRECT` on x86-64 (and most architectures; arm64 differs and would need its own value).
+/// `O_DIRECT` on x86-64 (include/uapi/asm-generic/fcntl.h). arm64 defines its own,
+/// 0o200000 (arch/arm64/include/uapi/asm/fcntl.h, where 0o40000 is O_DIRECTORY): the kernel
+/// programs compare `f_flags` with `KernelOffsets::o_direct`, which user space sets to its
+/// architecture's value.
 pub const O_DIRECT: u32 = 0o40000;
 
 /// File types in `inode->i_mode` (include/uapi/linux/stat.h).
@@ -70,3 +73,54 @@ pub const IPV6_RECVERR: i32 = 25;
 /// `SO_EE_CODE_ZEROCOPY_COPIED` in `ee_code` when the kernel copied them after all.
 pub const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
 pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+
+/// arm64's perf-event program context, `struct bpf_perf_event_data`
+/// (include/uapi/linux/bpf_perf_event.h), in u64 words: `bpf_user_pt_regs_t regs` is arm64's
+/// `struct user_pt_regs` (arch/arm64/include/uapi/asm/bpf_perf_event.h and ptrace.h:
+/// `regs[31], sp, pc, pstate`), then `sample_period`, then `addr`. UAPI: the same on every
+/// arm64 kernel.
+pub const ARM64_PERF_PSTATE_WORD: usize = 33;
+pub const ARM64_PERF_ADDR_WORD: usize = 35;
+/// `PSR_MODE_MASK` (arch/arm64/include/uapi/asm/ptrace.h): PSTATE's exception level and
+/// stack pointer; `PSR_MODE_EL0t` (0) is user mode.
+pub const ARM64_PSR_MODE_MASK: u64 = 0xf;
+/// Bit 55 of a virtual address picks the translation table on arm64: clear, TTBR0, the
+/// user half (whatever the top byte holds: it is ignored for user pointers, TBI).
+pub const ARM64_VA_KERNEL_HALF: u64 = 1 << 55;
+
+/// What a page fault was, for mode switches: taken in user mode (one round trip into the
+/// kernel), or taken by the kernel on a user address (inside a syscall: no extra switch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    User,
+    KernelOnUserAddress,
+    /// On a kernel address: not the process's memory.
+    Other,
+}
+
+/// arm64: a page fault from the `page-faults` perf event's registers and address.
+pub fn arm64_fault(pstate: u64, addr: u64) -> FaultKind {
+    if pstate & ARM64_PSR_MODE_MASK == 0 {
+        FaultKind::User
+    } else if addr & ARM64_VA_KERNEL_HALF == 0 {
+        FaultKind::KernelOnUserAddress
+    } else {
+        FaultKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm64_faults_by_exception_level_and_address_half() {
+        // EL0t (0b0000) with interrupts unmasked: user mode.
+        assert_eq!(arm64_fault(0x0000_0000, 0x0000_ffff_a000_0000), FaultKind::User);
+        // EL1h (0b0101), a user address (tagged pointers keep bit 55 clear).
+        assert_eq!(arm64_fault(0x6000_0005, 0x0000_aaaa_0000_1000), FaultKind::KernelOnUserAddress);
+        assert_eq!(arm64_fault(0x6000_0005, 0x0f00_aaaa_0000_1000), FaultKind::KernelOnUserAddress);
+        // EL1h on a kernel address (vmalloc, linear map).
+        assert_eq!(arm64_fault(0x6000_0005, 0xffff_8000_1000_0000), FaultKind::Other);
+    }
+}

@@ -62,6 +62,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     regs_sp: 0,
     regs_fp: 0,
     task_state: 0,
+    o_direct: 0,
 };
 
 /// One offset, read from the global at run time. Volatile: the compiler must not fold the
@@ -219,6 +220,11 @@ struct TypedFile {
 
 impl FileFields for TypedFile {
     #[inline(always)]
+    fn o_direct(&self) -> u32 {
+        off!(o_direct)
+    }
+
+    #[inline(always)]
     fn f_flags(&self) -> Option<u32> {
         Some(typed::load(self.file, off!(file_f_flags)))
     }
@@ -345,6 +351,11 @@ struct OpenFile {
 }
 
 impl FileFields for OpenFile {
+    #[inline(always)]
+    fn o_direct(&self) -> u32 {
+        off!(o_direct)
+    }
+
     #[inline(always)]
     fn f_flags(&self) -> Option<u32> {
         read(self.file, off!(file_f_flags))

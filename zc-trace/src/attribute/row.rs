@@ -59,8 +59,8 @@ pub fn row(input: Input<'_>, evidence: &run::Evidence, global: &GlobalEvents) ->
         *class_syscalls.entry(class_of(key)).or_default() += calls;
     }
     let has = |tp: &str| evidence.tracepoint(tp);
-    let faults_user = has(PAGE_FAULT_USER).then_some(total.user_faults);
-    let faults_kernel = has(PAGE_FAULT_KERNEL).then_some(total.kernel_faults);
+    let faults_user = (has(PAGE_FAULT_USER) || evidence.page_faults_perf).then_some(total.user_faults);
+    let faults_kernel = (has(PAGE_FAULT_KERNEL) || evidence.page_faults_perf).then_some(total.kernel_faults);
     let page_faults = match (faults_user, faults_kernel) {
         (None, None) => None,
         (u, k) => Some(u.unwrap_or(0) + k.unwrap_or(0)),

@@ -418,6 +418,8 @@ impl KernelBtf {
             regs_sp: stack_registers(self).map_or(0, |r| r[0]),
             regs_fp: stack_registers(self).map_or(0, |r| r[1]),
             task_state: o("task_struct", &["__state"]).or_else(|_| o("task_struct", &["state"])).unwrap_or(0),
+            // This architecture's (libc's value is the kernel's UAPI for the target).
+            o_direct: libc::O_DIRECT as u32,
         })
     }
 

@@ -54,6 +54,8 @@ pub struct Evidence {
     pub functions: BTreeMap<&'static str, Attach>,
     /// Tracepoints that attached, by `category:name`.
     pub tracepoints: Vec<&'static str>,
+    /// Page faults are counted by the `page-faults` perf event (arm64), not tracepoints.
+    pub page_faults_perf: bool,
     /// `dma:*` tracepoints that attached, by their name after `dma:`.
     pub dma: Vec<&'static str>,
     /// Why DMA mappings are counted without bytes and direction, when they are (the

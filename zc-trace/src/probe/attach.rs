@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use aya::{
     Btf, Ebpf,
-    programs::{FExit, KProbe, Program, RawTracePoint},
+    programs::{
+        FExit, KProbe, PerfEvent, Program, RawTracePoint,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
 };
 
 use crate::{
@@ -71,6 +74,34 @@ pub(super) fn attach_function(
         }
     }
     Err(reasons)
+}
+
+/// arm64 (no page-fault tracepoints): the `page-faults` software perf event on every online
+/// CPU, each fault sampled into the program that counts it. CPUs brought online later are
+/// not covered. Elsewhere nothing is attached: the program reads arm64's context layout.
+pub(super) fn attach_page_faults_perf(ebpf: &mut Ebpf, probes: &mut Vec<ProbeStatus>, evidence: &mut Evidence) {
+    if !cfg!(target_arch = "aarch64") {
+        return;
+    }
+    let attached = (|| -> anyhow::Result<()> {
+        let name = catalogue::PAGE_FAULTS_PERF_PROGRAM;
+        let prog: &mut PerfEvent =
+            ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?.try_into()?;
+        prog.load()?;
+        for cpu in aya::util::online_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))? {
+            let scope = PerfEventScope::AllProcessesOneCpu { cpu };
+            prog.attach(PerfEventConfig::Software(SoftwareEvent::PageFaults), scope, SamplePolicy::Period(1), false)
+                .with_context(|| format!("perf_event_open on CPU {cpu}"))?;
+        }
+        Ok(())
+    })();
+    match attached {
+        Ok(()) => {
+            probes.push(ProbeStatus::attached(catalogue::PAGE_FAULTS_PERF, "perf_event"));
+            evidence.page_faults_perf = true;
+        }
+        Err(e) => probes.push(ProbeStatus::unavailable(catalogue::PAGE_FAULTS_PERF, "perf_event", format!("{e:#}"))),
+    }
 }
 
 /// What this kernel's BTF decided about the tracepoint programs.

@@ -169,11 +169,16 @@ impl SchedSwitch {
 
 /// Why the `exceptions:page_fault_*` tracepoints are not attached on a kernel whose BTF has
 /// no `btf_trace_page_fault_user` (doctor says the same). They are defined by arch/x86 alone
-/// (arch/x86/include/asm/trace/exceptions.h); arm64 has none. A source there would be an
-/// fentry/kprobe on `handle_mm_fault` (its `FAULT_FLAG_USER` flag tells a fault taken in
-/// user mode), or the `page-faults` software perf event.
+/// (arch/x86/include/asm/trace/exceptions.h); arm64 has none, and counts faults with the
+/// `page-faults` perf event instead ([`PAGE_FAULTS_PERF`]).
 pub const NO_PAGE_FAULT_TRACEPOINTS: &str =
-    "no exceptions:page_fault_* tracepoints on this kernel (they exist on x86 only): page faults are not counted";
+    "no exceptions:page_fault_* tracepoints on this kernel (they exist on x86 only)";
+
+/// arm64's page-fault source instead of the tracepoints: the `page-faults` software perf
+/// event on every online CPU, every fault sampled into this program (zc-trace-ebpf
+/// probes/faults.rs), which tells user-mode faults from the kernel's by the exception level.
+pub const PAGE_FAULTS_PERF: &str = "page-faults";
+pub const PAGE_FAULTS_PERF_PROGRAM: &str = "zc_page_fault_arm64";
 
 /// Whether `name` (of [`TRACEPOINTS`]) is one of the page-fault tracepoints.
 pub fn is_page_fault_tracepoint(name: &str) -> bool {

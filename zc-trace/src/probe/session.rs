@@ -156,7 +156,13 @@ fn kernel_features(facts: &BtfFacts) -> KernelFeatures {
         },
         page_fault_tracepoints: match facts.page_fault_tracepoints {
             Some(true) => check(true, "exceptions:page_fault_user/kernel in BTF"),
-            Some(false) => check(false, catalogue::NO_PAGE_FAULT_TRACEPOINTS),
+            Some(false) if cfg!(target_arch = "aarch64") => check(
+                false,
+                &format!("{}: faults are counted by the page-faults perf event", catalogue::NO_PAGE_FAULT_TRACEPOINTS),
+            ),
+            Some(false) => {
+                check(false, &format!("{}: page faults are not counted", catalogue::NO_PAGE_FAULT_TRACEPOINTS))
+            }
             None => check(false, "kernel BTF unreadable: not known"),
         },
     }
@@ -374,6 +380,9 @@ impl Session {
                 no_page_fault_tracepoints: facts.page_fault_tracepoints == Some(false),
             };
             attach_tracepoints(&mut ebpf, &mut probes, &mut evidence, &dma_event_ok, &choices)?;
+            if choices.no_page_fault_tracepoints {
+                attach::attach_page_faults_perf(&mut ebpf, &mut probes, &mut evidence);
+            }
             attach_followers(&mut ebpf, options.by_fd, options.stacks, &mut probes)?;
             let mut failed = Vec::new();
             for f in &viable {

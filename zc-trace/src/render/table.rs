@@ -3,13 +3,14 @@
 use prettytable::{Cell, Row as TRow, Table, format};
 
 use crate::{
-    attribute::syscalls::EVIDENCE_SYSCALLS,
+    attribute::{sources::PAGE_FAULT_USER, syscalls::EVIDENCE_SYSCALLS},
     model::{
         evidence::Evidence,
         report::AttributionReport,
         row::Row,
-        run::{Drops, ProbeState},
+        run::{Drops, ProbeState, ProbeStatus},
     },
+    probe::catalogue,
     render::classic::render_comparisons,
 };
 
@@ -121,7 +122,7 @@ pub fn render(report: &AttributionReport, raw: bool) -> String {
     if let Some(lab) = &report.lab {
         out += &render_comparisons(&lab.classic);
     }
-    out += &evidence_notes(&report.rows);
+    out += &evidence_notes(&report.rows, &report.probes);
     out += &render_drops(&report.drops);
     let unavailable: Vec<String> = report
         .probes
@@ -145,11 +146,24 @@ pub fn render_drops(drops: &Drops) -> String {
     format!("drops: {} events NOT counted ({}); figures above are lower bounds\n", drops.total, detail.join(", "))
 }
 
+/// What counted page faults on this run: the x86 tracepoints, arm64's perf event, or nothing
+/// (then the faults are n/a and the probe list says why).
+fn fault_source(probes: &[ProbeStatus]) -> &'static str {
+    let attached = |name: &str| probes.iter().any(|p| p.name == name && p.status == ProbeState::Attached);
+    if attached(catalogue::PAGE_FAULTS_PERF) {
+        "perf_event:page-faults on every CPU (user mode by the faulting context's exception level; kernel mode on user addresses)"
+    } else if attached(PAGE_FAULT_USER) {
+        "raw_tracepoint:exceptions:page_fault_user + page_fault_kernel on user addresses"
+    } else {
+        "not counted on this kernel (see the probe list)"
+    }
+}
+
 /// How mode switches are counted (the same for every row).
 pub const MODE_SWITCHES_SOURCE: &str = "2 per syscall (entry + return; 1 for exit_group) + 2 per user-mode page fault";
 
 /// Where each column came from: every distinct source among the rows, once.
-fn evidence_notes(rows: &[Row]) -> String {
+fn evidence_notes(rows: &[Row], probes: &[ProbeStatus]) -> String {
     if rows.is_empty() {
         return String::new();
     }
@@ -163,7 +177,7 @@ fn evidence_notes(rows: &[Row]) -> String {
     out += &format!("  syscalls: observed, {}\n", EVIDENCE_SYSCALLS);
     out += &format!("  mode sw: {MODE_SWITCHES_SOURCE}\n");
     out += "  ctx sw: raw_tracepoint:sched:sched_switch (voluntary = went to sleep, involuntary = preempted)\n";
-    out += "  faults: raw_tracepoint:exceptions:page_fault_user + page_fault_kernel on user addresses\n";
+    out += &format!("  faults: {}\n", fault_source(probes));
     out += &format!("  copy ->user: {}\n", distinct(&|r| &r.cpu_copy.to_user.evidence));
     out += &format!("  copy user->: {}\n", distinct(&|r| &r.cpu_copy.from_user.evidence));
     out += &format!("  copy kernel: {}\n", distinct(&|r| &r.cpu_copy.kernel.evidence));
