@@ -72,18 +72,21 @@ async fn top(args: TopArgs, cgroup: Option<Filter>, model: Option<LoadedCostMode
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     let mut session = Session::attach_with(filter, args.session.probe_tier, options)?;
     let shape = Shape { by: args.by.by(), tier: args.session.probe_tier, top: None };
+    // What is attached is known now: the first screen says so while it measures.
+    let (probes_attached, unavailable) = Header::probes_of(session.probes());
     let mut header = Header {
         kernel: facts::kernel_info().release,
         scope: scope(&args),
-        tier: String::new(),
+        tier: format!("{}: {}", args.session.probe_tier.name(), effective_tier(session.probes())),
         interval_s: args.interval.as_secs_f64(),
-        probes_attached: 0,
-        unavailable: Vec::new(),
+        probes_attached,
+        unavailable,
         drops: 0,
         bpf_cpu_percent: None,
         bpf_runs_per_s: None,
         own_cpu_percent: 0.0,
         idle_rows: 0,
+        intervals: 0,
         groups: match args.by {
             TopBy::Process => None,
             TopBy::Cgroup => Some("CGROUP"),
@@ -114,9 +117,8 @@ async fn top(args: TopArgs, cgroup: Option<Filter>, model: Option<LoadedCostMode
                 header.idle_rows = all.iter().filter(|r| !r.is_active()).count();
                 rows = all.into_iter().filter(TopRow::is_active).collect();
                 state.order(&mut rows);
-                (header.probes_attached, header.unavailable) = Header::probes_of(&report);
-                header.tier = format!("{}: {}", args.session.probe_tier.name(), effective_tier(&report.probes));
                 header.drops = report.drops.total;
+                header.intervals += 1;
                 header.own_cpu_percent = 100.0 * (now.own_cpu - previous.own_cpu).as_secs_f64() / secs;
                 if let (Some(ns), Some(before)) = (now.bpf_ns, previous.bpf_ns) {
                     header.bpf_cpu_percent = Some(100.0 * (ns.0 - before.0) as f64 / 1e9 / secs);

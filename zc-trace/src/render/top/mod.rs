@@ -8,7 +8,6 @@ use std::cmp::Ordering;
 use crate::{
     advise::{self, advice::Advice, cost::LoadedCostModel},
     model::{
-        report::AttributionReport,
         row::{CopyCell, FdInfo, FlowRow, Row},
         run::{ProbeState, ProbeStatus},
     },
@@ -366,18 +365,18 @@ pub struct Header {
     pub own_cpu_percent: f64,
     /// Rows that made syscalls but moved nothing in the interval (not shown).
     pub idle_rows: usize,
+    /// Intervals measured so far (0: the first is under way, there are no rates yet).
+    pub intervals: u64,
     /// What the rows are when they are groups of processes (`CGROUP`, `CONTAINER`), the
     /// title of their name's column; `None`: processes.
     pub groups: Option<&'static str>,
 }
 
 impl Header {
-    /// The header of a report (its probes and drops); the costs and scope come from the
-    /// command.
-    pub fn probes_of(report: &AttributionReport) -> (usize, Vec<(String, String)>) {
-        let attached = report.probes.iter().filter(|p| p.status == ProbeState::Attached).count();
-        let unavailable = report
-            .probes
+    /// What is attached and what is not, with the reasons.
+    pub fn probes_of(probes: &[ProbeStatus]) -> (usize, Vec<(String, String)>) {
+        let attached = probes.iter().filter(|p| p.status == ProbeState::Attached).count();
+        let unavailable = probes
             .iter()
             .filter(|p| p.status == ProbeState::Unavailable)
             .map(|p| (format!("{} ({})", p.name, p.attach), p.reason.clone().unwrap_or_default()))

@@ -189,7 +189,11 @@ fn fit_tail(name: &str, width: usize) -> String {
 /// The selected row's name, top flow and advice, below the table.
 fn detail_lines<'a>(screen: &Screen) -> Vec<Line<'a>> {
     let Some(r) = screen.state.selected_index(screen.rows).map(|i| &screen.rows[i]) else {
-        return vec![Line::from("nothing moved bytes in the last interval")];
+        return vec![Line::from(if screen.header.intervals == 0 {
+            "measuring the first interval"
+        } else {
+            "nothing moved bytes in the last interval"
+        })];
     };
     let who = match r.pid() {
         Some(pid) => format!("PID {pid} ({})", r.name),

@@ -197,6 +197,7 @@ fn header() -> Header {
         bpf_runs_per_s: Some(56_900.0),
         own_cpu_percent: 0.6,
         idle_rows: 3,
+        intervals: 1,
         groups: None,
     }
 }
@@ -262,6 +263,18 @@ fn groups_are_named_by_the_end_of_their_path() {
     let line = |y: u16| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>();
     assert!(line(4).starts_with("CGROUP               STRATEGY"), "{}", line(4));
     assert!(line(5).starts_with("...ice/nginx.service read-write"), "{}", line(5));
+}
+
+#[test]
+fn the_first_screen_says_it_is_measuring() {
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let header = Header { intervals: 0, ..header() };
+    let state = TopState::default();
+    terminal.draw(|f| screen::draw(f, &Screen { header: &header, rows: &[], state: &state, colour: false })).unwrap();
+    let buffer = terminal.backend().buffer();
+    let line = |y: u16| (0..80).map(|x| buffer[(x, y)].symbol()).collect::<String>();
+    assert!(line(21).starts_with("measuring the first interval"), "{}", line(21));
+    assert!(line(1).contains("probes: 40 attached, 1 unavailable (?: why)"), "{}", line(1));
 }
 
 #[test]
