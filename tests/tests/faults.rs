@@ -15,14 +15,6 @@ fn signal(child: &Child, sig: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
-fn wait_gone(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < Duration::from_secs(5), "{what} still there after 5 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn processes_named(prefix: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()

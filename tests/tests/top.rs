@@ -222,12 +222,7 @@ fn top_shows_a_copier_and_a_sendfile_server_at_their_rates() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "exit 0");
-    // The kernel frees programs once their last reference goes, a moment after the exit.
-    let start = Instant::now();
-    while !our_programs().is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(5), "programs left attached after q: {:?}", our_programs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone("zc_ programs after q", || our_programs().is_empty());
 
     assert!(rw.wait().unwrap().success() && sf.wait().unwrap().success());
     rw_drain.join().unwrap();

@@ -62,6 +62,16 @@ pub fn our_programs() -> Vec<String> {
         .collect()
 }
 
+/// Waits up to 5 s for `check` to hold (what was there is gone): the kernel frees programs
+/// once their last reference goes, a moment after zc-trace exits.
+pub fn wait_gone(what: &str, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(5), "{what} still there after 5 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -1,7 +1,7 @@
 //! The live session's counters, read at one moment ([`Snapshot`]), differenced per interval,
 //! and attributed into a report's rows ([`build_report`]): one pipeline for `trace` (its
 //! intervals and summary) and `top` (its screens).
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zc_trace_common::{OpClass, Stats};
 
@@ -31,20 +31,41 @@ pub(super) struct Shape {
     pub top: Option<usize>,
 }
 
-/// Cumulative counters at one moment.
+/// Cumulative counters at one moment, with the command names recorded by then.
 #[derive(Default, Clone)]
 pub(super) struct Snapshot {
     pub stats: BTreeMap<u32, BTreeMap<OpClass, Stats>>,
     pub syscalls: BTreeMap<u32, BTreeMap<u32, u64>>,
     pub flows: collect::Flows,
+    pub comms: BTreeMap<u32, String>,
 }
 
 impl Snapshot {
     pub fn take(session: &Session) -> anyhow::Result<Self> {
-        Ok(Self { stats: session.stats()?, syscalls: session.syscalls()?, flows: session.flows()? })
+        Ok(Self {
+            stats: session.stats()?,
+            syscalls: session.syscalls()?,
+            flows: session.flows()?,
+            comms: session.comms()?,
+        })
     }
 
-    /// What happened since `earlier`.
+    /// Every process the maps hold an entry of: some have a name and no counters yet, or
+    /// made syscalls but moved nothing.
+    pub fn processes(&self) -> impl Iterator<Item = u32> + '_ {
+        let flows = self.flows.flows.keys().map(|k| k.key);
+        self.stats.keys().chain(self.syscalls.keys()).chain(self.comms.keys()).copied().chain(flows)
+    }
+
+    /// Leaves out these processes (forgotten by the session).
+    pub fn forget(&mut self, pids: &BTreeSet<u32>) {
+        self.stats.retain(|pid, _| !pids.contains(pid));
+        self.syscalls.retain(|pid, _| !pids.contains(pid));
+        self.flows.flows.retain(|k, _| !pids.contains(&k.key));
+        self.comms.retain(|pid, _| !pids.contains(pid));
+    }
+
+    /// What happened since `earlier` (names as they are now).
     pub fn minus(&self, earlier: &Snapshot) -> Snapshot {
         let mut out = self.clone();
         for (key, classes) in out.stats.iter_mut() {
@@ -81,7 +102,7 @@ pub(super) fn build_report(
     targets: &[Target],
     paths: &flows::PathCache,
 ) -> anyhow::Result<AttributionReport> {
-    let comms = session.comms()?;
+    let comms = &snap.comms;
     let system: GlobalEvents = session.global_events()?;
     let evidence: &Evidence = session.evidence();
     let empty_counts = BTreeMap::new();

@@ -4,7 +4,6 @@
 //! are read on a thread of their own and handed to the loop; `q`, Ctrl-C or a signal ends
 //! it, the terminal is restored and every program detached.
 use std::{
-    collections::BTreeSet,
     io::IsTerminal as _,
     time::{Duration, Instant},
 };
@@ -20,14 +19,17 @@ use crate::{
     advise::cost::LoadedCostModel,
     attribute::flows,
     cli::{AdviseArgs, TopArgs, TopBy},
-    kernel::{facts, privileges, target::Target},
-    model::exit::Fatal,
+    kernel::{
+        facts, privileges,
+        target::{self, Target},
+    },
+    model::{exit::Fatal, row::Row},
     probe::{
         loader::Filter,
         session::{Options, Session},
     },
     render::top::{
-        Header, Key, TopRow, TopState, effective_tier,
+        Header, Key, TopRow, TopState, effective_tier, moved_anything,
         screen::{self, Screen},
         wants_colour,
     },
@@ -113,9 +115,9 @@ async fn top(args: TopArgs, cgroup: Option<Filter>, model: Option<LoadedCostMode
                 paths.refresh(&now.snapshot.flows);
                 let secs = now.at.duration_since(previous.at).as_secs_f64();
                 let report = build_report(&shape, &session, &now.snapshot.minus(&previous.snapshot), secs, &[], &paths)?;
-                let all: Vec<TopRow> = report.rows.iter().map(|r| TopRow::from_row(r, secs, model.as_ref())).collect();
-                header.idle_rows = all.iter().filter(|r| !r.is_active()).count();
-                rows = all.into_iter().filter(TopRow::is_active).collect();
+                let (active, idle): (Vec<&Row>, Vec<&Row>) = report.rows.iter().partition(|r| moved_anything(r));
+                header.idle_rows = idle.len();
+                rows = active.into_iter().map(|r| TopRow::from_row(r, secs, model.as_ref())).collect();
                 state.order(&mut rows);
                 header.drops = report.drops.total;
                 header.intervals += 1;
@@ -193,16 +195,11 @@ fn own_cpu_time() -> Duration {
 /// figures were shown): a machine-wide `top` left running must not fill its maps with the
 /// dead, and a PID reused later starts from zero on both sides.
 fn forget_exited(session: &mut Session, last: &mut Snapshot) -> anyhow::Result<()> {
-    // Every process the maps know of: some made syscalls but moved nothing (no stats).
-    let known = last.stats.keys().chain(last.syscalls.keys()).copied().chain(last.flows.flows.keys().map(|k| k.key));
-    let dead: BTreeSet<u32> = known.filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()).collect();
-    if dead.is_empty() {
-        return Ok(());
+    let dead = target::gone(last.processes());
+    if !dead.is_empty() {
+        session.forget(&dead)?;
+        last.forget(&dead);
     }
-    session.forget(&dead)?;
-    last.stats.retain(|pid, _| !dead.contains(pid));
-    last.syscalls.retain(|pid, _| !dead.contains(pid));
-    last.flows.flows.retain(|k, _| !dead.contains(&k.key));
     Ok(())
 }
 

@@ -15,6 +15,12 @@ use crate::{
     model::exit::{ExitKind, Fatal},
 };
 
+/// Of these PIDs, the ones whose process no longer exists (no /proc/PID): what a long-running
+/// session deletes from its maps.
+pub fn gone(pids: impl IntoIterator<Item = u32>) -> std::collections::BTreeSet<u32> {
+    pids.into_iter().filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()).collect()
+}
+
 /// Linux's PF_KTHREAD: the task is a kernel thread (no user space to trace).
 const PF_KTHREAD: u64 = 0x0020_0000;
 

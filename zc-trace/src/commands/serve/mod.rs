@@ -129,13 +129,7 @@ fn fold(session: &mut Session, acc: &mut Accumulator, with_cgroups: bool) -> any
     };
     acc.fold(&stats, &syscalls, &comms, &cgroups, session.evidence(), &global);
     // Every key with an entry: a process can have a name and no counters yet.
-    let dead: std::collections::BTreeSet<u32> = stats
-        .keys()
-        .chain(comms.keys())
-        .chain(syscalls.keys())
-        .copied()
-        .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-        .collect();
+    let dead = crate::kernel::target::gone(stats.keys().chain(comms.keys()).chain(syscalls.keys()).copied());
     session.forget(&dead)?;
     for &pid in &dead {
         acc.forget(pid);

@@ -116,11 +116,6 @@ impl TopRow {
         [self.to_user, self.from_user, self.kernel].into_iter().flatten().sum()
     }
 
-    /// Whether the row moved or copied anything in the interval (idle rows are not shown).
-    pub fn is_active(&self) -> bool {
-        self.copies() > 0.0 || self.zero_copy > 0.0 || self.flows.iter().any(|f| f.bytes_per_s > 0.0)
-    }
-
     pub fn pid(&self) -> Option<u32> {
         match self.key {
             RowKey::Pid(pid) => Some(pid),
@@ -133,6 +128,15 @@ impl TopRow {
 /// flow, `read-write file -> tcp`, names the work better than its first leg into memory).
 fn top_flow(flows: &[FlowRow]) -> Option<&FlowRow> {
     flows.iter().min_by_key(|f| (std::cmp::Reverse(f.bytes), f.destination == "memory"))
+}
+
+/// Whether a report row copied or moved anything (in the measured directions) in its
+/// interval: idle rows are not shown, so they are not made into [`TopRow`]s (nor advised).
+pub fn moved_anything(row: &Row) -> bool {
+    let copied = [&row.cpu_copy.to_user, &row.cpu_copy.from_user, &row.cpu_copy.kernel]
+        .iter()
+        .any(|c| c.unmeasured_ends.is_empty() && c.bytes > 0);
+    copied || row.zero_copy.bytes > 0 || row.flows.iter().any(|f| f.bytes > 0)
 }
 
 fn fd_text(fd: &FdInfo) -> String {

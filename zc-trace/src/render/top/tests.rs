@@ -118,6 +118,20 @@ fn an_end_no_probe_could_measure_is_none_not_zero() {
 }
 
 #[test]
+fn only_rows_that_moved_something_are_shown() {
+    assert!(moved_anything(&copier(10)) && moved_anything(&sender(11)));
+    let none = BTreeMap::new();
+    let idle = row::row(input(13, "idle", &none), &run::Evidence::default(), &GlobalEvents::default());
+    assert!(!moved_anything(&idle));
+    // Copies only in a direction that cannot be measured here are not shown as a rate.
+    let mut recv = Stats { payload_in: MIB, ..Default::default() };
+    recv.to_user[End::Socket as usize] = Tally { bytes: MIB, calls: 16 };
+    let by_class: BTreeMap<OpClass, Stats> = [(OpClass::Recv, recv)].into_iter().collect();
+    let unmeasured = row::row(input(12, "receiver", &by_class), &run::Evidence::default(), &GlobalEvents::default());
+    assert!(!moved_anything(&unmeasured));
+}
+
+#[test]
 fn units_fit_their_columns() {
     assert_eq!(rate(0.0), "0");
     assert_eq!(rate(1023.0), "1023");
